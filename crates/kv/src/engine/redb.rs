@@ -1,0 +1,267 @@
+//! The embedded engine: one redb file, with group commit.
+//!
+//! Reads go straight to redb read transactions (MVCC snapshots). Read-write transactions are
+//! validated and applied by one committer thread: it takes every transaction waiting in its
+//! queue, checks each against the recent-writes index, applies the ones that pass in a single
+//! redb write transaction and answers them all after that one durable commit. Concurrent
+//! committers so share fsyncs, and none is answered before its data is durable.
+//!
+//! The file holds two tables: `data` (the user's keys and values) and `meta` (`revision`: the
+//! number of batches committed since the file was created).
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::engine::recent::RecentWrites;
+use crate::engine::{Commit, Engine, Entry, Snapshot};
+use crate::{Error, Result};
+
+const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const REVISION: &str = "revision";
+
+/// How many transactions one batch takes at most.
+const MAX_BATCH: usize = 512;
+/// How many recent writes the conflict index remembers.
+const RECENT_CAPACITY: usize = 1 << 20;
+
+/// A transaction waiting for the committer.
+struct Pending {
+    commit: Commit,
+    reply: mpsc::SyncSender<Result<()>>,
+}
+
+/// See the module documentation.
+pub(crate) struct RedbEngine {
+    db: Arc<Database>,
+    /// Feeds the committer thread; `None` once shut down.
+    queue: Mutex<Option<mpsc::Sender<Pending>>>,
+    /// The committer thread, joined on drop.
+    committer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for RedbEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbEngine").finish_non_exhaustive()
+    }
+}
+
+impl RedbEngine {
+    /// Opens or creates the file at `path`.
+    pub(crate) fn open(path: &Path) -> Result<RedbEngine> {
+        let db = Database::builder().create(path).map_err(|err| match err {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::Redb(format!(
+                "{}: already open in another process; stop it or use another --data-dir",
+                path.display()
+            )),
+            other => Error::Redb(format!("{}: {other}", path.display())),
+        })?;
+        RedbEngine::start(db)
+    }
+
+    /// An engine over memory only, for tests.
+    pub(crate) fn in_memory() -> Result<RedbEngine> {
+        let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
+        RedbEngine::start(db)
+    }
+
+    fn start(db: Database) -> Result<RedbEngine> {
+        let wtx = db.begin_write()?;
+        let revision = {
+            wtx.open_table(DATA)?;
+            let meta = wtx.open_table(META)?;
+            meta.get(REVISION)?.map_or(0, |guard| guard.value())
+        };
+        wtx.commit()?;
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel();
+        let committer = Committer { db: db.clone(), revision, poisoned: None };
+        let handle = std::thread::Builder::new()
+            .name("strata-kv-commit".into())
+            .spawn(move || committer.run(rx))
+            .map_err(|err| Error::Redb(format!("cannot start the committer thread: {err}")))?;
+        Ok(RedbEngine { db, queue: Mutex::new(Some(tx)), committer: Mutex::new(Some(handle)) })
+    }
+}
+
+impl Drop for RedbEngine {
+    fn drop(&mut self) {
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.take();
+        }
+        if let Some(handle) = self.committer.lock().ok().and_then(|mut h| h.take()) {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Engine for RedbEngine {
+    fn snapshot(&self) -> Result<Box<dyn Snapshot>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(DATA)?;
+        let revision = txn.open_table(META)?.get(REVISION)?.map_or(0, |guard| guard.value());
+        Ok(Box::new(RedbSnapshot { table, revision }))
+    }
+
+    fn commit(&self, commit: Commit) -> Result<()> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        {
+            let queue = self.queue.lock().map_err(|_| shut_down())?;
+            let queue = queue.as_ref().ok_or_else(shut_down)?;
+            queue.send(Pending { commit, reply }).map_err(|_| shut_down())?;
+        }
+        answer.recv().map_err(|_| shut_down())?
+    }
+
+    fn name(&self) -> &'static str {
+        "redb"
+    }
+}
+
+fn shut_down() -> Error {
+    Error::Unavailable("the redb committer has stopped".into())
+}
+
+struct RedbSnapshot {
+    table: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+    revision: u64,
+}
+
+impl Snapshot for RedbSnapshot {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Entry>> {
+        Ok(self.table.get(key)?.map(|value| Entry {
+            key: key.to_vec(),
+            value: value.value().to_vec(),
+            mod_revision: 0,
+        }))
+    }
+
+    fn range(
+        &mut self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>> {
+        if empty_span(start, end) {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for item in self.table.range::<&[u8]>((start, end))?.take(limit) {
+            let (key, value) = item?;
+            out.push(Entry {
+                key: key.value().to_vec(),
+                value: value.value().to_vec(),
+                mod_revision: 0,
+            });
+        }
+        Ok(out)
+    }
+
+    fn revision(&self) -> Option<u64> {
+        Some(self.revision)
+    }
+}
+
+/// redb panics on a range whose start lies after its end; such a span holds nothing.
+fn empty_span(start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
+    match (start, end) {
+        (Bound::Included(s), Bound::Included(e)) => s > e,
+        (Bound::Included(s) | Bound::Excluded(s), Bound::Excluded(e) | Bound::Included(e)) => {
+            s >= e
+        }
+        _ => false,
+    }
+}
+
+/// The committer thread's state.
+struct Committer {
+    db: Arc<Database>,
+    /// The revision of the last batch made durable.
+    revision: u64,
+    /// Set when a commit failed: every later commit is refused until the store is reopened.
+    poisoned: Option<String>,
+}
+
+impl Committer {
+    fn run(mut self, queue: mpsc::Receiver<Pending>) {
+        let mut recent = RecentWrites::new(self.revision, RECENT_CAPACITY);
+        while let Ok(first) = queue.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(&mut recent, batch);
+        }
+    }
+
+    fn commit_batch(&mut self, recent: &mut RecentWrites, batch: Vec<Pending>) {
+        if let Some(reason) = &self.poisoned {
+            for pending in batch {
+                let _ = pending.reply.send(Err(Error::Poisoned(reason.clone())));
+            }
+            return;
+        }
+        let next = self.revision + 1;
+        let mut accepted = Vec::with_capacity(batch.len());
+        for pending in batch {
+            let conflict =
+                pending.commit.revision.and_then(|rev| recent.conflict(rev, &pending.commit.reads));
+            match conflict {
+                Some(reason) => {
+                    let _ = pending.reply.send(Err(Error::Conflict(reason)));
+                }
+                None => {
+                    recent.record(next, pending.commit.writes.keys());
+                    accepted.push(pending);
+                }
+            }
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        match apply(&self.db, next, &accepted) {
+            Ok(()) => {
+                self.revision = next;
+                for pending in accepted {
+                    let _ = pending.reply.send(Ok(()));
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "kv commit failed; refusing further writes");
+                self.poisoned = Some(err.to_string());
+                for pending in accepted {
+                    let _ = pending.reply.send(Err(Error::Poisoned(err.to_string())));
+                }
+            }
+        }
+    }
+}
+
+/// Applies every accepted transaction in one durable redb write transaction.
+fn apply(db: &Database, revision: u64, accepted: &[Pending]) -> Result<()> {
+    let mut wtx = db.begin_write()?;
+    wtx.set_durability(Durability::Immediate)
+        .map_err(|err| Error::Redb(format!("cannot request durable commits: {err}")))?;
+    {
+        let mut data = wtx.open_table(DATA)?;
+        for pending in accepted {
+            for (key, value) in &pending.commit.writes {
+                match value {
+                    Some(value) => data.insert(key.as_slice(), value.as_slice())?,
+                    None => data.remove(key.as_slice())?,
+                };
+            }
+        }
+        wtx.open_table(META)?.insert(REVISION, revision)?;
+    }
+    wtx.commit()?;
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! The store handle: opening an engine, beginning transactions, and retrying conflicts.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::engine::Engine;
+use crate::engine::etcd::EtcdEngine;
+use crate::engine::redb::RedbEngine;
+use crate::{EngineKind, EtcdConfig, KvConfig, ReadTxn, Result, WriteTxn};
+
+/// How long [`Store::with_txn`] keeps retrying a transaction that lost conflicts.
+const RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// A handle to one KV store. Cheap to clone; clones share the engine.
+#[derive(Debug, Clone)]
+pub struct Store {
+    engine: Arc<dyn Engine>,
+}
+
+impl Store {
+    /// Opens the store `config` describes; relative redb paths are taken from `data_dir`.
+    pub fn open(config: &KvConfig, data_dir: &Path) -> Result<Store> {
+        match config.engine {
+            EngineKind::Redb => {
+                let path = match &config.redb.path {
+                    Some(path) => data_dir.join(path),
+                    None => data_dir.join("kv.redb"),
+                };
+                Store::redb(&path)
+            }
+            EngineKind::Etcd => Store::etcd(&config.etcd),
+        }
+    }
+
+    /// Opens or creates a redb file.
+    pub fn redb(path: &Path) -> Result<Store> {
+        Ok(Store { engine: Arc::new(RedbEngine::open(path)?) })
+    }
+
+    /// Connects to etcd.
+    pub fn etcd(config: &EtcdConfig) -> Result<Store> {
+        Ok(Store { engine: Arc::new(EtcdEngine::connect(config)?) })
+    }
+
+    /// A store in memory only, gone when the last handle drops; for tests.
+    pub fn memory() -> Result<Store> {
+        Ok(Store { engine: Arc::new(RedbEngine::in_memory()?) })
+    }
+
+    /// The engine's name: `redb` or `etcd`.
+    pub fn engine_name(&self) -> &'static str {
+        self.engine.name()
+    }
+
+    /// Begins a read-only transaction.
+    pub fn read(&self) -> Result<ReadTxn> {
+        Ok(ReadTxn::new(self.engine.snapshot()?))
+    }
+
+    /// Begins a read-write transaction.
+    pub fn write(&self) -> Result<WriteTxn> {
+        WriteTxn::new(self.engine.clone(), self.engine.name() == "etcd")
+    }
+
+    /// Runs `body` in a read-write transaction and commits it. When the commit (or a read)
+    /// loses a conflict, runs `body` again on a fresh transaction, with growing, jittered
+    /// pauses, for up to 30 seconds. Any other error, from `body` or the commit, rolls the
+    /// transaction back and is returned as it is.
+    pub fn with_txn<T, E>(
+        &self,
+        mut body: impl FnMut(&mut WriteTxn) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E>
+    where
+        E: From<crate::Error> + AsConflict,
+    {
+        let deadline = Instant::now() + RETRY_FOR;
+        let mut pause = Duration::from_micros(50);
+        loop {
+            let attempt = self.write().map_err(E::from).and_then(|mut txn| {
+                let value = body(&mut txn)?;
+                txn.commit().map_err(E::from)?;
+                Ok(value)
+            });
+            match attempt {
+                Err(err) if err.is_conflict() && Instant::now() < deadline => {
+                    std::thread::sleep(pause.mul_f64(0.5 + fastrand::f64()));
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Runs `body` in a read-only transaction.
+    pub fn with_read<T, E>(
+        &self,
+        body: impl FnOnce(&mut ReadTxn) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E>
+    where
+        E: From<crate::Error>,
+    {
+        body(&mut self.read()?)
+    }
+}
+
+/// Errors that can say whether they are a lost conflict, so [`Store::with_txn`] can retry
+/// them. Other crates implement it for their own error types.
+pub trait AsConflict {
+    /// True when the transaction lost a conflict and retrying it may succeed.
+    fn is_conflict(&self) -> bool;
+}
+
+impl AsConflict for crate::Error {
+    fn is_conflict(&self) -> bool {
+        crate::Error::is_conflict(self)
+    }
+}

@@ -1,0 +1,23 @@
+//! Real servers for strata's tests, started on free loopback ports.
+//!
+//! The harness never mocks a server and never skips a test because one is missing: when the
+//! program is not installed it installs the Debian package (`apt-get install`), and if that
+//! fails the test fails with a message saying what to install.
+//!
+//! # Brief overview
+//!
+//! - [`Etcd`]: a one-member etcd cluster in a temporary directory; [`shared_etcd`] starts one
+//!   per test process and tests separate themselves by key prefix.
+//! - [`ensure_program`]: installs a Debian package when its program is missing.
+//! - [`free_port`]: a loopback port nobody listens on.
+//!
+//! Servers are children of an immortal spawner thread that sets `PR_SET_PDEATHSIG`, so they
+//! die with the test process even when it is killed.
+
+#![deny(missing_docs)]
+
+mod etcd;
+mod process;
+
+pub use crate::etcd::{Etcd, shared_etcd};
+pub use crate::process::{ServerProcess, ensure_program, free_port, wait_until};
