@@ -11,6 +11,9 @@ use crate::{EngineKind, EtcdConfig, KvConfig, ReadTxn, Result, WriteTxn};
 
 /// How long [`Store::with_txn`] keeps retrying a transaction that lost conflicts.
 const RETRY_FOR: Duration = Duration::from_secs(30);
+/// The longest pause between two attempts: long enough to let the winner commit, short
+/// enough not to idle while commits take well under a millisecond.
+const MAX_PAUSE: Duration = Duration::from_millis(2);
 
 /// A handle to one KV store. Cheap to clone; clones share the engine.
 #[derive(Debug, Clone)]
@@ -75,7 +78,7 @@ impl Store {
         E: From<crate::Error> + AsConflict,
     {
         let deadline = Instant::now() + RETRY_FOR;
-        let mut pause = Duration::from_micros(50);
+        let mut pause = Duration::from_micros(20);
         loop {
             let attempt = self.write().map_err(E::from).and_then(|mut txn| {
                 let value = body(&mut txn)?;
@@ -85,7 +88,7 @@ impl Store {
             match attempt {
                 Err(err) if err.is_conflict() && Instant::now() < deadline => {
                     std::thread::sleep(pause.mul_f64(0.5 + fastrand::f64()));
-                    pause = (pause * 2).min(Duration::from_millis(20));
+                    pause = (pause * 2).min(MAX_PAUSE);
                 }
                 other => return other,
             }

@@ -1,0 +1,72 @@
+//! The command line: global options and the list of subcommands. Each subcommand's own
+//! arguments live beside its code in `cmd/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::cmd;
+
+/// Strata: versioned storage for volumes, containers and object stores.
+///
+/// One binary for every part of the system:
+///
+///   kv         a transactional key-value layer on redb (embedded) or etcd v3 (a cluster);
+///              every metadata part of strata keeps its records there
+///
+///   serve      runs every strata service in one process, on embedded defaults under one
+///              data directory, or on the engines a --config file names
+///
+/// Start with `strata serve`; inspect what it stores with `strata kv ls`.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about, long_about, verbatim_doc_comment)]
+#[command(after_help = crate::exit::EXIT_CODES_HELP)]
+#[command(propagate_version = true, max_term_width = 100)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options every subcommand accepts.
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// Where strata keeps its data: the redb file, logs, published state.
+    /// Default: /var/lib/strata when run as root, else $XDG_DATA_HOME/strata
+    /// (~/.local/share/strata).
+    #[arg(long, global = true, env = "STRATA_DATA_DIR", value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+
+    /// A strata.toml configuration file; its keys are documented in docs/configuration.md.
+    /// Command-line flags win over it.
+    #[arg(long, global = true, env = "STRATA_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Log more: -v for debug, -vv for trace. STRATA_LOG (e.g. `strata_kv=debug`) wins.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub(crate) verbose: u8,
+
+    /// Log less: -q for warnings and errors only, -qq for errors only.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) quiet: u8,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run every strata service in one process until SIGINT or SIGTERM.
+    Serve(cmd::serve::ServeArgs),
+    /// Inspect and change a KV store directly (for operators; keys and values are bytes).
+    Kv(cmd::kv::KvArgs),
+}
+
+impl Command {
+    /// Long-running services log what they do; one-shot commands only what went wrong.
+    pub(crate) fn default_log_level(&self) -> tracing::Level {
+        match self {
+            Command::Serve(_) => tracing::Level::INFO,
+            Command::Kv(_) => tracing::Level::WARN,
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! One module per subcommand; `run` dispatches.
+
+pub(crate) mod kv;
+pub(crate) mod serve;
+
+use crate::args::{Cli, Command};
+use crate::config::Config;
+
+/// Runs the parsed command line.
+pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(&cli.global)?;
+    let data_dir = config.data_dir(&cli.global)?;
+    match cli.command {
+        Command::Serve(args) => serve::run(args, &config, &data_dir),
+        Command::Kv(args) => kv::run(args, &config, &data_dir),
+    }
+}

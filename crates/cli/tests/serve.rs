@@ -1,0 +1,38 @@
+//! `strata serve`: starts on embedded defaults and stops cleanly on signals.
+
+use std::time::Duration;
+
+use anyhow::ensure;
+
+use crate::util::Strata;
+
+fn serve_then_signal(signal: i32) -> anyhow::Result<()> {
+    let strata = Strata::new()?;
+    let server = strata.command().arg("serve").stderr(std::process::Stdio::piped()).spawn()?;
+    strata_testkit::wait_until("strata serve", Duration::from_secs(10), || {
+        Ok(strata.dir.path().join("kv.redb").exists())
+    })?;
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = libc::pid_t::try_from(server.id())?;
+    #[allow(unsafe_code, reason = "sending a signal to our own child")]
+    // SAFETY: kill(2) on a child we spawned and have not reaped.
+    let sent = unsafe { libc::kill(pid, signal) };
+    ensure!(sent == 0, "kill failed");
+    let output = server.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(output.status.success(), "serve exited with {}: {stderr}", output.status);
+    ensure!(stderr.contains("shutting down") && stderr.contains("stopped"), "{stderr}");
+    // The store must be free for the next process.
+    ensure!(strata.ok(&["kv", "ls"])?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn serve_stops_cleanly_on_sigterm() -> anyhow::Result<()> {
+    serve_then_signal(libc::SIGTERM)
+}
+
+#[test]
+fn serve_stops_cleanly_on_sigint() -> anyhow::Result<()> {
+    serve_then_signal(libc::SIGINT)
+}

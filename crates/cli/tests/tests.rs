@@ -1,0 +1,5 @@
+//! End-to-end tests of the `strata` binary, run as a separate process the way users run it.
+
+mod kv;
+mod serve;
+mod util;
