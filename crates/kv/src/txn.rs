@@ -12,7 +12,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::Result;
-use crate::engine::{Commit, Engine, ReadSet, Snapshot};
+use crate::engine::{Commit, Engine, ReadSet, Snapshot, empty_span};
 
 /// How many entries a scan asks the engine for at a time.
 const PAGE: usize = 1024;
@@ -196,6 +196,9 @@ impl Read for WriteTxn {
         end: Bound<&[u8]>,
         limit: usize,
     ) -> Result<Vec<KeyValue>> {
+        if empty_span(start, end) {
+            return Ok(Vec::new());
+        }
         let mut out: Vec<KeyValue> = Vec::new();
         let mut cursor: Bound<Vec<u8>> = start.map(<[u8]>::to_vec);
         let end_owned: Bound<Vec<u8>> = end.map(<[u8]>::to_vec);
@@ -213,10 +216,12 @@ impl Read for WriteTxn {
                     self.reads.keys.entry(entry.key.clone()).or_insert(Some(entry.mod_revision));
                 }
             }
-            let buffered = self
-                .writes
-                .range::<[u8], _>((as_ref(&cursor), as_ref(&page_end)))
-                .map(|(k, v)| (k.clone(), v.clone()));
+            let span = (as_ref(&cursor), as_ref(&page_end));
+            let buffered: Vec<_> = if empty_span(span.0, span.1) {
+                Vec::new()
+            } else {
+                self.writes.range::<[u8], _>(span).map(|(k, v)| (k.clone(), v.clone())).collect()
+            };
             for (key, value) in merge(page, buffered) {
                 if out.len() == limit {
                     covered_to = Bound::Excluded(key);
@@ -232,9 +237,8 @@ impl Read for WriteTxn {
                 other => other,
             };
         }
-        let start = start.map(<[u8]>::to_vec);
-        if in_range_bounds(&start, &covered_to) {
-            self.reads.ranges.push((start, covered_to));
+        if !empty_span(start, as_ref(&covered_to)) {
+            self.reads.ranges.push((start.map(<[u8]>::to_vec), covered_to));
         }
         Ok(out)
     }
@@ -244,7 +248,7 @@ impl Read for WriteTxn {
 /// order: a buffered put replaces or adds an entry, a buffered delete hides it.
 fn merge(
     page: Vec<crate::engine::Entry>,
-    buffered: impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
+    buffered: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 ) -> Vec<KeyValue> {
     let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
         page.into_iter().map(|entry| (entry.key, entry.value)).collect();
@@ -255,17 +259,6 @@ fn merge(
         };
     }
     merged.into_iter().collect()
-}
-
-/// False for an empty span such as `[k, k)`, which reads nothing worth validating.
-fn in_range_bounds(start: &Bound<Vec<u8>>, end: &Bound<Vec<u8>>) -> bool {
-    match (start, end) {
-        (Bound::Included(s), Bound::Excluded(e)) => s < e,
-        (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) => {
-            s < e || (s == e && matches!((start, end), (Bound::Included(_), Bound::Included(_))))
-        }
-        _ => true,
-    }
 }
 
 fn as_ref(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {

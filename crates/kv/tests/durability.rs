@@ -91,7 +91,10 @@ fn child(spec: &str) -> anyhow::Result<()> {
                     txn.put(&id.to_be_bytes(), &value_for(id));
                     txn.put(format!("last/{thread}").as_bytes(), &id.to_be_bytes());
                     txn.commit()?;
-                    #[allow(clippy::print_stdout, reason = "the parent reads acknowledgements here")]
+                    #[allow(
+                        clippy::print_stdout,
+                        reason = "the parent reads acknowledgements here"
+                    )]
                     {
                         println!("committed {id}");
                     }

@@ -4,4 +4,5 @@
 mod conformance;
 mod durability;
 mod etcd;
+mod model;
 mod util;

@@ -87,3 +87,15 @@ pub(crate) fn in_range(key: &[u8], start: &Bound<Key>, end: &Bound<Key>) -> bool
     };
     above && below
 }
+
+/// True when no key lies within `(start, end)`: the start is past the end, or they meet
+/// without both being inclusive. Ordered maps panic on such spans, so callers check first.
+pub(crate) fn empty_span(start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
+    match (start, end) {
+        (Bound::Included(s), Bound::Included(e)) => s > e,
+        (Bound::Included(s) | Bound::Excluded(s), Bound::Excluded(e) | Bound::Included(e)) => {
+            s >= e
+        }
+        _ => false,
+    }
+}

@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::engine::recent::RecentWrites;
-use crate::engine::{Commit, Engine, Entry, Snapshot};
+use crate::engine::{Commit, Engine, Entry, Snapshot, empty_span};
 use crate::{Error, Result};
 
 const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
@@ -164,17 +164,6 @@ impl Snapshot for RedbSnapshot {
 
     fn revision(&self) -> Option<u64> {
         Some(self.revision)
-    }
-}
-
-/// redb panics on a range whose start lies after its end; such a span holds nothing.
-fn empty_span(start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
-    match (start, end) {
-        (Bound::Included(s), Bound::Included(e)) => s > e,
-        (Bound::Included(s) | Bound::Excluded(s), Bound::Excluded(e) | Bound::Included(e)) => {
-            s >= e
-        }
-        _ => false,
     }
 }
 
