@@ -2,4 +2,5 @@
 
 mod kv;
 mod serve;
+mod tidy;
 mod util;
