@@ -1,0 +1,5 @@
+//! Integration tests of the snapshot metastore and snapshotter.
+
+mod metastore;
+mod overlay;
+mod util;
