@@ -14,6 +14,8 @@ use crate::cmd;
 ///   kv         a transactional key-value layer on redb (embedded) or etcd v3 (a cluster);
 ///              every metadata part of strata keeps its records there
 ///
+///   snapshot   containerd's snapshot model on kv, with an overlayfs snapshotter
+///
 ///   serve      runs every strata service in one process, on embedded defaults under one
 ///              data directory, or on the engines a --config file names
 ///
@@ -59,6 +61,8 @@ pub(crate) enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Inspect and change a KV store directly (for operators; keys and values are bytes).
     Kv(cmd::kv::KvArgs),
+    /// Work with container snapshots (prepare, view, commit, rm, ls, info, label, tree, ...).
+    Snapshot(cmd::snapshot::SnapshotArgs),
 }
 
 impl Command {
@@ -66,7 +70,7 @@ impl Command {
     pub(crate) fn default_log_level(&self) -> tracing::Level {
         match self {
             Command::Serve(_) => tracing::Level::INFO,
-            Command::Kv(_) => tracing::Level::WARN,
+            Command::Kv(_) | Command::Snapshot(_) => tracing::Level::WARN,
         }
     }
 }

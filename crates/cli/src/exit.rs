@@ -40,6 +40,9 @@ pub(crate) fn category(err: &anyhow::Error) -> Option<Category> {
         if let Some(kv) = cause.downcast_ref::<strata_kv::Error>() {
             return Some(kv.category());
         }
+        if let Some(snapshots) = cause.downcast_ref::<strata_snapshots::Error>() {
+            return Some(snapshots.category());
+        }
         cause.downcast_ref::<Failure>().map(|f| f.category)
     })
 }

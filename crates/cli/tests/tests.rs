@@ -2,5 +2,6 @@
 
 mod kv;
 mod serve;
+mod snapshot;
 mod tidy;
 mod util;

@@ -2,6 +2,7 @@
 
 pub(crate) mod kv;
 pub(crate) mod serve;
+pub(crate) mod snapshot;
 
 use crate::args::{Cli, Command};
 use crate::config::Config;
@@ -13,5 +14,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args, &config, &data_dir),
         Command::Kv(args) => kv::run(args, &config, &data_dir),
+        Command::Snapshot(args) => snapshot::run(args, &config),
     }
 }
