@@ -79,6 +79,12 @@ impl ReadTxn {
     pub(crate) fn new(snapshot: Box<dyn Snapshot>) -> ReadTxn {
         ReadTxn { snapshot }
     }
+
+    /// The engine revision this transaction reads at: on redb the number of commit batches
+    /// made durable so far, on etcd the cluster revision (`None` before the first read).
+    pub fn revision(&self) -> Option<u64> {
+        self.snapshot.revision()
+    }
 }
 
 impl Read for ReadTxn {

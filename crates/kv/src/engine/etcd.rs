@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp};
 
-use crate::engine::{Commit, Engine, Entry, Snapshot};
+use crate::engine::{Commit, Engine, Entry, Found, Snapshot};
 use crate::txn::prefix_end;
 use crate::{Error, EtcdConfig, Result};
 
@@ -197,6 +197,9 @@ impl Engine for EtcdEngine {
         if compares.len() > shared.max_txn_ops || ops.len() > shared.max_txn_ops {
             return Err(too_many_ops(compares.len(), ops.len(), shared.max_txn_ops));
         }
+        if compares.is_empty() && commit.writes.len() == 1 {
+            return self.blind_write(commit.writes);
+        }
         let (n_compares, n_ops, max) = (compares.len(), ops.len(), shared.max_txn_ops);
         let mut client = shared.client.clone();
         let txn = Txn::new().when(compares).and_then(ops);
@@ -220,6 +223,26 @@ impl Engine for EtcdEngine {
 
     fn name(&self) -> &'static str {
         "etcd"
+    }
+}
+
+impl EtcdEngine {
+    /// One write with nothing read to validate needs no `Txn`: a plain put or delete is
+    /// atomic on its own and about twice as fast on etcd 3.4.
+    fn blind_write(
+        &self,
+        writes: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    ) -> Result<()> {
+        let Some((key, value)) = writes.into_iter().next() else { return Ok(()) };
+        let key = self.shared.key(&key);
+        let mut client = self.shared.client.clone();
+        self.shared.block(async move {
+            match value {
+                Some(value) => client.put(key, value, None).await.map(drop),
+                None => client.delete(key, None).await.map(drop),
+            }
+            .map_err(map_error)
+        })
     }
 }
 
@@ -276,12 +299,13 @@ impl EtcdSnapshot {
 }
 
 impl Snapshot for EtcdSnapshot {
-    fn get(&mut self, key: &[u8]) -> Result<Option<Entry>> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Found>> {
         let full = self.shared.key(key);
         if full.is_empty() {
             return Err(Error::InvalidArgument("etcd cannot store an empty key".into()));
         }
-        Ok(self.read(full, GetOptions::new())?.into_iter().next())
+        let entry = self.read(full, GetOptions::new())?.into_iter().next();
+        Ok(entry.map(|e| Found { value: e.value, mod_revision: e.mod_revision }))
     }
 
     fn range(

@@ -25,10 +25,18 @@ pub(crate) struct Entry {
     pub(crate) mod_revision: u64,
 }
 
+/// A value found by a point read, with the engine revision that last changed it (0 where
+/// the engine does not track per-key revisions).
+#[derive(Debug, Clone)]
+pub(crate) struct Found {
+    pub(crate) value: Vec<u8>,
+    pub(crate) mod_revision: u64,
+}
+
 /// A consistent, read-only view of the store at one revision.
 pub(crate) trait Snapshot: Send {
     /// Reads one key.
-    fn get(&mut self, key: &[u8]) -> Result<Option<Entry>>;
+    fn get(&mut self, key: &[u8]) -> Result<Option<Found>>;
     /// Reads up to `limit` entries in `[start, end)` in key order.
     fn range(&mut self, start: Bound<&[u8]>, end: Bound<&[u8]>, limit: usize)
     -> Result<Vec<Entry>>;

@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::engine::recent::RecentWrites;
-use crate::engine::{Commit, Engine, Entry, Snapshot, empty_span};
+use crate::engine::{Commit, Engine, Entry, Found, Snapshot, empty_span};
 use crate::{Error, Result};
 
 const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
@@ -133,12 +133,11 @@ struct RedbSnapshot {
 }
 
 impl Snapshot for RedbSnapshot {
-    fn get(&mut self, key: &[u8]) -> Result<Option<Entry>> {
-        Ok(self.table.get(key)?.map(|value| Entry {
-            key: key.to_vec(),
-            value: value.value().to_vec(),
-            mod_revision: 0,
-        }))
+    fn get(&mut self, key: &[u8]) -> Result<Option<Found>> {
+        Ok(self
+            .table
+            .get(key)?
+            .map(|value| Found { value: value.value().to_vec(), mod_revision: 0 }))
     }
 
     fn range(
