@@ -1,0 +1,361 @@
+//! The stored form of an aggregate: the blocks of one flush, compressed, encrypted and
+//! hash-chained. `docs/design/tlog-format.md` gives the layout byte by byte.
+//!
+//! Sealing: the blocks and the chain link are encoded as a Cap'n Proto `TlogAggregation`,
+//! compressed with LZ4 (kept only when it shrinks), encrypted with AES-256-GCM under a fresh
+//! random 96-bit nonce with the envelope header and the vdisk id as authenticated data, and
+//! prefixed by the header. The aggregate's name is the BLAKE3 hash of the whole envelope;
+//! the next aggregate of the vdisk names it as `prev`.
+
+use capnp::message::Builder;
+use capnp::serialize;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
+use strata_proto::tlog_capnp::tlog_aggregation;
+
+use crate::message::{Block, HASH_LEN, reader_options};
+use crate::{Error, Result};
+
+/// A hash naming an aggregate (BLAKE3 of its envelope).
+pub type Hash = [u8; HASH_LEN];
+/// The `prev` of a vdisk's first aggregate.
+pub const NO_PREV: Hash = [0; HASH_LEN];
+
+const MAGIC: &[u8; 4] = b"STLA";
+const FORMAT: u8 = 1;
+const FLAG_COMPRESSED: u8 = 1;
+const FLAG_ENCRYPTED: u8 = 2;
+/// The envelope header's size.
+pub const HEADER_LEN: usize = 88;
+/// The largest plaintext an envelope may declare (bounds allocation on decode).
+const MAX_PLAINTEXT: u64 = 1 << 30;
+
+/// A 256-bit AES-GCM key.
+#[derive(Clone)]
+pub struct Key(LessSafeKey);
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key(..)")
+    }
+}
+
+impl Key {
+    /// A key from 32 bytes.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Key {
+        // A 32-byte slice is always a valid AES-256 key.
+        let unbound = UnboundKey::new(&AES_256_GCM, bytes).unwrap_or_else(|_| unreachable!());
+        Key(LessSafeKey::new(unbound))
+    }
+
+    /// A fresh random key.
+    pub fn generate() -> Result<[u8; 32]> {
+        let mut bytes = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| Error::Unavailable("the system random generator failed".into()))?;
+        Ok(bytes)
+    }
+}
+
+/// The plaintext of one aggregate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aggregate {
+    /// The vdisk the blocks belong to.
+    pub vdisk_id: String,
+    /// Unix nanoseconds of the flush.
+    pub timestamp: u64,
+    /// The blocks, in sequence order.
+    pub blocks: Vec<Block>,
+    /// The name of the vdisk's previous aggregate ([`NO_PREV`] for the first).
+    pub prev: Hash,
+}
+
+/// What the envelope header says, readable without the key (and authenticated by it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// The previous aggregate's name.
+    pub prev: Hash,
+    /// The first block's sequence.
+    pub first_sequence: u64,
+    /// The last block's sequence.
+    pub last_sequence: u64,
+    /// Unix nanoseconds of the flush.
+    pub timestamp: u64,
+    /// How many blocks.
+    pub blocks: u32,
+    /// Whether the body is encrypted.
+    pub encrypted: bool,
+    compressed: bool,
+    nonce: [u8; NONCE_LEN],
+    plaintext_len: u64,
+}
+
+/// A sealed aggregate: its name and its bytes as stored.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    /// BLAKE3 of `bytes`.
+    pub hash: Hash,
+    /// The envelope.
+    pub bytes: Vec<u8>,
+    /// The header inside `bytes`.
+    pub header: Header,
+}
+
+impl Aggregate {
+    /// Seals the aggregate, encrypting it when `key` is given.
+    pub fn seal(&self, key: Option<&Key>) -> Result<Sealed> {
+        let (Some(first), Some(last)) = (self.blocks.first(), self.blocks.last()) else {
+            return Err(Error::InvalidArgument("an aggregate needs at least one block".into()));
+        };
+        let plain = self.encode();
+        let compressed = lz4_flex::block::compress(&plain);
+        let use_compressed = compressed.len() < plain.len();
+        let mut body = if use_compressed { compressed } else { plain.clone() };
+        let mut nonce = [0u8; NONCE_LEN];
+        if key.is_some() {
+            SystemRandom::new()
+                .fill(&mut nonce)
+                .map_err(|_| Error::Unavailable("the system random generator failed".into()))?;
+        }
+        let header = Header {
+            prev: self.prev,
+            first_sequence: first.sequence,
+            last_sequence: last.sequence,
+            timestamp: self.timestamp,
+            blocks: u32::try_from(self.blocks.len()).unwrap_or(u32::MAX),
+            encrypted: key.is_some(),
+            compressed: use_compressed,
+            nonce,
+            plaintext_len: plain.len() as u64,
+        };
+        let head = header.encode();
+        if let Some(key) = key {
+            let aad = aad(&head, &self.vdisk_id);
+            key.0
+                .seal_in_place_append_tag(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(aad),
+                    &mut body,
+                )
+                .map_err(|_| Error::InvalidArgument("aggregate too large to encrypt".into()))?;
+        }
+        let mut bytes = Vec::with_capacity(HEADER_LEN + body.len());
+        bytes.extend_from_slice(&head);
+        bytes.extend_from_slice(&body);
+        let hash = *blake3::hash(&bytes).as_bytes();
+        Ok(Sealed { hash, bytes, header })
+    }
+
+    /// Opens an envelope of `vdisk_id` named `hash`: checks the hash, decrypts (with `key`
+    /// when the envelope is encrypted), decompresses and decodes, and checks that the
+    /// plaintext agrees with the header.
+    pub fn open(vdisk_id: &str, hash: &Hash, bytes: &[u8], key: Option<&Key>) -> Result<Aggregate> {
+        let name = hex(hash);
+        if blake3::hash(bytes).as_bytes() != hash {
+            return Err(Error::Corrupted(format!(
+                "aggregate {name}: hash does not match its bytes"
+            )));
+        }
+        let header = Header::decode(bytes)
+            .map_err(|e| Error::Corrupted(format!("aggregate {name}: {e}")))?;
+        let mut body = bytes[HEADER_LEN..].to_vec();
+        if header.encrypted {
+            let key = key.ok_or_else(|| {
+                Error::InvalidArgument(format!("aggregate {name} is encrypted; give the key file"))
+            })?;
+            let aad = aad(&bytes[..HEADER_LEN], vdisk_id);
+            let plain = key
+                .0
+                .open_in_place(Nonce::assume_unique_for_key(header.nonce), Aad::from(aad), &mut body)
+                .map_err(|_| {
+                    Error::Corrupted(format!(
+                        "aggregate {name}: decryption failed (wrong key, wrong vdisk, or damaged data)"
+                    ))
+                })?;
+            let len = plain.len();
+            body.truncate(len);
+        }
+        let plain = if header.compressed {
+            lz4_flex::block::decompress(&body, header.plaintext_len as usize)
+                .map_err(|e| Error::Corrupted(format!("aggregate {name}: decompression: {e}")))?
+        } else {
+            body
+        };
+        let aggregate = Aggregate::decode(&plain)
+            .map_err(|e| Error::Corrupted(format!("aggregate {name}: {e}")))?;
+        let agrees = aggregate.vdisk_id == vdisk_id
+            && aggregate.prev == header.prev
+            && aggregate.timestamp == header.timestamp
+            && aggregate.blocks.len() == header.blocks as usize
+            && aggregate.blocks.first().map(|b| b.sequence) == Some(header.first_sequence)
+            && aggregate.blocks.last().map(|b| b.sequence) == Some(header.last_sequence);
+        if !agrees {
+            return Err(Error::Corrupted(format!(
+                "aggregate {name}: its contents do not match its header (or it belongs to vdisk {:?})",
+                aggregate.vdisk_id
+            )));
+        }
+        for block in &aggregate.blocks {
+            block.check().map_err(|e| {
+                Error::Corrupted(format!("aggregate {name}: block {}: {e}", block.sequence))
+            })?;
+        }
+        Ok(aggregate)
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut message = Builder::new_default();
+        let mut root = message.init_root::<tlog_aggregation::Builder<'_>>();
+        root.set_name("tlog");
+        root.set_size(self.blocks.len() as u64);
+        root.set_timestamp(self.timestamp);
+        root.set_vdisk_i_d(&self.vdisk_id);
+        root.set_prev(&self.prev);
+        let len = u32::try_from(self.blocks.len()).unwrap_or(u32::MAX);
+        let mut list = root.init_blocks(len);
+        for (i, block) in self.blocks.iter().take(len as usize).enumerate() {
+            block.write_to(list.reborrow().get(i as u32));
+        }
+        serialize::write_message_to_words(&message)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Aggregate> {
+        let mut options = reader_options();
+        options.traversal_limit_in_words(Some(bytes.len() / 8 * 2 + 1024));
+        let message = serialize::read_message(&mut &bytes[..], options)?;
+        let root = message.get_root::<tlog_aggregation::Reader<'_>>()?;
+        let prev = root.get_prev()?;
+        let prev: Hash =
+            prev.try_into().map_err(|_| Error::Protocol("prev is not 32 bytes".into()))?;
+        let mut blocks = Vec::new();
+        for block in root.get_blocks()? {
+            blocks.push(Block::read_from(block)?);
+        }
+        Ok(Aggregate {
+            vdisk_id: root
+                .get_vdisk_i_d()?
+                .to_string()
+                .map_err(|_| Error::Protocol("vdisk id is not UTF-8".into()))?,
+            timestamp: root.get_timestamp(),
+            blocks,
+            prev,
+        })
+    }
+}
+
+impl Header {
+    fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h[0..4].copy_from_slice(MAGIC);
+        h[4] = FORMAT;
+        h[5] = (if self.compressed { FLAG_COMPRESSED } else { 0 })
+            | (if self.encrypted { FLAG_ENCRYPTED } else { 0 });
+        h[8..20].copy_from_slice(&self.nonce);
+        h[20..52].copy_from_slice(&self.prev);
+        h[52..60].copy_from_slice(&self.first_sequence.to_le_bytes());
+        h[60..68].copy_from_slice(&self.last_sequence.to_le_bytes());
+        h[68..76].copy_from_slice(&self.timestamp.to_le_bytes());
+        h[76..80].copy_from_slice(&self.blocks.to_le_bytes());
+        h[80..88].copy_from_slice(&self.plaintext_len.to_le_bytes());
+        h
+    }
+
+    /// Reads the header at the start of an envelope.
+    pub fn decode(bytes: &[u8]) -> std::result::Result<Header, String> {
+        let h = bytes.get(..HEADER_LEN).ok_or("shorter than its header")?;
+        if &h[0..4] != MAGIC {
+            return Err("not a strata tlog aggregate (bad magic)".into());
+        }
+        if h[4] != FORMAT {
+            return Err(format!("format version {} (this strata reads {FORMAT})", h[4]));
+        }
+        let flags = h[5];
+        if flags & !(FLAG_COMPRESSED | FLAG_ENCRYPTED) != 0 || h[6] != 0 || h[7] != 0 {
+            return Err(format!("unknown flags {flags:#x}"));
+        }
+        let u64_at = |at: usize| u64::from_le_bytes(h[at..at + 8].try_into().unwrap_or_default());
+        let plaintext_len = u64_at(80);
+        if plaintext_len > MAX_PLAINTEXT {
+            return Err(format!("declares {plaintext_len} bytes of plaintext"));
+        }
+        Ok(Header {
+            prev: h[20..52].try_into().unwrap_or_default(),
+            first_sequence: u64_at(52),
+            last_sequence: u64_at(60),
+            timestamp: u64_at(68),
+            blocks: u32::from_le_bytes(h[76..80].try_into().unwrap_or_default()),
+            encrypted: flags & FLAG_ENCRYPTED != 0,
+            compressed: flags & FLAG_COMPRESSED != 0,
+            nonce: h[8..20].try_into().unwrap_or_default(),
+            plaintext_len,
+        })
+    }
+}
+
+/// Authenticated data: the whole header, then the vdisk id.
+fn aad(header: &[u8], vdisk_id: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(header.len() + vdisk_id.len());
+    aad.extend_from_slice(header);
+    aad.extend_from_slice(vdisk_id.as_bytes());
+    aad
+}
+
+/// Lower-case hex of a hash, for names in messages and listings.
+pub fn hex(hash: &[u8]) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn sample() -> Aggregate {
+        let blocks = (1..=5)
+            .map(|seq| {
+                Block::write(seq, seq * 4096, Bytes::from(vec![seq as u8; 4096]), 1000 + seq)
+            })
+            .chain([Block::discard(6, 0, 8192, 2000)])
+            .collect();
+        Aggregate { vdisk_id: "vd".into(), timestamp: 42, blocks, prev: [7; 32] }
+    }
+
+    #[test]
+    fn sealed_aggregates_open_with_the_key_only() {
+        let key = Key::from_bytes(&[1; 32]);
+        let sealed = sample().seal(Some(&key)).unwrap();
+        assert!(sealed.header.encrypted && sealed.header.compressed);
+        assert_eq!(
+            Aggregate::open("vd", &sealed.hash, &sealed.bytes, Some(&key)).unwrap(),
+            sample()
+        );
+        let wrong = Key::from_bytes(&[2; 32]);
+        let err = Aggregate::open("vd", &sealed.hash, &sealed.bytes, Some(&wrong)).unwrap_err();
+        assert!(err.to_string().contains("decryption failed"), "{err}");
+        let err = Aggregate::open("other", &sealed.hash, &sealed.bytes, Some(&key)).unwrap_err();
+        assert!(matches!(err, Error::Corrupted(_)), "{err}");
+        assert!(Aggregate::open("vd", &sealed.hash, &sealed.bytes, None).is_err());
+    }
+
+    #[test]
+    fn nonces_are_never_reused() {
+        let key = Key::from_bytes(&[1; 32]);
+        let a = sample().seal(Some(&key)).unwrap();
+        let b = sample().seal(Some(&key)).unwrap();
+        assert_ne!(a.header.nonce, b.header.nonce);
+        assert_ne!(a.hash, b.hash);
+    }
+
+    #[test]
+    fn any_flipped_byte_is_detected() {
+        let sealed = sample().seal(None).unwrap();
+        assert_eq!(Aggregate::open("vd", &sealed.hash, &sealed.bytes, None).unwrap(), sample());
+        for at in [0, 5, 30, HEADER_LEN, sealed.bytes.len() - 1] {
+            let mut bytes = sealed.bytes.clone();
+            bytes[at] ^= 0x40;
+            assert!(Aggregate::open("vd", &sealed.hash, &bytes, None).is_err(), "byte {at}");
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Errors of the tlog, each with its category.
+
+use std::path::PathBuf;
+
+use strata_kv::Category;
+
+/// Everything a tlog operation can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A peer sent something the protocol does not allow.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// A Cap'n Proto message could not be decoded.
+    #[error("malformed message: {0}")]
+    Decode(#[from] capnp::Error),
+    /// The server refused the handshake.
+    #[error("handshake refused: {0}")]
+    Handshake(String),
+    /// A request or configuration is not valid.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A vdisk, aggregate or key was not found.
+    #[error("{0}: not found")]
+    NotFound(String),
+    /// Stored data is damaged: a hash, chain link, decryption or frame check failed.
+    #[error("tlog data corrupted: {0}")]
+    Corrupted(String),
+    /// A server could not be reached, or a flush failed.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A file operation failed.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// A network operation failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// The category transports map to their codes.
+    pub fn category(&self) -> Category {
+        match self {
+            Error::Protocol(_) | Error::Decode(_) | Error::InvalidArgument(_) => {
+                Category::InvalidArgument
+            }
+            Error::Handshake(_) => Category::FailedPrecondition,
+            Error::NotFound(_) => Category::NotFound,
+            Error::Corrupted(_) => Category::Corrupted,
+            Error::Unavailable(_) | Error::Io(_) | Error::File { .. } => Category::Unavailable,
+        }
+    }
+
+    pub(crate) fn file(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::File { path, source }
+    }
+}
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,54 @@
+//! Where aggregates are kept. The server appends to a [`Storage`]; the player reads it.
+//!
+//! Engines: [`segment::SegmentStore`], append-only segment files in a directory (the
+//! embedded default). More (Redis k+m) implement the same trait.
+
+pub mod segment;
+
+use crate::Result;
+use crate::aggregate::{Hash, Header, Sealed};
+
+/// One stored aggregate, as listed by [`Storage::list`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// The aggregate's name.
+    pub hash: Hash,
+    /// Its envelope header.
+    pub header: Header,
+    /// Its size in bytes as stored.
+    pub len: u64,
+}
+
+/// A durable home for the aggregates of many vdisks.
+pub trait Storage: Send + Sync + std::fmt::Debug {
+    /// Stores `sealed` as the new head of `vdisk`, durably: when this returns, both the
+    /// aggregate and the new head survive a crash. Its `prev` must be the current head.
+    fn append(&self, vdisk: &str, sealed: &Sealed) -> Result<()>;
+
+    /// The newest aggregate of `vdisk`, if it has any.
+    fn head(&self, vdisk: &str) -> Result<Option<Stored>>;
+
+    /// The stored bytes of the aggregate `hash` of `vdisk`.
+    fn get(&self, vdisk: &str, hash: &Hash) -> Result<Vec<u8>>;
+
+    /// Every aggregate of `vdisk`, oldest first.
+    fn list(&self, vdisk: &str) -> Result<Vec<Stored>>;
+
+    /// The vdisks that have aggregates.
+    fn vdisks(&self) -> Result<Vec<String>>;
+}
+
+/// Checks that a vdisk id is usable as a name everywhere (file names, Redis keys): 1 to 128
+/// characters of `A-Z a-z 0-9 . _ -`, not starting with a dot.
+pub fn check_vdisk_id(id: &str) -> std::result::Result<(), String> {
+    if id.is_empty() || id.len() > 128 {
+        return Err(format!("vdisk id {id:?} must have 1 to 128 characters"));
+    }
+    if id.starts_with('.') {
+        return Err(format!("vdisk id {id:?} must not start with a dot"));
+    }
+    if let Some(bad) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c))) {
+        return Err(format!("vdisk id {id:?} has {bad:?}; use letters, digits, '.', '_', '-'"));
+    }
+    Ok(())
+}

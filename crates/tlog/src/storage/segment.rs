@@ -1,0 +1,1 @@
+//! Segment files: the embedded storage engine (being written).
