@@ -16,6 +16,8 @@ use crate::cmd;
 ///
 ///   snapshot   containerd's snapshot model on kv, with an overlayfs snapshotter
 ///
+///   project    atomic projection of a set of files into a directory (the ..data swap)
+///
 ///   serve      runs every strata service in one process, on embedded defaults under one
 ///              data directory, or on the engines a --config file names
 ///
@@ -63,13 +65,15 @@ pub(crate) enum Command {
     Kv(cmd::kv::KvArgs),
     /// Work with container snapshots (prepare, view, commit, rm, ls, info, label, tree, ...).
     Snapshot(cmd::snapshot::SnapshotArgs),
+    /// Project files into a directory atomically: watchers see the old set or the new one.
+    Project(cmd::project::ProjectArgs),
 }
 
 impl Command {
     /// Long-running services log what they do; one-shot commands only what went wrong.
     pub(crate) fn default_log_level(&self) -> tracing::Level {
         match self {
-            Command::Serve(_) => tracing::Level::INFO,
+            Command::Serve(_) | Command::Project(_) => tracing::Level::INFO,
             Command::Kv(_) | Command::Snapshot(_) => tracing::Level::WARN,
         }
     }

@@ -43,7 +43,28 @@ pub(crate) fn category(err: &anyhow::Error) -> Option<Category> {
         if let Some(snapshots) = cause.downcast_ref::<strata_snapshots::Error>() {
             return Some(snapshots.category());
         }
+        if let Some(atomic) = cause.downcast_ref::<strata_atomic::Error>() {
+            return atomic_category(atomic);
+        }
+        if cause.downcast_ref::<strata_atomic::PayloadError>().is_some() {
+            return Some(Category::InvalidArgument);
+        }
         cause.downcast_ref::<Failure>().map(|f| f.category)
+    })
+}
+
+/// The atomic writer knows nothing of categories (it depends on no other part of strata).
+fn atomic_category(err: &strata_atomic::Error) -> Option<Category> {
+    use strata_atomic::Error as E;
+    Some(match err {
+        E::Payload(_) => Category::InvalidArgument,
+        E::TargetNotFound { .. } => Category::NotFound,
+        E::Corrupted { .. } => Category::Corrupted,
+        E::TargetNotADirectory { .. }
+        | E::Locked { .. }
+        | E::Occupied { .. }
+        | E::Poisoned { .. } => Category::FailedPrecondition,
+        _ => return None,
     })
 }
 

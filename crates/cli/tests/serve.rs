@@ -12,7 +12,12 @@ fn serve_then_signal(signal: i32) -> anyhow::Result<()> {
     strata_testkit::wait_until("strata serve", Duration::from_secs(10), || {
         Ok(strata.dir.path().join("kv.redb").exists())
     })?;
-    std::thread::sleep(Duration::from_millis(300));
+    strata_testkit::wait_until("run/status.json", Duration::from_secs(10), || {
+        Ok(strata.dir.path().join("run/status.json").exists())
+    })?;
+    let status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(strata.dir.path().join("run/status.json"))?)?;
+    ensure!(status["state"] == "serving" && status["pid"] == server.id(), "{status}");
     let pid = libc::pid_t::try_from(server.id())?;
     #[allow(unsafe_code, reason = "sending a signal to our own child")]
     // SAFETY: kill(2) on a child we spawned and have not reaped.
@@ -22,6 +27,8 @@ fn serve_then_signal(signal: i32) -> anyhow::Result<()> {
     let stderr = String::from_utf8_lossy(&output.stderr);
     ensure!(output.status.success(), "serve exited with {}: {stderr}", output.status);
     ensure!(stderr.contains("shutting down") && stderr.contains("stopped"), "{stderr}");
+    let status = std::fs::read_to_string(strata.dir.path().join("run/status.json"))?;
+    ensure!(status.contains("stopped"), "{status}");
     // The store must be free for the next process.
     ensure!(strata.ok(&["kv", "ls"])?.is_empty());
     Ok(())

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `strata` binary, run as a separate process the way users run it.
 
 mod kv;
+mod project;
 mod serve;
 mod snapshot;
 mod tidy;

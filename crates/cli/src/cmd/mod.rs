@@ -1,6 +1,7 @@
 //! One module per subcommand; `run` dispatches.
 
 pub(crate) mod kv;
+pub(crate) mod project;
 pub(crate) mod serve;
 pub(crate) mod snapshot;
 
@@ -15,5 +16,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args, &config, &data_dir),
         Command::Kv(args) => kv::run(args, &config, &data_dir),
         Command::Snapshot(args) => snapshot::run(args, &config),
+        Command::Project(args) => project::run(args),
     }
 }

@@ -1,0 +1,85 @@
+//! `strata snapshotter`: containerd's proxy snapshotter, serving the Snapshots gRPC API on a
+//! unix socket until SIGINT or SIGTERM. Not the operators' tool for a root's snapshots:
+//! that is `strata snapshot`, which opens the same root directly.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use strata_snapshots::grpc;
+
+use crate::config::Config;
+
+/// Serve containerd's snapshots API (containerd.services.snapshots.v1) on a unix socket,
+/// with layers and metadata under a root directory.
+///
+/// containerd uses it through a proxy plugin in its config.toml:
+///
+///   [proxy_plugins.strata]
+///     type = "snapshot"
+///     address = "PATH"
+///
+/// and then `ctr run --snapshotter strata …` or `ctr images pull --snapshotter strata …`.
+/// The metadata is DIR/metadata.redb unless --config puts the KV store on etcd.
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct SnapshotterArgs {
+    /// The unix socket to listen on: containerd's `address` for the plugin. A stale socket
+    /// file is replaced; one another server listens on is an error. Removed on exit.
+    #[arg(long, value_name = "PATH")]
+    socket: PathBuf,
+    /// The snapshotter's root directory: layers under DIR/snapshots, metadata in
+    /// DIR/metadata.redb (created when missing).
+    #[arg(long, value_name = "DIR")]
+    root: PathBuf,
+}
+
+/// Serves until SIGINT or SIGTERM. Everything lives under --root, so the data directory is
+/// not used.
+pub(crate) fn run(
+    args: SnapshotterArgs,
+    config: &Config,
+    _data_dir: &Path,
+) -> anyhow::Result<()> {
+    let snapshotter = super::snapshot::open(&args.root, &config.kv)?;
+    tracing::info!(
+        socket = %args.socket.display(),
+        root = %args.root.display(),
+        kv = snapshotter.store().engine_name(),
+        pid = std::process::id(),
+        "strata snapshotter serving"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    runtime.block_on(serve(snapshotter, args.socket))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Serves `snapshotter` on `socket` until SIGINT or SIGTERM (for `strata snapshotter`, and
+/// for `strata serve --snapshotter-socket`).
+pub(crate) async fn serve(
+    snapshotter: strata_snapshots::Snapshotter,
+    socket: PathBuf,
+) -> anyhow::Result<()> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(async move {
+        grpc::serve(snapshotter, &socket, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let outcome = tokio::select! {
+        signal = super::serve::wait_for_shutdown() => {
+            tracing::info!(signal = signal?, "shutting down");
+            let _ = stop.send(());
+            server.await
+        }
+        // The server ends by itself only when it cannot start (the socket is taken, say).
+        result = &mut server => result,
+    };
+    // The snapshots error names the socket already.
+    Ok(outcome.context("the snapshots server task failed")??)
+}
