@@ -17,9 +17,11 @@
 #![deny(missing_docs)]
 
 pub mod aggregate;
+pub mod client;
 mod error;
 pub mod frame;
 pub mod message;
+pub mod server;
 pub mod storage;
 pub mod version;
 

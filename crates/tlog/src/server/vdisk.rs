@@ -1,0 +1,336 @@
+//! One task per vdisk: orders its blocks, decides when to flush, seals and stores
+//! aggregates, and tells its clients what is durable.
+//!
+//! Ordering: a block with the expected sequence joins the ordered buffer and the expected
+//! sequence advances, pulling any waiting successors out of the out-of-order buffer; a later
+//! block waits there; an earlier one is a duplicate, answered `FlushOK` again when it was
+//! flushed and `RecvOK` when it is still buffered. Flushes happen when the ordered buffer
+//! holds `flush_size` blocks, when `flush_time` has passed since the last flush, and when a
+//! forced flush's sequence has been ordered. A flush answers `FlushOK` only after storage
+//! said the aggregates and the new head are durable; a failed flush answers `FlushFailed`
+//! and closes the vdisk, so clients reconnect and resend.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::aggregate::{Aggregate, Hash, NO_PREV};
+use crate::message::{Block, Response, status};
+use crate::server::Shared;
+use crate::{Error, Result};
+
+/// The most events waiting for one vdisk task before senders wait.
+const EVENT_QUEUE: usize = 4096;
+/// The most responses waiting for one connection before it is dropped as too slow.
+pub(crate) const RESPONSE_QUEUE: usize = 16 * 1024;
+/// The most blocks sealed into one aggregate.
+const MAX_AGGREGATE_BLOCKS: usize = 16 * 1024;
+
+/// What connections tell a vdisk task.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A connection joins; `reset` drops what the vdisk buffered and restarts its
+    /// sequence at `first_sequence`, disconnecting its other clients.
+    Attach { conn: u64, first_sequence: u64, reset: bool, responses: mpsc::Sender<Response> },
+    /// A block that passed its checks, with the buffer budget it holds until flushed.
+    Block { conn: u64, block: Block, budget: OwnedSemaphorePermit },
+    /// Flush as soon as `sequence` has been ordered.
+    ForceFlush { sequence: u64 },
+    /// Flush everything ordered and answer `WaitNbdSlaveSyncReceived` to `conn`.
+    SlaveSync { conn: u64, sequence: u64 },
+    /// Send `response` to `conn`, in order with the vdisk's other answers to it.
+    Reply { conn: u64, response: Response },
+    /// A connection left.
+    Detach { conn: u64 },
+    /// Flush what is ordered and stop.
+    Shutdown,
+}
+
+/// A running vdisk task, as connections see it.
+#[derive(Debug, Clone)]
+pub(crate) struct Handle {
+    pub(crate) events: mpsc::Sender<Event>,
+    /// Bytes of block data the vdisk may still buffer; a connection takes a block's size
+    /// before handing it over, so a fast writer waits instead of growing memory.
+    pub(crate) budget: Arc<Semaphore>,
+}
+
+/// Every running vdisk task of a server.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    running: Mutex<HashMap<String, (Handle, JoinHandle<()>)>>,
+}
+
+impl Registry {
+    /// The task of `vdisk`, started (with its chain head read from storage) if needed.
+    pub(crate) async fn get(&self, shared: &Arc<Shared>, vdisk: &str) -> Result<Handle> {
+        let mut running = self.running.lock().await;
+        if let Some((handle, _)) = running.get(vdisk) {
+            if !handle.events.is_closed() {
+                return Ok(handle.clone());
+            }
+        }
+        let storage = shared.storage.clone();
+        let id = vdisk.to_string();
+        let head = tokio::task::spawn_blocking(move || storage.head(&id))
+            .await
+            .map_err(|e| Error::Unavailable(format!("storage task failed: {e}")))??;
+        let (events, queue) = mpsc::channel(EVENT_QUEUE);
+        let handle =
+            Handle { events, budget: Arc::new(Semaphore::new(shared.config.max_buffered_bytes)) };
+        let task = VdiskTask {
+            id: vdisk.to_string(),
+            shared: shared.clone(),
+            expected: None,
+            ordered: Vec::new(),
+            waiting: BTreeMap::new(),
+            flushed_to: head.map(|h| h.header.last_sequence),
+            head: head.map_or(NO_PREV, |h| h.hash),
+            force_at: None,
+            clients: HashMap::new(),
+            deadline: Instant::now() + shared.config.flush_time,
+        };
+        let join = tokio::spawn(task.run(queue));
+        running.insert(vdisk.to_string(), (handle.clone(), join));
+        Ok(handle)
+    }
+
+    /// Tells every vdisk task to flush and stop, and waits for them.
+    pub(crate) async fn shutdown_all(&self) {
+        let running: Vec<_> = self.running.lock().await.drain().collect();
+        for (_, (handle, _)) in &running {
+            let _ = handle.events.send(Event::Shutdown).await;
+        }
+        for (vdisk, (_, join)) in running {
+            if let Err(err) = join.await {
+                tracing::error!(vdisk, error = %err, "vdisk task failed");
+            }
+        }
+    }
+}
+
+struct VdiskTask {
+    id: String,
+    shared: Arc<Shared>,
+    /// The next sequence to order; `None` until the first client attaches.
+    expected: Option<u64>,
+    /// Blocks in sequence order, waiting to be flushed.
+    ordered: Vec<(Block, OwnedSemaphorePermit)>,
+    /// Blocks that arrived ahead of a gap.
+    waiting: BTreeMap<u64, (Block, OwnedSemaphorePermit)>,
+    /// The highest sequence flushed (every earlier one is flushed too).
+    flushed_to: Option<u64>,
+    /// The name of the newest stored aggregate.
+    head: Hash,
+    /// A forced flush not yet done.
+    force_at: Option<u64>,
+    /// Where each attached connection's responses go.
+    clients: HashMap<u64, mpsc::Sender<Response>>,
+    /// When the flush timer fires next.
+    deadline: Instant,
+}
+
+impl VdiskTask {
+    async fn run(mut self, mut queue: mpsc::Receiver<Event>) {
+        tracing::debug!(vdisk = %self.id, flushed_to = ?self.flushed_to, "vdisk opened");
+        let result = self.serve(&mut queue).await;
+        if let Err(err) = result {
+            tracing::error!(vdisk = %self.id, error = %err, "vdisk closed after a failed flush");
+        }
+        // Dropping the clients' response channels closes their connections.
+        self.clients.clear();
+    }
+
+    async fn serve(&mut self, queue: &mut mpsc::Receiver<Event>) -> Result<()> {
+        loop {
+            let timer_armed = !self.ordered.is_empty();
+            let event = tokio::select! {
+                event = queue.recv() => event,
+                () = tokio::time::sleep_until(self.deadline), if timer_armed => {
+                    self.flush().await?;
+                    continue;
+                }
+            };
+            let Some(event) = event else { return self.flush().await };
+            if self.handle(event).await? {
+                return self.flush().await;
+            }
+            // Take whatever else is already queued before deciding to flush, so a burst
+            // becomes one flush.
+            while let Ok(event) = queue.try_recv() {
+                if self.handle(event).await? {
+                    return self.flush().await;
+                }
+            }
+            if self.flush_due() {
+                self.flush().await?;
+            }
+        }
+    }
+
+    /// Handles one event; true when the task should stop.
+    async fn handle(&mut self, event: Event) -> Result<bool> {
+        match event {
+            Event::Attach { conn, first_sequence, reset, responses } => {
+                if reset {
+                    self.reset(conn, first_sequence).await?;
+                } else if self.expected.is_none() {
+                    let after_flushed = self.flushed_to.map_or(0, |f| f + 1);
+                    self.expected = Some(first_sequence.max(after_flushed));
+                }
+                self.clients.insert(conn, responses);
+            }
+            Event::Block { conn, block, budget } => self.receive(conn, block, budget),
+            Event::ForceFlush { sequence } => {
+                if self.flushed_to.is_none_or(|f| f < sequence) {
+                    self.force_at = Some(self.force_at.map_or(sequence, |s| s.min(sequence)));
+                }
+            }
+            Event::SlaveSync { conn, sequence } => {
+                self.flush().await?;
+                let done = Response {
+                    status: status::WAIT_NBD_SLAVE_SYNC_RECEIVED,
+                    sequences: vec![sequence],
+                };
+                self.reply(conn, done);
+            }
+            Event::Reply { conn, response } => self.reply(conn, response),
+            Event::Detach { conn } => {
+                self.clients.remove(&conn);
+            }
+            Event::Shutdown => return Ok(true),
+        }
+        Ok(false)
+    }
+
+    async fn reset(&mut self, conn: u64, first_sequence: u64) -> Result<()> {
+        let others: Vec<u64> = self.clients.keys().copied().filter(|c| *c != conn).collect();
+        for other in others {
+            self.clients.remove(&other);
+        }
+        self.waiting.clear();
+        self.flush().await?;
+        self.expected = Some(first_sequence);
+        self.force_at = None;
+        tracing::info!(vdisk = %self.id, first_sequence, "first sequence reset");
+        Ok(())
+    }
+
+    fn receive(&mut self, conn: u64, block: Block, budget: OwnedSemaphorePermit) {
+        let sequence = block.sequence;
+        let expected = *self.expected.get_or_insert(sequence);
+        if sequence < expected {
+            let flushed = self.flushed_to.is_some_and(|f| sequence <= f);
+            let status = if flushed { status::FLUSH_OK } else { status::RECV_OK };
+            self.reply(conn, Response { status, sequences: vec![sequence] });
+            return;
+        }
+        if sequence > expected {
+            self.waiting.entry(sequence).or_insert((block, budget));
+        } else {
+            self.ordered.push((block, budget));
+            let mut next = expected + 1;
+            while let Some(entry) = self.waiting.remove(&next) {
+                self.ordered.push(entry);
+                next += 1;
+            }
+            self.expected = Some(next);
+        }
+        self.reply(conn, Response { status: status::RECV_OK, sequences: vec![sequence] });
+    }
+
+    fn flush_due(&self) -> bool {
+        if self.ordered.len() >= self.shared.config.flush_size {
+            return true;
+        }
+        match (self.force_at, self.ordered.last()) {
+            (Some(at), Some((last, _))) => last.sequence >= at,
+            _ => false,
+        }
+    }
+
+    /// Seals everything ordered into aggregates, stores them, and answers the clients.
+    async fn flush(&mut self) -> Result<()> {
+        self.deadline = Instant::now() + self.shared.config.flush_time;
+        if self.ordered.is_empty() {
+            return Ok(());
+        }
+        let taken = std::mem::take(&mut self.ordered);
+        let (blocks, budget): (Vec<Block>, Vec<OwnedSemaphorePermit>) = taken.into_iter().unzip();
+        let sequences: Vec<u64> = blocks.iter().map(|b| b.sequence).collect();
+        let last = sequences.last().copied();
+        let shared = self.shared.clone();
+        let (vdisk, prev) = (self.id.clone(), self.head);
+        let stored = tokio::task::spawn_blocking(move || store(&shared, &vdisk, prev, blocks))
+            .await
+            .map_err(|e| Error::Unavailable(format!("flush task failed: {e}")))
+            .and_then(|r| r);
+        drop(budget);
+        match stored {
+            Ok(head) => {
+                self.head = head;
+                self.flushed_to = last;
+                if self.force_at.is_some_and(|at| last.is_some_and(|l| l >= at)) {
+                    self.force_at = None;
+                }
+                self.broadcast(Response { status: status::FLUSH_OK, sequences });
+                Ok(())
+            }
+            Err(err) => {
+                self.broadcast(Response { status: status::FLUSH_FAILED, sequences });
+                Err(err)
+            }
+        }
+    }
+
+    fn reply(&mut self, conn: u64, response: Response) {
+        let Some(client) = self.clients.get(&conn) else { return };
+        if client.try_send(response).is_err() {
+            tracing::warn!(vdisk = %self.id, conn, "client does not read its responses; dropping it");
+            self.clients.remove(&conn);
+        }
+    }
+
+    fn broadcast(&mut self, response: Response) {
+        let conns: Vec<u64> = self.clients.keys().copied().collect();
+        for conn in conns {
+            self.reply(conn, response.clone());
+        }
+    }
+}
+
+/// Seals `blocks` into as many aggregates as the size limits ask for, chained from `prev`,
+/// and appends each durably. Returns the new head.
+fn store(shared: &Shared, vdisk: &str, mut prev: Hash, blocks: Vec<Block>) -> Result<Hash> {
+    let limit = shared.config.max_aggregate_bytes.max(1);
+    let mut chunk: Vec<Block> = Vec::new();
+    let mut bytes = 0usize;
+    let mut blocks = blocks.into_iter().peekable();
+    while let Some(block) = blocks.next() {
+        bytes += block.data.len();
+        chunk.push(block);
+        let full = bytes >= limit || chunk.len() >= MAX_AGGREGATE_BLOCKS;
+        if full || blocks.peek().is_none() {
+            let aggregate = Aggregate {
+                vdisk_id: vdisk.to_string(),
+                timestamp: now_nanos(),
+                blocks: std::mem::take(&mut chunk),
+                prev,
+            };
+            let sealed = aggregate.seal(shared.config.key.as_ref())?;
+            shared.storage.append(vdisk, &sealed)?;
+            prev = sealed.hash;
+            bytes = 0;
+        }
+    }
+    Ok(prev)
+}
+
+/// Unix nanoseconds now.
+pub(crate) fn now_nanos() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
