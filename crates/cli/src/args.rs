@@ -65,6 +65,7 @@ pub(crate) enum Command {
     Kv(cmd::kv::KvArgs),
     /// Work with container snapshots (prepare, view, commit, rm, ls, info, label, tree, ...).
     Snapshot(cmd::snapshot::SnapshotArgs),
+    Snapshotter(cmd::snapshotter::SnapshotterArgs),
     /// Project files into a directory atomically: watchers see the old set or the new one.
     Project(cmd::project::ProjectArgs),
 }
@@ -73,7 +74,9 @@ impl Command {
     /// Long-running services log what they do; one-shot commands only what went wrong.
     pub(crate) fn default_log_level(&self) -> tracing::Level {
         match self {
-            Command::Serve(_) | Command::Project(_) => tracing::Level::INFO,
+            Command::Serve(_) | Command::Project(_) | Command::Snapshotter(_) => {
+                tracing::Level::INFO
+            }
             Command::Kv(_) | Command::Snapshot(_) => tracing::Level::WARN,
         }
     }

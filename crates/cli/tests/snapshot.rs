@@ -66,3 +66,38 @@ fn snapshot_errors_have_categories() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn snapshotter_serves_a_socket_and_stops_on_sigterm() -> anyhow::Result<()> {
+    use std::time::Duration;
+    let strata = Strata::new()?;
+    let socket = strata.dir.path().join("snap.sock");
+    let root = strata.dir.path().join("root");
+    let mut server = strata
+        .command()
+        .args([
+            "snapshotter",
+            "--socket",
+            &socket.to_string_lossy(),
+            "--root",
+            &root.to_string_lossy(),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let up = strata_testkit::wait_until("snapshotter socket", Duration::from_secs(10), || {
+        Ok(std::os::unix::net::UnixStream::connect(&socket).is_ok())
+    });
+    #[allow(unsafe_code, reason = "sending a signal to our own child")]
+    // SAFETY: kill(2) on a child we spawned and have not reaped.
+    let sent = unsafe { libc::kill(libc::pid_t::try_from(server.id())?, libc::SIGTERM) };
+    if up.is_err() {
+        server.kill()?;
+    }
+    up?;
+    ensure!(sent == 0);
+    let status = server.wait()?;
+    ensure!(status.success(), "snapshotter exited with {status}");
+    ensure!(!socket.exists(), "socket left behind");
+    ensure!(root.join("metadata.redb").is_file(), "no metadata under the root");
+    Ok(())
+}

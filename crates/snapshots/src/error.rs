@@ -28,12 +28,12 @@ pub enum Error {
     #[error(transparent)]
     Kv(#[from] strata_kv::Error),
     /// A filesystem operation of the snapshotter failed.
-    #[error("{path}: {source}")]
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The path the operation was on.
         path: PathBuf,
-        /// What the operating system said.
-        source: std::io::Error,
+        /// What the operating system said (in the message, not repeated as a source).
+        cause: std::io::Error,
     },
 }
 
@@ -53,7 +53,7 @@ impl Error {
 
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
-        move |source| Error::Io { path, source }
+        move |cause| Error::Io { path, cause }
     }
 }
 

@@ -30,6 +30,7 @@
 
 mod error;
 mod filter;
+pub mod grpc;
 mod info;
 pub mod metastore;
 mod mount;

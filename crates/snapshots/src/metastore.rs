@@ -202,7 +202,7 @@ pub fn id_map(txn: &mut impl Read) -> Result<BTreeMap<String, String>> {
 
 fn load(txn: &mut impl Read, name: &str) -> Result<Option<Record>> {
     if name.is_empty() {
-        return Ok(None);
+        return Err(Error::InvalidArgument("snapshot key must not be empty".into()));
     }
     txn.get(&schema::snapshot_key(name))?.map(|bytes| Record::decode(name, &bytes)).transpose()
 }

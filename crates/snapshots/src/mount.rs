@@ -85,7 +85,7 @@ fn run(mut command: Command, target: &Path) -> Result<()> {
     }
     Err(Error::Io {
         path: target.to_path_buf(),
-        source: std::io::Error::other(format!(
+        cause: std::io::Error::other(format!(
             "{:?} failed: {}",
             command.get_program(),
             String::from_utf8_lossy(&output.stderr).trim()

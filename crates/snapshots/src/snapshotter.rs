@@ -148,16 +148,25 @@ impl Snapshotter {
 
     /// Deletes layer directories that no snapshot record names (left by crashes).
     pub fn cleanup(&self) -> Result<Vec<String>> {
-        let known: HashSet<String> =
-            metastore::id_map(&mut self.store.read()?)?.into_keys().collect();
+        // Directories first, records second: a record is always committed before its
+        // directory is made, so a snapshot prepared meanwhile is in the id map read after.
         let layers = self.root.join("snapshots");
-        let mut removed = Vec::new();
+        let mut found = Vec::new();
         for entry in std::fs::read_dir(&layers).map_err(Error::io(&layers))? {
             let entry = entry.map_err(Error::io(&layers))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
+            found.push((entry.file_name().to_string_lossy().into_owned(), entry.path()));
+        }
+        let known: HashSet<String> =
+            metastore::id_map(&mut self.store.read()?)?.into_keys().collect();
+        let mut removed = Vec::new();
+        for (name, path) in found {
             if !known.contains(&name) {
-                let path = entry.path();
-                std::fs::remove_dir_all(&path).map_err(Error::io(&path))?;
+                match std::fs::remove_dir_all(&path) {
+                    Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(Error::io(&path)(err));
+                    }
+                    _ => {}
+                }
                 tracing::info!(dir = %path.display(), "removed a layer no snapshot names");
                 removed.push(name);
             }

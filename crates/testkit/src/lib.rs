@@ -16,8 +16,10 @@
 
 #![deny(missing_docs)]
 
+mod containerd;
 mod etcd;
 mod process;
 
+pub use crate::containerd::{CTR_NAMESPACE, Containerd};
 pub use crate::etcd::{Etcd, shared_etcd};
 pub use crate::process::{ServerProcess, ensure_program, free_port, wait_until};

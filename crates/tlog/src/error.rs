@@ -30,12 +30,12 @@ pub enum Error {
     #[error("{0}")]
     Unavailable(String),
     /// A file operation failed.
-    #[error("{path}: {source}")]
+    #[error("{}: {cause}", path.display())]
     File {
         /// The file.
         path: PathBuf,
-        /// What the operating system said.
-        source: std::io::Error,
+        /// What the operating system said (in the message, not repeated as a source).
+        cause: std::io::Error,
     },
     /// A network operation failed.
     #[error("i/o: {0}")]
@@ -58,7 +58,7 @@ impl Error {
 
     pub(crate) fn file(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
-        move |source| Error::File { path, source }
+        move |cause| Error::File { path, cause }
     }
 }
 

@@ -4,6 +4,7 @@ pub(crate) mod kv;
 pub(crate) mod project;
 pub(crate) mod serve;
 pub(crate) mod snapshot;
+pub(crate) mod snapshotter;
 
 use crate::args::{Cli, Command};
 use crate::config::Config;
@@ -17,5 +18,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Kv(args) => kv::run(args, &config, &data_dir),
         Command::Snapshot(args) => snapshot::run(args, &config),
         Command::Project(args) => project::run(args),
+        Command::Snapshotter(args) => snapshotter::run(args, &config, &data_dir),
     }
 }

@@ -176,7 +176,8 @@ pub(crate) fn run(args: SnapshotArgs, config: &Config) -> anyhow::Result<()> {
 pub(crate) fn open(root: &Path, kv: &KvConfig) -> anyhow::Result<Snapshotter> {
     std::fs::create_dir_all(root).with_context(|| format!("create {}", root.display()))?;
     let mut kv = kv.clone();
-    if kv.engine == EngineKind::Redb && kv.redb.path.is_none() {
+    if kv.engine == EngineKind::Redb {
+        // A snapshotter root carries its own metadata, whatever the main store's path is.
         kv.redb.path = Some("metadata.redb".into());
     }
     let store = super::kv::open(&kv, root)?;

@@ -10,16 +10,17 @@ use strata_snapshots::grpc;
 
 use crate::config::Config;
 
-/// Serve containerd's snapshots API (containerd.services.snapshots.v1) on a unix socket,
-/// with layers and metadata under a root directory.
+/// Serve a snapshotter root to containerd as a proxy snapshotter plugin.
 ///
+/// Serves containerd's snapshots API (containerd.services.snapshots.v1) on a unix socket,
+/// with layers and metadata under a root directory.
 /// containerd uses it through a proxy plugin in its config.toml:
 ///
 ///   [proxy_plugins.strata]
 ///     type = "snapshot"
 ///     address = "PATH"
 ///
-/// and then `ctr run --snapshotter strata …` or `ctr images pull --snapshotter strata …`.
+/// and then `ctr images pull --snapshotter strata …` or `ctr run --snapshotter strata …`.
 /// The metadata is DIR/metadata.redb unless --config puts the KV store on etcd.
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
@@ -36,18 +37,14 @@ pub(crate) struct SnapshotterArgs {
 
 /// Serves until SIGINT or SIGTERM. Everything lives under --root, so the data directory is
 /// not used.
-pub(crate) fn run(
-    args: SnapshotterArgs,
-    config: &Config,
-    _data_dir: &Path,
-) -> anyhow::Result<()> {
+pub(crate) fn run(args: SnapshotterArgs, config: &Config, _data_dir: &Path) -> anyhow::Result<()> {
     let snapshotter = super::snapshot::open(&args.root, &config.kv)?;
     tracing::info!(
         socket = %args.socket.display(),
         root = %args.root.display(),
         kv = snapshotter.store().engine_name(),
         pid = std::process::id(),
-        "strata snapshotter serving"
+        "strata snapshotter starting"
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
