@@ -7,6 +7,7 @@
 
 mod handler;
 mod listener;
+mod slave;
 mod vdisk;
 
 use std::sync::Arc;
@@ -34,6 +35,10 @@ pub struct ServerConfig {
     /// The most bytes of block data sealed into one aggregate; a larger backlog becomes
     /// several aggregates.
     pub max_aggregate_bytes: usize,
+    /// Keep a slave copy of each vdisk here (`<vdisk>.img`, with its replayed sequence in
+    /// `<vdisk>.seq`), brought up to date by replaying the log on WaitNbdSlaveSync. `None`:
+    /// no slaves, and WaitNbdSlaveSync only flushes.
+    pub slave_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +51,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(300),
             max_buffered_bytes: 256 * 1024 * 1024,
             max_aggregate_bytes: 4 * 1024 * 1024,
+            slave_dir: None,
         }
     }
 }

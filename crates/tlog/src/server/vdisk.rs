@@ -192,6 +192,22 @@ impl VdiskTask {
             }
             Event::SlaveSync { conn, sequence } => {
                 self.flush().await?;
+                if let Some(dir) = self.shared.config.slave_dir.clone() {
+                    let (shared, vdisk) = (self.shared.clone(), self.id.clone());
+                    let synced = tokio::task::spawn_blocking(move || {
+                        crate::server::slave::sync(&shared, &dir, &vdisk)
+                    })
+                    .await
+                    .map_err(|e| Error::Unavailable(format!("slave sync task failed: {e}")))
+                    .and_then(|r| r);
+                    if let Err(err) = synced {
+                        tracing::error!(vdisk = %self.id, error = %err, "slave sync failed");
+                        // No status means "failed" for this command: the client's wait
+                        // times out, and it learns why from the closed connection.
+                        self.clients.remove(&conn);
+                        return Ok(false);
+                    }
+                }
                 let done = Response {
                     status: status::WAIT_NBD_SLAVE_SYNC_RECEIVED,
                     sequences: vec![sequence],
