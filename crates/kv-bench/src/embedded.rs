@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use ::redb::{Database, Durability, ReadableDatabase, TableDefinition};
 use strata_kv::{Read, Store};
 
-use crate::measure::{Summary, VALUE, key, run_threads, warm_then_run, warm_up};
+use strata_kv_bench::measure::{Summary, VALUE, key, run_threads, warm_then_run, warm_up};
 
 /// Keys loaded before the point reads.
 const READ_KEYS: u64 = 100_000;
@@ -58,9 +58,9 @@ pub fn group_commit(dir: &Path, threads: u32, duration: Duration) -> anyhow::Res
     let store = Store::redb(&dir.path().join("kv.redb"))?;
     let op = |thread: u32, n: u64| put_one(&store, thread, n);
     warm_up(threads, duration, &op)?;
-    let before = revision(&store)?;
+    let before = store.read()?.revision();
     let summary = run_threads(threads, duration, op)?;
-    let after = revision(&store)?;
+    let after = store.read()?.revision();
     let batches = before.zip(after).map(|(before, after)| after - before);
     Ok(GroupCommit { summary, batches })
 }
@@ -134,15 +134,6 @@ fn put_one(store: &Store, thread: u32, n: u64) -> anyhow::Result<()> {
     txn.put(&key(thread, n), &VALUE);
     txn.commit()?;
     Ok(())
-}
-
-/// The store's revision, which the redb engine advances once per durable batch. strata-kv
-/// has no public accessor for it; `ReadTxn`'s `Debug` shows it, so it is read from there,
-/// and `None` when that format changes.
-fn revision(store: &Store) -> anyhow::Result<Option<u64>> {
-    let shown = format!("{:?}", store.read()?);
-    let digits = shown.split("Some(").nth(1).and_then(|rest| rest.split(')').next());
-    Ok(digits.and_then(|digits| digits.parse().ok()))
 }
 
 /// A small, fast pseudo-random sequence (xorshift64), so picking keys costs next to nothing.

@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use etcd_client::{Client, KvClient, Txn, TxnOp};
 use strata_kv::{EtcdConfig, Read, Store};
+use strata_kv_bench::measure::{Summary, VALUE, key, warm_then_run};
 use strata_testkit::Etcd;
-
-use crate::measure::{Summary, VALUE, key, warm_then_run};
 
 /// What one etcd row measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,20 +10,17 @@
 //! in rounds that alternate peer and strata-kv, so both see the same disk and the same
 //! neighbours.
 
-mod disk;
 mod embedded;
 mod etcd;
-mod measure;
 mod peers;
 mod report;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
+use strata_kv_bench::{cli, disk};
 
 use crate::peers::BoltCommit;
 use crate::report::{Figures, GroupRound, SingleRound};
@@ -50,15 +47,12 @@ struct Args {
     threads: u32,
 }
 
+/// The name progress and errors are reported under.
+const PROGRAM: &str = "strata-kv-bench";
+
 fn main() -> ExitCode {
-    match run(&Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("strata-kv-bench: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let args = Args::parse();
+    cli::exit(PROGRAM, || run(&args))
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
@@ -78,10 +72,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let etcd = step("etcd: strata-kv transactions and plain requests", || etcd::measure(d))?;
 
     let figures = Figures { threads: args.threads, disk, single, reads, group, etcd };
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(report::render(&figures).as_bytes())?;
-    stdout.flush()?;
-    Ok(())
+    cli::print_report(&report::render(&figures))
 }
 
 fn single_round(args: &Args, dir: &Path, d: Duration) -> anyhow::Result<SingleRound> {
@@ -112,11 +103,5 @@ fn group_round(args: &Args, dir: &Path, d: Duration) -> anyhow::Result<GroupRoun
 
 /// Runs one measurement, saying on stderr what is being measured.
 fn step<T>(what: &str, measure: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
-    eprintln!("strata-kv-bench: {what}");
-    measure().with_context(|| what.to_string())
-}
-
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.downcast_ref::<std::io::Error>()
-        .is_some_and(|err| err.kind() == std::io::ErrorKind::BrokenPipe)
+    cli::step(PROGRAM, what, measure)
 }

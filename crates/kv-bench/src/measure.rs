@@ -3,6 +3,7 @@
 //! Not a statistics package: every figure is a few runs of a fixed duration, summarized the
 //! way the Go peers summarize theirs, so the two sides compare like for like.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The bytes of every value the benchmarks write, the same size as the Go peer's (`-value`).
@@ -85,7 +86,7 @@ where
     F: Fn(u32, u64) -> anyhow::Result<()> + Sync,
 {
     let warmup = (duration / 10).min(Duration::from_millis(300));
-    timed_loops(threads, warmup, WARMUP_THREAD, op).map(drop)
+    timed_loops(threads, warmup, WARMUP_THREAD, &|t, n| op(t, n).map(|()| Flow::Done)).map(drop)
 }
 
 /// Runs `op(thread, n)` in a loop on each of `threads` threads for `duration`, and
@@ -93,6 +94,26 @@ where
 pub fn run_threads<F>(threads: u32, duration: Duration, op: F) -> anyhow::Result<Summary>
 where
     F: Fn(u32, u64) -> anyhow::Result<()> + Sync,
+{
+    run_threads_until(threads, duration, |thread, n| op(thread, n).map(|()| Flow::Done))
+}
+
+/// What one call of an operation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// It ran; its latency counts.
+    Done,
+    /// It had nothing left to work on (say, the snapshots an earlier run created are used
+    /// up): it is not counted, and every thread stops after its current operation, so the
+    /// run ends with all threads still busy.
+    Exhausted,
+}
+
+/// [`run_threads`] for operations that may run out of work: the run ends at `duration` or
+/// as soon as one thread's `op` returns [`Flow::Exhausted`], whichever comes first.
+pub fn run_threads_until<F>(threads: u32, duration: Duration, op: F) -> anyhow::Result<Summary>
+where
+    F: Fn(u32, u64) -> anyhow::Result<Flow> + Sync,
 {
     let started = Instant::now();
     let latencies = timed_loops(threads, duration, 0, &op)?;
@@ -106,12 +127,15 @@ fn timed_loops<F>(
     op: &F,
 ) -> anyhow::Result<Vec<Duration>>
 where
-    F: Fn(u32, u64) -> anyhow::Result<()> + Sync,
+    F: Fn(u32, u64) -> anyhow::Result<Flow> + Sync,
 {
-    let deadline = Instant::now() + duration;
+    let until = Until { deadline: Instant::now() + duration, stop: AtomicBool::new(false) };
     let per_thread = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
-            .map(|t| scope.spawn(move || timed_loop(first_thread + t, deadline, op)))
+            .map(|t| {
+                let until = &until;
+                scope.spawn(move || timed_loop(first_thread + t, until, op))
+            })
             .collect();
         handles
             .into_iter()
@@ -123,16 +147,25 @@ where
     Ok(per_thread.into_iter().flatten().collect())
 }
 
-fn timed_loop<F>(thread: u32, deadline: Instant, op: &F) -> anyhow::Result<Vec<Duration>>
+/// When the threads of one run stop.
+struct Until {
+    deadline: Instant,
+    /// Set by the first thread whose operation ran out of work.
+    stop: AtomicBool,
+}
+
+fn timed_loop<F>(thread: u32, until: &Until, op: &F) -> anyhow::Result<Vec<Duration>>
 where
-    F: Fn(u32, u64) -> anyhow::Result<()>,
+    F: Fn(u32, u64) -> anyhow::Result<Flow>,
 {
     let mut latencies = Vec::new();
     let mut n = 0;
-    while Instant::now() < deadline {
+    while Instant::now() < until.deadline && !until.stop.load(Ordering::Relaxed) {
         let began = Instant::now();
-        op(thread, n)?;
-        latencies.push(began.elapsed());
+        match op(thread, n)? {
+            Flow::Done => latencies.push(began.elapsed()),
+            Flow::Exhausted => until.stop.store(true, Ordering::Relaxed),
+        }
         n += 1;
     }
     Ok(latencies)

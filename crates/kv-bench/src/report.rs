@@ -1,16 +1,18 @@
 //! The markdown report: one table per figure group, then the targets with a PASS or
 //! MISS mark each. Formatting only; every number arrives measured in [`Figures`].
 //!
-//! Figures measured in several rounds are pooled in the tables (see [`Summary::pooled`]).
-//! A target is judged on the median of the rounds' ratios, which one disturbed round cannot
-//! swing; every round's ratio is listed next to it, so the spread is in plain sight.
+//! Figures measured in several rounds are pooled in the tables (see [`Summary::pooled`]), and
+//! targets are judged on the median round, as [`strata_kv_bench::table`] describes.
 
-use std::fmt::Write;
 use std::time::Duration;
+
+use strata_kv_bench::measure::Summary;
+use strata_kv_bench::table::{
+    at_least, at_most, count, disk_floor, dur, line, per_round, pool, rate, row,
+};
 
 use crate::embedded::{GroupCommit, PointReads};
 use crate::etcd::{EtcdRow, Workload};
-use crate::measure::Summary;
 
 /// Commit time of strata-kv's redb engine may be at most this times bbolt's.
 const COMMIT_RATIO_MAX: f64 = 1.2;
@@ -63,22 +65,12 @@ pub struct GroupRound {
 /// Renders the report.
 pub fn render(f: &Figures) -> String {
     let mut out = String::new();
-    disk(&mut out, f);
+    disk_floor(&mut out, &f.disk);
     single(&mut out, f);
     group(&mut out, f);
     etcd(&mut out, f);
     targets(&mut out, f);
     out
-}
-
-fn disk(out: &mut String, f: &Figures) {
-    line(out, "#### Disk floor\n");
-    line(out, "| measurement | median | p99 | per second |\n|---|---:|---:|---:|");
-    let d = &f.disk;
-    line(
-        out,
-        &format!("| 4 KiB write + fdatasync | {} | {} | {} |\n", dur(d.p50), dur(d.p99), rate(d)),
-    );
 }
 
 fn single(out: &mut String, f: &Figures) {
@@ -264,105 +256,7 @@ fn targets(out: &mut String, f: &Figures) {
     }
 }
 
-/// One table row of `cells`.
-fn row(out: &mut String, cells: &[String]) {
-    line(out, &format!("| {} |", cells.join(" | ")));
-}
-
-/// The rounds' `pick`ed summaries, pooled.
-fn pool<R>(rounds: &[R], pick: impl Fn(&R) -> Summary) -> Summary {
-    Summary::pooled(&rounds.iter().map(pick).collect::<Vec<_>>())
-}
-
-/// The median of the rounds' `ratio`s, and every round's, listed as `1.02, 0.97, 1.10`.
-fn per_round<R>(rounds: &[R], ratio: impl Fn(&R) -> f64) -> (f64, String) {
-    let ratios: Vec<f64> = rounds.iter().map(ratio).collect();
-    let listed = ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", ");
-    let mut sorted = ratios;
-    sorted.sort_by(f64::total_cmp);
-    let median = match sorted.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    };
-    (median, listed)
-}
-
 fn etcd_row(f: &Figures, workload: Workload, clients: u32) -> Option<&Summary> {
     let row = f.etcd.iter().find(|r| r.workload == workload && r.clients == clients);
     row.map(|r| &r.summary)
-}
-
-/// `PASS` when `measured` is at most `limit`, else `MISS` with how far over it is.
-fn at_most(measured: f64, limit: f64) -> String {
-    if measured <= limit {
-        "PASS".into()
-    } else {
-        format!("MISS ({:.0}% over)", (measured / limit - 1.0) * 100.0)
-    }
-}
-
-/// `PASS` when `measured` is at least `floor`, else `MISS` with how far short it falls.
-fn at_least(measured: f64, floor: f64) -> String {
-    if measured >= floor {
-        "PASS".into()
-    } else {
-        format!("MISS ({:.0}% short)", (1.0 - measured / floor) * 100.0)
-    }
-}
-
-fn line(out: &mut String, text: &str) {
-    let _ = writeln!(out, "{text}");
-}
-
-/// A latency with about three significant digits (`412 ns`, `1.27 µs`, `183 µs`, `6.29 ms`),
-/// or nothing when the run did not report it.
-fn dur(d: Option<Duration>) -> String {
-    let Some(d) = d else { return String::new() };
-    let ns = d.as_nanos() as f64;
-    match ns {
-        ns if ns < 1e3 => format!("{ns:.0} ns"),
-        ns if ns < 1e4 => format!("{:.2} µs", ns / 1e3),
-        ns if ns < 1e6 => format!("{:.0} µs", ns / 1e3),
-        ns => format!("{:.2} ms", ns / 1e6),
-    }
-}
-
-fn rate(s: &Summary) -> String {
-    count(s.per_second())
-}
-
-/// A rate rounded to a whole number, with thousands separators: `12,345`.
-fn count(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_counts_and_durations() {
-        assert_eq!(count(1234567.4), "1,234,567");
-        assert_eq!(count(999.0), "999");
-        assert_eq!(dur(Some(Duration::from_nanos(412))), "412 ns");
-        assert_eq!(dur(Some(Duration::from_nanos(183_400))), "183 µs");
-        assert_eq!(dur(Some(Duration::from_nanos(6_290_000))), "6.29 ms");
-        assert_eq!(dur(None), "");
-    }
-
-    #[test]
-    fn judges_on_the_median_round() {
-        let (median, listed) = per_round(&[3.0, 0.5, 1.0], |r| *r);
-        assert_eq!((median, listed.as_str()), (1.0, "3.00, 0.50, 1.00"));
-        assert_eq!(per_round(&[1.0, 2.0], |r| *r).0, 1.5);
-    }
 }
