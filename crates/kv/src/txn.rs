@@ -192,7 +192,9 @@ impl Read for WriteTxn {
             return Ok(buffered.clone());
         }
         let entry = self.snapshot.get(key)?;
-        self.reads.keys.entry(key.to_vec()).or_insert(entry.as_ref().map(|e| e.mod_revision));
+        if !self.reads.keys.contains_key(key) {
+            self.reads.keys.insert(key.to_vec(), entry.as_ref().map(|e| e.mod_revision));
+        }
         Ok(entry.map(|e| e.value))
     }
 

@@ -104,8 +104,7 @@ impl Engine for RedbEngine {
     fn snapshot(&self) -> Result<Box<dyn Snapshot>> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(DATA)?;
-        let revision = txn.open_table(META)?.get(REVISION)?.map_or(0, |guard| guard.value());
-        Ok(Box::new(RedbSnapshot { table, revision }))
+        Ok(Box::new(RedbSnapshot { txn, table, revision: std::sync::OnceLock::new() }))
     }
 
     fn commit(&self, commit: Commit) -> Result<()> {
@@ -128,8 +127,10 @@ fn shut_down() -> Error {
 }
 
 struct RedbSnapshot {
+    txn: redb::ReadTransaction,
     table: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
-    revision: u64,
+    /// Read from `meta` on first use only: plain reads never need it.
+    revision: std::sync::OnceLock<u64>,
 }
 
 impl Snapshot for RedbSnapshot {
@@ -162,7 +163,12 @@ impl Snapshot for RedbSnapshot {
     }
 
     fn revision(&self) -> Option<u64> {
-        Some(self.revision)
+        let read = || -> Option<u64> {
+            Some(self.txn.open_table(META).ok()?.get(REVISION).ok()?.map_or(0, |g| g.value()))
+        };
+        // A revision that cannot be read is reported as 0: the oldest possible, so a commit
+        // that depends on it is refused as a conflict rather than wrongly accepted.
+        Some(*self.revision.get_or_init(|| read().unwrap_or(0)))
     }
 }
 
