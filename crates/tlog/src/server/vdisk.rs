@@ -93,6 +93,7 @@ impl Registry {
             force_at: None,
             clients: HashMap::new(),
             deadline: Instant::now() + shared.config.flush_time,
+            in_flight: None,
         };
         let join = tokio::spawn(task.run(queue));
         running.insert(vdisk.to_string(), (handle.clone(), join));
@@ -132,6 +133,17 @@ struct VdiskTask {
     clients: HashMap<u64, mpsc::Sender<Response>>,
     /// When the flush timer fires next.
     deadline: Instant,
+    /// The flush being sealed and stored in the background, if any. One at a time, so the
+    /// chain stays in order; blocks ordered meanwhile wait for the next one.
+    in_flight: Option<InFlight>,
+}
+
+/// A flush running on a blocking thread while the task keeps taking blocks.
+struct InFlight {
+    task: JoinHandle<Result<Hash>>,
+    sequences: Vec<u64>,
+    /// Released once the flush is over, letting writers buffer more.
+    budget: Vec<OwnedSemaphorePermit>,
 }
 
 impl VdiskTask {
@@ -147,27 +159,32 @@ impl VdiskTask {
 
     async fn serve(&mut self, queue: &mut mpsc::Receiver<Event>) -> Result<()> {
         loop {
-            let timer_armed = !self.ordered.is_empty();
-            let event = tokio::select! {
-                event = queue.recv() => event,
-                () = tokio::time::sleep_until(self.deadline), if timer_armed => {
-                    self.flush().await?;
-                    continue;
+            let timer_armed = !self.ordered.is_empty() && self.in_flight.is_none();
+            let flying = self.in_flight.is_some();
+            tokio::select! {
+                event = queue.recv() => {
+                    let Some(event) = event else { return self.flush().await };
+                    if self.handle(event).await? {
+                        return self.flush().await;
+                    }
+                    // Take whatever else is already queued before deciding to flush, so a
+                    // burst becomes one flush.
+                    while let Ok(event) = queue.try_recv() {
+                        if self.handle(event).await? {
+                            return self.flush().await;
+                        }
+                    }
                 }
-            };
-            let Some(event) = event else { return self.flush().await };
-            if self.handle(event).await? {
-                return self.flush().await;
+                joined = async {
+                    match self.in_flight.as_mut() {
+                        Some(flight) => (&mut flight.task).await,
+                        None => std::future::pending().await,
+                    }
+                }, if flying => self.finish(joined)?,
+                () = tokio::time::sleep_until(self.deadline), if timer_armed => self.launch(),
             }
-            // Take whatever else is already queued before deciding to flush, so a burst
-            // becomes one flush.
-            while let Ok(event) = queue.try_recv() {
-                if self.handle(event).await? {
-                    return self.flush().await;
-                }
-            }
-            if self.flush_due() {
-                self.flush().await?;
+            if self.flush_due() && self.in_flight.is_none() {
+                self.launch();
             }
         }
     }
@@ -269,25 +286,46 @@ impl VdiskTask {
         }
     }
 
-    /// Seals everything ordered into aggregates, stores them, and answers the clients.
+    /// Flushes everything ordered and waits until it is stored (or failed).
     async fn flush(&mut self) -> Result<()> {
+        self.land().await?;
+        self.launch();
+        self.land().await
+    }
+
+    /// Starts sealing and storing everything ordered, in the background.
+    fn launch(&mut self) {
         self.deadline = Instant::now() + self.shared.config.flush_time;
-        if self.ordered.is_empty() {
-            return Ok(());
+        if self.ordered.is_empty() || self.in_flight.is_some() {
+            return;
         }
         let taken = std::mem::take(&mut self.ordered);
         let (blocks, budget): (Vec<Block>, Vec<OwnedSemaphorePermit>) = taken.into_iter().unzip();
         let sequences: Vec<u64> = blocks.iter().map(|b| b.sequence).collect();
-        let last = sequences.last().copied();
         let shared = self.shared.clone();
         let (vdisk, prev) = (self.id.clone(), self.head);
-        let stored = tokio::task::spawn_blocking(move || store(&shared, &vdisk, prev, blocks))
-            .await
+        let task = tokio::task::spawn_blocking(move || store(&shared, &vdisk, prev, blocks));
+        self.in_flight = Some(InFlight { task, sequences, budget });
+    }
+
+    /// Waits for the flush in flight, if any, and answers the clients.
+    async fn land(&mut self) -> Result<()> {
+        let Some(flight) = self.in_flight.as_mut() else { return Ok(()) };
+        let joined = (&mut flight.task).await;
+        self.finish(joined)
+    }
+
+    /// Answers the clients about the flush in flight, which has ended with `joined`.
+    fn finish(&mut self, joined: Result<Result<Hash>, tokio::task::JoinError>) -> Result<()> {
+        let Some(flight) = self.in_flight.take() else { return Ok(()) };
+        let stored = joined
             .map_err(|e| Error::Unavailable(format!("flush task failed: {e}")))
             .and_then(|r| r);
-        drop(budget);
+        drop(flight.budget);
+        let sequences = flight.sequences;
         match stored {
             Ok(head) => {
+                let last = sequences.last().copied();
                 self.head = head;
                 self.flushed_to = last;
                 if self.force_at.is_some_and(|at| last.is_some_and(|l| l >= at)) {
