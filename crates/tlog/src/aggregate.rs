@@ -182,7 +182,7 @@ impl Aggregate {
         } else {
             body
         };
-        let aggregate = Aggregate::decode(&plain)
+        let aggregate = Aggregate::decode(plain)
             .map_err(|e| Error::Corrupted(format!("aggregate {name}: {e}")))?;
         let agrees = aggregate.vdisk_id == vdisk_id
             && aggregate.prev == header.prev
@@ -220,17 +220,19 @@ impl Aggregate {
         serialize::write_message_to_words(&message)
     }
 
-    fn decode(bytes: &[u8]) -> Result<Aggregate> {
+    fn decode(plain: Vec<u8>) -> Result<Aggregate> {
+        let bytes = bytes::Bytes::from(plain);
         let mut options = reader_options();
         options.traversal_limit_in_words(Some(bytes.len() / 8 * 2 + 1024));
-        let message = serialize::read_message(&mut &bytes[..], options)?;
+        let mut slice = &bytes[..];
+        let message = serialize::read_message_from_flat_slice(&mut slice, options)?;
         let root = message.get_root::<tlog_aggregation::Reader<'_>>()?;
         let prev = root.get_prev()?;
         let prev: Hash =
             prev.try_into().map_err(|_| Error::Protocol("prev is not 32 bytes".into()))?;
         let mut blocks = Vec::new();
         for block in root.get_blocks()? {
-            blocks.push(Block::read_from(block)?);
+            blocks.push(Block::read_from(block, |data| bytes.slice_ref(data))?);
         }
         Ok(Aggregate {
             vdisk_id: root

@@ -178,7 +178,12 @@ impl Block {
         b.set_operation(self.operation);
     }
 
-    pub(crate) fn read_from(r: tlog_block::Reader<'_>) -> Result<Block> {
+    /// Reads a block; `data` turns the data slice into `Bytes` (a copy, or a slice of the
+    /// buffer the message was decoded in place from).
+    pub(crate) fn read_from(
+        r: tlog_block::Reader<'_>,
+        data: impl FnOnce(&[u8]) -> Bytes,
+    ) -> Result<Block> {
         let hash = r.get_hash()?;
         let hash: [u8; HASH_LEN] = hash
             .try_into()
@@ -188,7 +193,7 @@ impl Block {
             offset: r.get_offset(),
             size: r.get_size(),
             hash,
-            data: Bytes::copy_from_slice(r.get_data()?),
+            data: data(r.get_data()?),
             timestamp: r.get_timestamp(),
             operation: r.get_operation(),
         })
@@ -292,7 +297,17 @@ impl Block {
 
     /// Parses message bytes.
     pub fn decode(bytes: &[u8]) -> Result<Block> {
-        decode(bytes, |m| Block::read_from(m.get_root::<tlog_block::Reader<'_>>()?))
+        decode(bytes, |m| {
+            Block::read_from(m.get_root::<tlog_block::Reader<'_>>()?, Bytes::copy_from_slice)
+        })
+    }
+
+    /// Parses a message in place: the block's data is a slice of `bytes`, not a copy.
+    pub fn decode_shared(bytes: &Bytes) -> Result<Block> {
+        let mut slice = &bytes[..];
+        let message = serialize::read_message_from_flat_slice(&mut slice, reader_options())?;
+        let root = message.get_root::<tlog_block::Reader<'_>>()?;
+        Block::read_from(root, |data| bytes.slice_ref(data))
     }
 }
 

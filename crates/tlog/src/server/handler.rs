@@ -161,7 +161,7 @@ async fn serve(
 
 /// Checks a block; a bad one is answered `RecvFailed` here and goes no further.
 async fn block(bytes: Bytes, handle: &Handle, conn: u64) -> Result<Option<Event>> {
-    let block = Block::decode(&bytes)?;
+    let block = Block::decode_shared(&bytes)?;
     if let Err(why) = block.check() {
         tracing::warn!(sequence = block.sequence, why, "block refused");
         let failed = Response { status: status::RECV_FAILED, sequences: vec![block.sequence] };
