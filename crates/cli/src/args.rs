@@ -16,6 +16,9 @@ use crate::cmd;
 ///
 ///   snapshot   containerd's snapshot model on kv, with an overlayfs snapshotter
 ///
+///   tlog       a transaction log for block devices: a server journaling every write,
+///              and a player that rebuilds a disk as of any sequence or time
+///
 ///   project    atomic projection of a set of files into a directory (the ..data swap)
 ///
 ///   serve      runs every strata service in one process, on embedded defaults under one
@@ -66,6 +69,8 @@ pub(crate) enum Command {
     /// Work with container snapshots (prepare, view, commit, rm, ls, info, label, tree, ...).
     Snapshot(cmd::snapshot::SnapshotArgs),
     Snapshotter(cmd::snapshotter::SnapshotterArgs),
+    /// The block-device transaction log: serve it, replay it, verify it, list it.
+    Tlog(cmd::tlog::TlogArgs),
     /// Project files into a directory atomically: watchers see the old set or the new one.
     Project(cmd::project::ProjectArgs),
 }
@@ -74,9 +79,10 @@ impl Command {
     /// Long-running services log what they do; one-shot commands only what went wrong.
     pub(crate) fn default_log_level(&self) -> tracing::Level {
         match self {
-            Command::Serve(_) | Command::Project(_) | Command::Snapshotter(_) => {
-                tracing::Level::INFO
-            }
+            Command::Serve(_)
+            | Command::Project(_)
+            | Command::Snapshotter(_)
+            | Command::Tlog(_) => tracing::Level::INFO,
             Command::Kv(_) | Command::Snapshot(_) => tracing::Level::WARN,
         }
     }

@@ -8,7 +8,11 @@ use crate::util::Strata;
 
 fn serve_then_signal(signal: i32) -> anyhow::Result<()> {
     let strata = Strata::new()?;
-    let server = strata.command().arg("serve").stderr(std::process::Stdio::piped()).spawn()?;
+    let server = strata
+        .command()
+        .args(["serve", "--tlog-listen", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
     strata_testkit::wait_until("strata serve", Duration::from_secs(10), || {
         Ok(strata.dir.path().join("kv.redb").exists())
     })?;
@@ -18,6 +22,13 @@ fn serve_then_signal(signal: i32) -> anyhow::Result<()> {
     let status: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(strata.dir.path().join("run/status.json"))?)?;
     ensure!(status["state"] == "serving" && status["pid"] == server.id(), "{status}");
+    // Every service answers where the status says it is.
+    let socket = status["services"]["snapshotter"]["socket"].as_str().unwrap_or_default();
+    let tlog = status["services"]["tlog"]["address"].as_str().unwrap_or_default();
+    strata_testkit::wait_until("services", Duration::from_secs(10), || {
+        Ok(std::os::unix::net::UnixStream::connect(socket).is_ok()
+            && std::net::TcpStream::connect(tlog).is_ok())
+    })?;
     let pid = libc::pid_t::try_from(server.id())?;
     #[allow(unsafe_code, reason = "sending a signal to our own child")]
     // SAFETY: kill(2) on a child we spawned and have not reaped.

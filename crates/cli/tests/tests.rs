@@ -5,4 +5,5 @@ mod project;
 mod serve;
 mod snapshot;
 mod tidy;
+mod tlog;
 mod util;

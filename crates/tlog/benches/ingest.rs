@@ -7,6 +7,8 @@
 //! 4 KiB writes each followed by ForceFlushAtSeq and a wait for durability: p50 and p99.
 //! `--test` runs a tiny version (CI checks the bench builds and runs).
 
+#![allow(clippy::print_stdout, reason = "a benchmark reports on standard output")]
+
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

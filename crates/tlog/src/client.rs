@@ -251,12 +251,12 @@ impl Worker {
 
     async fn run(mut self, mut queue: mpsc::Receiver<Request>) {
         loop {
-            if self.connection.is_none() {
-                if let Err(err) = self.reconnect().await {
-                    tracing::warn!(error = %err, "tlog: reconnect failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
+            if self.connection.is_none()
+                && let Err(err) = self.reconnect().await
+            {
+                tracing::warn!(error = %err, "tlog: reconnect failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
             }
             let deadline = self.progress_at + self.config.resend_timeout;
             let waiting = !self.unflushed.is_empty();

@@ -5,6 +5,8 @@ pub(crate) mod project;
 pub(crate) mod serve;
 pub(crate) mod snapshot;
 pub(crate) mod snapshotter;
+pub(crate) mod tlog;
+pub(crate) mod tlog_read;
 
 use crate::args::{Cli, Command};
 use crate::config::Config;
@@ -19,5 +21,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Snapshot(args) => snapshot::run(args, &config),
         Command::Project(args) => project::run(args),
         Command::Snapshotter(args) => snapshotter::run(args, &config, &data_dir),
+        Command::Tlog(args) => tlog::run(args, &config, &data_dir),
     }
 }

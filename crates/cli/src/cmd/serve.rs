@@ -1,45 +1,130 @@
 //! `strata serve`: every service of the system in one process, until SIGINT or SIGTERM.
 //!
-//! Today that is the KV store every other part keeps its metadata in; each part adds its
-//! listener here as it lands. What the running services are, and where, is published in
-//! `<data-dir>/run/` through the atomic writer, so programs watching it never see half of it.
+//! The services run side by side on one runtime: the containerd proxy snapshotter on a unix
+//! socket and the tlog server on TCP, each over the data directory's embedded engines (or the
+//! engines `--config` names). What runs, and where, is published in `<data-dir>/run/` through
+//! the atomic writer, so programs watching it never see half of it. On a signal every service
+//! stops accepting, finishes or flushes what it holds, and the process exits 0.
 
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-
 use serde_json::json;
 use strata_atomic::{AtomicWriter, FileProjection, Payload};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::config::Config;
 
 /// Runs every strata service on embedded defaults under the data directory (or on the
 /// engines --config names) and stops cleanly on SIGINT or SIGTERM.
+///
+/// Services and their defaults: the containerd proxy snapshotter on
+/// DATA-DIR/snapshotter.sock (layers and metadata in DATA-DIR/snapshotter), and the tlog
+/// server on 127.0.0.1:11211 (aggregates in DATA-DIR/tlog, encrypted with DATA-DIR/tlog.key,
+/// made on first start). DATA-DIR/run/status.json says what runs where.
 #[derive(Debug, Args)]
-pub(crate) struct ServeArgs {}
+pub(crate) struct ServeArgs {
+    /// The containerd proxy snapshotter's socket [default: DATA-DIR/snapshotter.sock].
+    #[arg(long, value_name = "PATH")]
+    snapshotter_socket: Option<PathBuf>,
+    /// The tlog server's address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:11211")]
+    tlog_listen: SocketAddr,
+}
 
-pub(crate) fn run(_args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
+/// How long services get to finish after a signal before the process exits anyway.
+const GRACE: Duration = Duration::from_secs(30);
+
+pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("create data directory {}", data_dir.display()))?;
     let store = super::kv::open(&config.kv, data_dir)?;
-    tracing::info!(
-        data_dir = %data_dir.display(),
-        kv = store.engine_name(),
-        pid = std::process::id(),
-        "strata serving"
-    );
+    let snapshotter_root = data_dir.join("snapshotter");
+    let snapshotter = super::snapshot::open(&snapshotter_root, &config.kv)?;
+    let socket = args.snapshotter_socket.unwrap_or_else(|| data_dir.join("snapshotter.sock"));
+    let tlog_storage = super::tlog::open_storage(data_dir)?;
+    let tlog_config = strata_tlog::server::ServerConfig {
+        key: Some(super::tlog::default_key(data_dir)?),
+        ..strata_tlog::server::ServerConfig::default()
+    };
     let mut published = Published::open(data_dir)?;
-    published.write(&json!({
-        "pid": std::process::id(),
-        "state": "serving",
-        "data_dir": data_dir,
-        "kv": store.engine_name(),
-    }))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    let signal = runtime.block_on(wait_for_shutdown())?;
-    tracing::info!(signal, "shutting down");
+    runtime.block_on(async {
+        let tlog_listener = tokio::net::TcpListener::bind(args.tlog_listen)
+            .await
+            .with_context(|| format!("tlog: listen on {}", args.tlog_listen))?;
+        let tlog_addr = tlog_listener.local_addr()?;
+        let (stop, stopping) = watch::channel(false);
+        let until_stop = || {
+            let mut stopping = stopping.clone();
+            async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            }
+        };
+        let mut services: JoinSet<anyhow::Result<&'static str>> = JoinSet::new();
+        let shutdown = until_stop();
+        let sock = socket.clone();
+        services.spawn(async move {
+            strata_snapshots::grpc::serve(snapshotter, &sock, shutdown)
+                .await
+                .context("snapshotter")?;
+            Ok("snapshotter")
+        });
+        let shutdown = until_stop();
+        services.spawn(async move {
+            strata_tlog::server::serve(tlog_listener, tlog_config, tlog_storage, shutdown)
+                .await
+                .context("tlog server")?;
+            Ok("tlog")
+        });
+        published.write(&json!({
+            "pid": std::process::id(),
+            "state": "serving",
+            "data_dir": data_dir,
+            "kv": store.engine_name(),
+            "services": {
+                "snapshotter": { "socket": socket, "root": snapshotter_root },
+                "tlog": { "address": tlog_addr.to_string(), "dir": data_dir.join("tlog") },
+            },
+        }))?;
+        tracing::info!(
+            data_dir = %data_dir.display(),
+            kv = store.engine_name(),
+            snapshotter = %socket.display(),
+            tlog = %tlog_addr,
+            "strata serving"
+        );
+        let outcome = tokio::select! {
+            signal = wait_for_shutdown() => signal.map(|s| tracing::info!(signal = s, "shutting down")),
+            Some(ended) = services.join_next() => Err(match ended {
+                Ok(Ok(name)) => anyhow::anyhow!("{name} stopped unexpectedly"),
+                Ok(Err(err)) => err,
+                Err(err) => anyhow::anyhow!("a service panicked: {err}"),
+            }),
+        };
+        let _ = stop.send(true);
+        let drained = tokio::time::timeout(GRACE, async {
+            while let Some(ended) = services.join_next().await {
+                match ended {
+                    Ok(Ok(name)) => tracing::info!(service = name, "stopped"),
+                    Ok(Err(err)) => tracing::error!(error = format!("{err:#}"), "service failed"),
+                    Err(err) => tracing::error!(error = %err, "service panicked"),
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("services did not stop within {GRACE:?}; exiting anyway");
+        }
+        outcome
+    })?;
     drop(store);
     published.write(&json!({ "pid": std::process::id(), "state": "stopped" }))?;
     tracing::info!("stopped");

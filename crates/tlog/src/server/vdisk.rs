@@ -69,10 +69,10 @@ impl Registry {
     /// The task of `vdisk`, started (with its chain head read from storage) if needed.
     pub(crate) async fn get(&self, shared: &Arc<Shared>, vdisk: &str) -> Result<Handle> {
         let mut running = self.running.lock().await;
-        if let Some((handle, _)) = running.get(vdisk) {
-            if !handle.events.is_closed() {
-                return Ok(handle.clone());
-            }
+        if let Some((handle, _)) = running.get(vdisk)
+            && !handle.events.is_closed()
+        {
+            return Ok(handle.clone());
         }
         let storage = shared.storage.clone();
         let id = vdisk.to_string();

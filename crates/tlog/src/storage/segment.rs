@@ -1,1 +1,267 @@
-//! Segment files: the embedded storage engine (being written).
+//! Segment files: the embedded storage engine.
+//!
+//! Each vdisk has a directory of append-only segment files under the store's directory;
+//! each record is one sealed aggregate behind a header carrying its length and name, so a
+//! scan verifies it. An append writes one record and `fdatasync`s before it returns; the
+//! index (name to location, in chain order) and the chain head live in memory and are
+//! rebuilt by a scan on open, so `get`, `head` and `list` never scan. On open a torn tail
+//! (a last record that is partial or does not verify, with nothing valid after it) is cut
+//! back with a warning; damage with valid records after it is [`Error::Corrupted`]. Layout
+//! and invariants: `docs/design/tlog-format.md`, "Segment files".
+//!
+//! A writable store ([`SegmentStore::open`]) holds an exclusive lock on `<dir>/.lock`, so
+//! two servers cannot share a directory. A read-only store
+//! ([`SegmentStore::open_read_only`]) takes no lock, changes nothing, and sees each vdisk
+//! as it was when first asked about it; it works beside a running server or after a crash.
+//! This is not a general-purpose file store: it keeps only what [`Storage`] needs.
+
+mod format;
+mod scan;
+mod vdisk;
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rustix::buffer::spare_capacity;
+use rustix::fs::FlockOperation;
+
+use crate::aggregate::{Hash, Sealed, hex};
+use crate::storage::segment::vdisk::{Location, Mode, Vdisk, create_dir_durably};
+use crate::storage::{Storage, Stored, check_vdisk_id};
+use crate::{Error, Result};
+
+/// The lock file of a writable store. Vdisk ids never start with a dot, so no vdisk
+/// directory can take its name.
+const LOCK_FILE: &str = ".lock";
+
+/// How often a read-only open looks again at damage in a last segment, which may be a
+/// record a running server is writing at that moment.
+const READ_ONLY_RETRIES: u32 = 3;
+
+/// Settings of a writable store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentConfig {
+    /// A segment is closed and the next started when a record would take it past this
+    /// size. A record larger than this gets a segment of its own.
+    pub segment_size: u64,
+}
+
+impl Default for SegmentConfig {
+    fn default() -> SegmentConfig {
+        SegmentConfig { segment_size: 256 << 20 }
+    }
+}
+
+/// Aggregates in append-only segment files, one directory per vdisk.
+#[derive(Debug)]
+pub struct SegmentStore {
+    /// The store's directory.
+    dir: PathBuf,
+    config: SegmentConfig,
+    mode: Mode,
+    /// The open, flocked lock file of a writable store; dropping it releases the lock.
+    _lock: Option<File>,
+    /// Loaded vdisks. The outer lock is held only to find or load a vdisk; each vdisk's
+    /// own lock serializes its appends, so vdisks append in parallel.
+    vdisks: Mutex<HashMap<String, Arc<Mutex<Vdisk>>>>,
+}
+
+impl SegmentStore {
+    /// Opens (creating it if needed) the store in `dir` for writing, with default settings.
+    pub fn open(dir: &Path) -> Result<SegmentStore> {
+        SegmentStore::open_with(dir, SegmentConfig::default())
+    }
+
+    /// Opens the store in `dir` for writing: takes the directory's lock, scans every
+    /// vdisk, and cuts back torn tails.
+    pub fn open_with(dir: &Path, config: SegmentConfig) -> Result<SegmentStore> {
+        if config.segment_size < 4096 {
+            return Err(Error::InvalidArgument(format!(
+                "segment size {} is too small; use at least 4096 bytes",
+                config.segment_size
+            )));
+        }
+        create_dir_durably(dir)?;
+        let lock = lock(dir)?;
+        let store = SegmentStore {
+            dir: dir.to_path_buf(),
+            config,
+            mode: Mode::Writable,
+            _lock: Some(lock),
+            vdisks: Mutex::new(HashMap::new()),
+        };
+        for id in store.vdisk_dirs()? {
+            store.vdisk(&id)?;
+        }
+        Ok(store)
+    }
+
+    /// Opens the store in `dir` for reading only. A missing directory is an empty store.
+    pub fn open_read_only(dir: &Path) -> Result<SegmentStore> {
+        Ok(SegmentStore {
+            dir: dir.to_path_buf(),
+            config: SegmentConfig::default(),
+            mode: Mode::ReadOnly,
+            _lock: None,
+            vdisks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The loaded state of `id`, loading it on first use.
+    fn vdisk(&self, id: &str) -> Result<Arc<Mutex<Vdisk>>> {
+        check_vdisk_id(id).map_err(Error::InvalidArgument)?;
+        let mut vdisks = lock_state(&self.vdisks)?;
+        if let Some(vdisk) = vdisks.get(id) {
+            return Ok(vdisk.clone());
+        }
+        let vdisk = Arc::new(Mutex::new(self.load(id)?));
+        vdisks.insert(id.to_string(), vdisk.clone());
+        Ok(vdisk)
+    }
+
+    fn load(&self, id: &str) -> Result<Vdisk> {
+        let mut tries = 0;
+        loop {
+            match Vdisk::load(&self.dir, id, self.mode) {
+                Err(Error::Corrupted(_))
+                    if self.mode == Mode::ReadOnly && tries < READ_ONLY_RETRIES =>
+                {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The names of the directories that may be vdisks.
+    fn vdisk_dirs(&self) -> Result<Vec<String>> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound && self.mode == Mode::ReadOnly => {
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(Error::file(&self.dir)(e)),
+        };
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(Error::file(&self.dir))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name == LOCK_FILE || !entry.file_type().map_err(Error::file(&self.dir))?.is_dir() {
+                continue;
+            }
+            match check_vdisk_id(name) {
+                Ok(()) => ids.push(name.to_string()),
+                Err(e) => tracing::warn!(dir = %self.dir.display(), "ignoring a directory: {e}"),
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+}
+
+impl Storage for SegmentStore {
+    fn append(&self, vdisk: &str, sealed: &Sealed) -> Result<()> {
+        if self.mode == Mode::ReadOnly {
+            return Err(Error::InvalidArgument(format!(
+                "{}: the store is open read-only; only a server appends",
+                self.dir.display()
+            )));
+        }
+        let state = self.vdisk(vdisk)?;
+        let mut state = lock_state(&state)?;
+        state.append(sealed, &self.config)
+    }
+
+    fn head(&self, vdisk: &str) -> Result<Option<Stored>> {
+        let state = self.vdisk(vdisk)?;
+        let state = lock_state(&state)?;
+        Ok(state.head())
+    }
+
+    fn get(&self, vdisk: &str, hash: &Hash) -> Result<Vec<u8>> {
+        let state = self.vdisk(vdisk)?;
+        let location = lock_state(&state)?.locate(hash);
+        let Some(at) = location else {
+            return Err(Error::NotFound(format!("vdisk {vdisk}: aggregate {}", hex(hash))));
+        };
+        read_record(&at, hash)
+    }
+
+    fn list(&self, vdisk: &str) -> Result<Vec<Stored>> {
+        let state = self.vdisk(vdisk)?;
+        let state = lock_state(&state)?;
+        Ok(state.list())
+    }
+
+    fn vdisks(&self) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for id in self.vdisk_dirs()? {
+            let state = self.vdisk(&id)?;
+            if !lock_state(&state)?.is_empty() {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+}
+
+/// Reads the envelope at `at` into a new buffer, without zeroing it first.
+fn read_record(at: &Location, hash: &Hash) -> Result<Vec<u8>> {
+    let len = usize::try_from(at.len).unwrap_or(usize::MAX);
+    let mut bytes = Vec::with_capacity(len);
+    while bytes.len() < len {
+        let offset = at.offset + bytes.len() as u64;
+        let n = rustix::io::pread(&*at.file, spare_capacity(&mut bytes), offset)
+            .map_err(|e| Error::file(&at.path)(e.into()))?;
+        if n == 0 {
+            return Err(Error::Corrupted(format!(
+                "{}: offset {}: the file ends inside aggregate {}",
+                at.path.display(),
+                at.offset,
+                hex(hash)
+            )));
+        }
+    }
+    // The buffer's capacity may exceed the record, and so may the last read.
+    bytes.truncate(len);
+    Ok(bytes)
+}
+
+/// Takes the exclusive lock of a writable store's directory.
+fn lock(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(Error::file(&path))?;
+    match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(Error::Unavailable(format!(
+            "{}: locked by another process (a tlog server already uses this directory); \
+             stop it or choose another data directory",
+            path.display()
+        ))),
+        Err(e) => Err(Error::file(&path)(e.into())),
+    }
+}
+
+/// Locks a mutex; a poisoned one means a thread panicked while changing the state.
+fn lock_state<T>(mutex: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
+    mutex.lock().map_err(|_| {
+        Error::Unavailable("a thread panicked while using the tlog store; reopen it".into())
+    })
+}

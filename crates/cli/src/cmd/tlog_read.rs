@@ -1,0 +1,394 @@
+//! `strata tlog keygen | replay | verify | ls`: the commands that make keys and read a
+//! tlog data directory (`<data-dir>/tlog`) without a server. They open the segment store
+//! read-only, so they work beside a running server and after a crash. `strata tlog serve`
+//! lives elsewhere.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use strata_kv::Category;
+use strata_tlog::aggregate::{Key, hex};
+use strata_tlog::keyfile::{read_key_file, write_key_file};
+use strata_tlog::player::{self, Bounds, Progress};
+use strata_tlog::storage::segment::SegmentStore;
+use strata_tlog::storage::{Storage, Stored, check_vdisk_id};
+
+use crate::exit::Failure;
+
+/// Write a new random AES-256 key for `strata tlog serve --key-file` and the readers.
+///
+/// The file holds 64 hex characters and a newline, mode 0600. An existing file is never
+/// overwritten. Keep a copy somewhere safe: without the key the log cannot be read.
+#[derive(Debug, Args)]
+pub(crate) struct KeygenArgs {
+    /// Where to write the key.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+/// Rebuild a vdisk as a raw image from its log, up to a sequence or a time.
+///
+/// Blocks are applied in log order; the replay stops at the first block past --to-seq or
+/// --to-time, so the image is the disk as it was after that prefix of its writes. Blocks
+/// before --from-seq or --from-time are skipped: give one of those to apply later writes
+/// onto an image an earlier replay made. Discards become holes; the image is sparse.
+/// Times are RFC 3339 (`2026-11-21T10:00:00Z`, UTC) or Unix nanoseconds, and compare with
+/// the time the client wrote each block.
+#[derive(Debug, Args)]
+pub(crate) struct ReplayArgs {
+    /// The vdisk to replay.
+    #[arg(long, value_name = "ID")]
+    vdisk: String,
+    /// The raw image to write (a new file unless --from-* or --force is given).
+    #[arg(long, value_name = "IMAGE")]
+    out: PathBuf,
+    /// Skip blocks with a smaller sequence.
+    #[arg(long, value_name = "N")]
+    from_seq: Option<u64>,
+    /// Stop after the last block with this sequence or a smaller one.
+    #[arg(long, value_name = "N")]
+    to_seq: Option<u64>,
+    /// Skip blocks written earlier than T.
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    from_time: Option<u64>,
+    /// Stop at the first block written later than T.
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    to_time: Option<u64>,
+    /// The key file the log was written with (needed when it is encrypted).
+    #[arg(long, value_name = "F")]
+    key_file: Option<PathBuf>,
+    /// Overwrite IMAGE when it exists (without --from-*, it is started empty).
+    #[arg(long)]
+    force: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Check a vdisk's whole log: every aggregate's hash, every chain link back to the first
+/// aggregate, decryption and decoding. Names the first bad aggregate (exit code 8).
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The vdisk to check.
+    #[arg(long, value_name = "ID")]
+    vdisk: String,
+    /// The key file the log was written with (needed when it is encrypted).
+    #[arg(long, value_name = "F")]
+    key_file: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// List a vdisk's aggregates, oldest first, with their sequence ranges and times (from
+/// their headers; no key needed). Without --vdisk, list the vdisks.
+#[derive(Debug, Args)]
+pub(crate) struct LsArgs {
+    /// The vdisk whose aggregates to list.
+    #[arg(long, value_name = "ID")]
+    vdisk: Option<String>,
+    /// Print a JSON array.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where the tlog keeps its segment files in a data directory.
+pub(crate) fn tlog_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("tlog")
+}
+
+pub(crate) fn run_keygen(args: KeygenArgs) -> anyhow::Result<()> {
+    write_key_file(&args.out).map_err(categorized)?;
+    tracing::info!("{}: new tlog key written (mode 0600); keep a copy safe", args.out.display());
+    Ok(())
+}
+
+pub(crate) fn run_replay(args: ReplayArgs, data_dir: &Path) -> anyhow::Result<()> {
+    let (store, key) = open(data_dir, &args.vdisk, args.key_file.as_deref())?;
+    let bounds = Bounds {
+        from_seq: args.from_seq,
+        to_seq: args.to_seq,
+        from_time: args.from_time,
+        to_time: args.to_time,
+    };
+    prepare_image(&args.out, &bounds, args.force)?;
+    let bar = progress_bar();
+    let done =
+        player::replay(&store, &args.vdisk, key.as_ref(), bounds, &args.out, |p| show(&bar, p))
+            .map_err(categorized)
+            .with_context(|| format!("replay vdisk {} into {}", args.vdisk, args.out.display()))?;
+    bar.finish_and_clear();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let report = json!({
+            "vdisk": args.vdisk,
+            "image": args.out,
+            "last_sequence": done.last_sequence,
+            "aggregates": done.aggregates,
+            "blocks": done.blocks,
+            "bytes": done.bytes,
+            "discarded": done.discarded,
+        });
+        writeln!(out, "{report}")?;
+    } else {
+        let last = done.last_sequence.map_or("none".to_string(), |s| s.to_string());
+        writeln!(
+            out,
+            "{}: {} blocks from {} aggregates ({} bytes written, {} discarded); last sequence \
+             applied: {last}",
+            args.out.display(),
+            done.blocks,
+            done.aggregates,
+            done.bytes,
+            done.discarded
+        )?;
+    }
+    Ok(())
+}
+
+pub(crate) fn run_verify(args: VerifyArgs, data_dir: &Path) -> anyhow::Result<()> {
+    let (store, key) = open(data_dir, &args.vdisk, args.key_file.as_deref())?;
+    let report = player::verify(&store, &args.vdisk, key.as_ref()).map_err(categorized)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let report = json!({
+            "vdisk": args.vdisk,
+            "ok": true,
+            "aggregates": report.aggregates,
+            "encrypted": report.encrypted,
+            "blocks": report.blocks,
+            "bytes": report.bytes,
+            "first_sequence": report.first_sequence,
+            "last_sequence": report.last_sequence,
+            "head": report.head.map(|h| hex(&h)),
+        });
+        writeln!(out, "{report}")?;
+    } else {
+        let range = |s: Option<u64>| s.map_or("-".to_string(), |s| s.to_string());
+        writeln!(
+            out,
+            "vdisk {}: ok: {} aggregates ({} encrypted), {} blocks, sequences {}..{}, {} bytes \
+             stored, head {}",
+            args.vdisk,
+            report.aggregates,
+            report.encrypted,
+            report.blocks,
+            range(report.first_sequence),
+            range(report.last_sequence),
+            report.bytes,
+            report.head.map_or("-".to_string(), |h| hex(&h))
+        )?;
+    }
+    Ok(())
+}
+
+pub(crate) fn run_ls(args: LsArgs, data_dir: &Path) -> anyhow::Result<()> {
+    let dir = tlog_dir(data_dir);
+    let store = SegmentStore::open_read_only(&dir).map_err(categorized)?;
+    let Some(vdisk) = args.vdisk else {
+        return list_vdisks(&store, args.json);
+    };
+    check_vdisk_id(&vdisk).map_err(invalid)?;
+    let listed = player::list(&store, &vdisk).map_err(categorized)?;
+    if listed.is_empty() {
+        return Err(no_aggregates(&store, &vdisk));
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let rows: Vec<_> = listed.iter().map(aggregate_json).collect();
+        writeln!(out, "{}", serde_json::Value::Array(rows))?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<10} {:<10} {:>6} {:<30} {:>10} {:<4} HASH",
+        "FIRST_SEQ", "LAST_SEQ", "BLOCKS", "TIME", "BYTES", "ENC"
+    )?;
+    for s in &listed {
+        let h = &s.header;
+        writeln!(
+            out,
+            "{:<10} {:<10} {:>6} {:<30} {:>10} {:<4} {}",
+            h.first_sequence,
+            h.last_sequence,
+            h.blocks,
+            rfc3339(h.timestamp),
+            s.len,
+            if h.encrypted { "yes" } else { "no" },
+            hex(&s.hash)
+        )?;
+    }
+    Ok(())
+}
+
+/// Lists the vdisks with aggregates, with their counts and newest sequences.
+fn list_vdisks(store: &SegmentStore, json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let mut rows = Vec::new();
+    for vdisk in store.vdisks().map_err(categorized)? {
+        let listed = store.list(&vdisk).map_err(categorized)?;
+        let head = listed.last().map(|s| (s.header.last_sequence, s.header.timestamp));
+        rows.push((vdisk, listed.len(), head));
+    }
+    if json {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|(vdisk, count, head)| {
+                json!({
+                    "vdisk": vdisk,
+                    "aggregates": count,
+                    "last_sequence": head.map(|h| h.0),
+                    "timestamp": head.map(|h| h.1),
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::Value::Array(rows))?;
+        return Ok(());
+    }
+    writeln!(out, "{:<40} {:>10} {:<10} LAST_TIME", "VDISK", "AGGREGATES", "LAST_SEQ")?;
+    for (vdisk, count, head) in rows {
+        let (seq, time) =
+            head.map_or(("-".into(), "-".into()), |h| (h.0.to_string(), rfc3339(h.1)));
+        writeln!(out, "{vdisk:<40} {count:>10} {seq:<10} {time}")?;
+    }
+    Ok(())
+}
+
+fn aggregate_json(s: &Stored) -> serde_json::Value {
+    let h = &s.header;
+    json!({
+        "hash": hex(&s.hash),
+        "prev": hex(&h.prev),
+        "first_sequence": h.first_sequence,
+        "last_sequence": h.last_sequence,
+        "blocks": h.blocks,
+        "timestamp": h.timestamp,
+        "time": rfc3339(h.timestamp),
+        "bytes": s.len,
+        "encrypted": h.encrypted,
+    })
+}
+
+/// Opens the store read-only and the key, after checking the vdisk has a log.
+fn open(
+    data_dir: &Path,
+    vdisk: &str,
+    key_file: Option<&Path>,
+) -> anyhow::Result<(SegmentStore, Option<Key>)> {
+    check_vdisk_id(vdisk).map_err(invalid)?;
+    let key = key_file.map(read_key_file).transpose().map_err(categorized)?;
+    let store = SegmentStore::open_read_only(&tlog_dir(data_dir)).map_err(categorized)?;
+    if store.head(vdisk).map_err(categorized)?.is_none() {
+        return Err(no_aggregates(&store, vdisk));
+    }
+    Ok((store, key))
+}
+
+/// Refuses to clobber an image by accident; empties it when --force says to start over.
+fn prepare_image(path: &Path, bounds: &Bounds, force: bool) -> anyhow::Result<()> {
+    let incremental = bounds.from_seq.is_some() || bounds.from_time.is_some();
+    let Ok(meta) = std::fs::metadata(path) else { return Ok(()) };
+    if incremental || !meta.is_file() || meta.len() == 0 {
+        return Ok(());
+    }
+    if !force {
+        return Err(anyhow::Error::new(Failure {
+            category: Category::AlreadyExists,
+            message: format!(
+                "{}: already exists; give --force to replace it, or --from-seq/--from-time to \
+                 apply later writes onto it",
+                path.display()
+            ),
+        }));
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_len(0))
+        .with_context(|| format!("empty {}", path.display()))
+}
+
+/// What the replay's progress bar shows: stored bytes read, speed, time left, aggregates.
+const PROGRESS: &str = "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}";
+
+/// A progress bar on standard error (hidden when that is not a terminal).
+fn progress_bar() -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    if let Ok(style) = ProgressStyle::with_template(PROGRESS) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn show(bar: &ProgressBar, p: Progress) {
+    bar.set_length(p.bytes_total);
+    bar.set_position(p.bytes);
+    bar.set_message(format!("{}/{} aggregates", p.aggregates, p.aggregates_total));
+}
+
+/// Unix nanoseconds from RFC 3339 (UTC) or from digits that already are nanoseconds.
+fn parse_time(text: &str) -> Result<u64, String> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().map_err(|e| format!("{text:?}: {e}"));
+    }
+    let time = humantime::parse_rfc3339_weak(text).map_err(|e| {
+        format!("{text:?}: {e}; give RFC 3339 in UTC (2026-11-21T10:00:00Z) or Unix nanoseconds")
+    })?;
+    let nanos = time.duration_since(UNIX_EPOCH).map_err(|_| format!("{text:?} is before 1970"))?;
+    u64::try_from(nanos.as_nanos()).map_err(|_| format!("{text:?} is too far in the future"))
+}
+
+/// RFC 3339 of Unix nanoseconds.
+fn rfc3339(nanos: u64) -> String {
+    humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(nanos)).to_string()
+}
+
+fn no_aggregates(store: &SegmentStore, vdisk: &str) -> anyhow::Error {
+    let known = store.vdisks().unwrap_or_default();
+    let hint = if known.is_empty() {
+        "it holds no vdisks".to_string()
+    } else {
+        format!("it holds {}", known.join(", "))
+    };
+    anyhow::Error::new(Failure {
+        category: Category::NotFound,
+        message: format!("vdisk {vdisk}: no aggregates in {} ({hint})", store.dir().display()),
+    })
+}
+
+fn invalid(message: String) -> anyhow::Error {
+    anyhow::Error::new(Failure { category: Category::InvalidArgument, message })
+}
+
+/// A tlog error with its category, so the exit code says what kind of failure it was.
+fn categorized(e: strata_tlog::Error) -> anyhow::Error {
+    anyhow::Error::new(Failure { category: e.category(), message: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_or_nanoseconds() {
+        assert_eq!(parse_time("1700000000000000000"), Ok(1_700_000_000_000_000_000));
+        assert_eq!(parse_time("1970-01-01T00:00:01Z"), Ok(1_000_000_000));
+        assert_eq!(parse_time("1970-01-01T00:00:01.5Z"), Ok(1_500_000_000));
+        assert!(parse_time("yesterday").unwrap_err().contains("RFC 3339"));
+        assert_eq!(rfc3339(1_500_000_000), "1970-01-01T00:00:01.500000000Z");
+    }
+
+    #[test]
+    fn the_progress_template_parses() {
+        assert!(ProgressStyle::with_template(PROGRESS).is_ok());
+    }
+}

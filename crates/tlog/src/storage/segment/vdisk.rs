@@ -1,0 +1,454 @@
+//! One vdisk's segments and index: loading them (with the torn-tail repair), and appending
+//! a record (with preallocation, rotation and the syncs that make it durable).
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustix::fs::FallocateFlags;
+
+use crate::aggregate::{Hash, Header, NO_PREV, Sealed, hex};
+use crate::storage::Stored;
+use crate::storage::segment::SegmentConfig;
+use crate::storage::segment::format::{
+    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, parse_segment_name, record_header, seal, segment_header,
+    segment_name,
+};
+use crate::storage::segment::scan::{Found, SegmentScan, Stop, scan_segment, valid_record_after};
+use crate::{Error, Result};
+
+/// Preallocation ahead of the write position is what the segment already holds, within
+/// these bounds: small vdisks stay small, busy ones extend rarely.
+const MIN_PREALLOCATION: u64 = 1 << 20;
+const MAX_PREALLOCATION: u64 = 64 << 20;
+
+/// Whether a store may change its files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// The server's store: repairs a torn tail, appends.
+    Writable,
+    /// A reader's store: reads the consistent prefix and changes nothing.
+    ReadOnly,
+}
+
+/// The in-memory state of one vdisk.
+#[derive(Debug)]
+pub(super) struct Vdisk {
+    id: String,
+    /// `<root>/<id>`; created by the first append.
+    dir: PathBuf,
+    /// Its segment files, oldest first, numbered consecutively.
+    segments: Vec<Segment>,
+    /// Every aggregate, oldest first.
+    entries: Vec<Entry>,
+    /// Aggregate name to its index in `entries`.
+    by_hash: HashMap<Hash, usize>,
+    /// Where the next record goes.
+    tail: Tail,
+    /// Set when a write or sync failed: the files' state is unknown until a reopen.
+    poisoned: bool,
+    /// Cleared when the file system refuses `fallocate`, so it is not asked again.
+    can_preallocate: bool,
+}
+
+/// One segment file, kept open for reads (and, for the last one of a writable store, writes).
+#[derive(Debug)]
+struct Segment {
+    number: u64,
+    path: PathBuf,
+    file: Arc<File>,
+}
+
+/// Where an aggregate lives.
+#[derive(Debug)]
+struct Entry {
+    stored: Stored,
+    /// Index into `Vdisk::segments`.
+    segment: usize,
+    /// Offset of the envelope in the segment file.
+    offset: u64,
+}
+
+/// The state of the last segment.
+#[derive(Debug, Clone, Copy)]
+enum Tail {
+    /// No segment yet, or the last one is sealed: the next append starts a new one.
+    Closed,
+    /// The last segment takes appends at `end`; `allocated` bytes of it exist on disk.
+    Open { end: u64, allocated: u64, records: u32 },
+}
+
+/// Where an aggregate's bytes are, for a read outside the vdisk's lock.
+#[derive(Debug)]
+pub(super) struct Location {
+    pub(super) file: Arc<File>,
+    pub(super) path: PathBuf,
+    pub(super) offset: u64,
+    pub(super) len: u64,
+}
+
+impl Vdisk {
+    /// Loads `<root>/<id>`: scans its segments, rebuilds the index, and handles a torn tail
+    /// (cut back when writable, ignored when read-only). A vdisk without a directory is empty.
+    pub(super) fn load(root: &Path, id: &str, mode: Mode) -> Result<Vdisk> {
+        let dir = root.join(id);
+        let mut vdisk = Vdisk {
+            id: id.to_string(),
+            dir,
+            segments: Vec::new(),
+            entries: Vec::new(),
+            by_hash: HashMap::new(),
+            tail: Tail::Closed,
+            poisoned: false,
+            can_preallocate: true,
+        };
+        let numbers = segment_numbers(&vdisk.dir)?;
+        for (i, &number) in numbers.iter().enumerate() {
+            let is_last = i + 1 == numbers.len();
+            vdisk.load_segment(number, is_last, mode)?;
+        }
+        Ok(vdisk)
+    }
+
+    /// The newest aggregate.
+    pub(super) fn head(&self) -> Option<Stored> {
+        self.entries.last().map(|e| e.stored)
+    }
+
+    /// Every aggregate, oldest first.
+    pub(super) fn list(&self) -> Vec<Stored> {
+        self.entries.iter().map(|e| e.stored).collect()
+    }
+
+    /// Where the aggregate `hash` is stored.
+    pub(super) fn locate(&self, hash: &Hash) -> Option<Location> {
+        let entry = &self.entries[*self.by_hash.get(hash)?];
+        let segment = &self.segments[entry.segment];
+        Some(Location {
+            file: segment.file.clone(),
+            path: segment.path.clone(),
+            offset: entry.offset,
+            len: entry.stored.len,
+        })
+    }
+
+    /// Appends `sealed` durably. Its `prev` must be the head.
+    pub(super) fn append(&mut self, sealed: &Sealed, config: &SegmentConfig) -> Result<()> {
+        if self.poisoned {
+            return Err(Error::Unavailable(format!(
+                "vdisk {}: an earlier write to its log failed; restart the server to recover",
+                self.id
+            )));
+        }
+        let header = self.check_append(sealed)?;
+        let len = u32::try_from(sealed.bytes.len()).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "an aggregate of {} bytes is too large",
+                sealed.bytes.len()
+            ))
+        })?;
+        let record_len = RECORD_HEADER_LEN + u64::from(len);
+        let (end, records) = self.prepare(record_len, config)?;
+        let file = self.last_file()?;
+        let path = self.segments.last().map(|s| s.path.clone()).unwrap_or_default();
+        let written = file
+            .write_all_at(&record_header(len, &sealed.hash), end)
+            .and_then(|()| file.write_all_at(&sealed.bytes, end + RECORD_HEADER_LEN))
+            .and_then(|()| file.sync_data());
+        if let Err(e) = written {
+            self.poisoned = true;
+            return Err(Error::file(path)(e));
+        }
+        if let Tail::Open { allocated, .. } = self.tail {
+            let end = end + record_len;
+            self.tail = Tail::Open { end, allocated: allocated.max(end), records: records + 1 };
+        }
+        let segment = self.segments.len() - 1;
+        let stored = Stored { hash: sealed.hash, header, len: u64::from(len) };
+        self.push(Entry { stored, segment, offset: end + RECORD_HEADER_LEN });
+        Ok(())
+    }
+
+    /// Checks what `append` is given: the chain link and the name; returns the header as
+    /// the bytes carry it.
+    fn check_append(&self, sealed: &Sealed) -> Result<Header> {
+        let head = self.head().map_or(NO_PREV, |s| s.hash);
+        let header = Header::decode(&sealed.bytes)
+            .map_err(|e| Error::InvalidArgument(format!("not an aggregate envelope: {e}")))?;
+        if header.prev != head {
+            return Err(Error::InvalidArgument(format!(
+                "vdisk {}: the aggregate's prev is {}, but the head is {}",
+                self.id,
+                hex(&header.prev),
+                hex(&head)
+            )));
+        }
+        if blake3::hash(&sealed.bytes).as_bytes() != &sealed.hash {
+            return Err(Error::InvalidArgument(format!(
+                "aggregate {}: its bytes do not hash to its name",
+                hex(&sealed.hash)
+            )));
+        }
+        Ok(header)
+    }
+
+    /// Makes room for a record of `record_len` bytes: a new segment when there is none or
+    /// the open one is full, then preallocation. Returns the write offset and how many
+    /// records the segment holds.
+    fn prepare(&mut self, record_len: u64, config: &SegmentConfig) -> Result<(u64, u32)> {
+        if let Tail::Open { end, records, .. } = self.tail
+            && records > 0
+            && end + record_len + RECORD_HEADER_LEN > config.segment_size
+        {
+            self.seal_last(end, records)?;
+        }
+        if let Tail::Closed = self.tail {
+            self.create_segment()?;
+        }
+        let Tail::Open { end, allocated, records } = self.tail else {
+            return Err(Error::Unavailable("segment state lost".into()));
+        };
+        let needed = end + record_len + RECORD_HEADER_LEN;
+        if needed > allocated {
+            let ahead = end.clamp(MIN_PREALLOCATION, MAX_PREALLOCATION);
+            let target = needed.max((end + ahead).min(config.segment_size));
+            let allocated = self.preallocate(allocated, target)?;
+            self.tail = Tail::Open { end, allocated, records };
+        }
+        Ok((end, records))
+    }
+
+    /// Closes the last segment: writes its seal, cuts the preallocated rest, syncs.
+    fn seal_last(&mut self, end: u64, records: u32) -> Result<()> {
+        let last = self.head().map_or(NO_PREV, |s| s.hash);
+        let file = self.last_file()?;
+        let path = self.segments.last().map(|s| s.path.clone()).unwrap_or_default();
+        let sealed = file
+            .write_all_at(&seal(records, &last), end)
+            .and_then(|()| file.set_len(end + RECORD_HEADER_LEN))
+            .and_then(|()| file.sync_data());
+        if let Err(e) = sealed {
+            self.poisoned = true;
+            return Err(Error::file(path)(e));
+        }
+        self.tail = Tail::Closed;
+        Ok(())
+    }
+
+    /// Starts the next segment file: header, sync, directory sync.
+    fn create_segment(&mut self) -> Result<()> {
+        if self.segments.is_empty() {
+            create_dir_durably(&self.dir)?;
+        }
+        let number = self.segments.last().map_or(1, |s| s.number + 1);
+        let path = self.dir.join(segment_name(number));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(Error::file(&path))?;
+        let created = file
+            .write_all_at(&segment_header(number), 0)
+            .and_then(|()| file.sync_data())
+            .map_err(Error::file(&path))
+            .and_then(|()| sync_dir(&self.dir));
+        if let Err(e) = created {
+            self.poisoned = true;
+            return Err(e);
+        }
+        self.segments.push(Segment { number, path, file: Arc::new(file) });
+        self.tail =
+            Tail::Open { end: SEGMENT_HEADER_LEN, allocated: SEGMENT_HEADER_LEN, records: 0 };
+        Ok(())
+    }
+
+    /// Extends the last segment to `target` bytes of allocated space, if the file system
+    /// can; returns the allocated size. Nothing is written, so a failure poisons nothing.
+    fn preallocate(&mut self, allocated: u64, target: u64) -> Result<u64> {
+        if !self.can_preallocate {
+            return Ok(allocated);
+        }
+        let file = self.last_file()?;
+        match rustix::fs::fallocate(&*file, FallocateFlags::empty(), allocated, target - allocated)
+        {
+            Ok(()) => Ok(target),
+            Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => {
+                tracing::debug!(dir = %self.dir.display(), "no fallocate here; appending without");
+                self.can_preallocate = false;
+                Ok(allocated)
+            }
+            Err(e) => {
+                let path = self.segments.last().map(|s| s.path.clone()).unwrap_or_default();
+                Err(Error::file(path)(e.into()))
+            }
+        }
+    }
+
+    fn last_file(&self) -> Result<Arc<File>> {
+        self.segments
+            .last()
+            .map(|s| s.file.clone())
+            .ok_or_else(|| Error::Unavailable(format!("vdisk {}: no open segment", self.id)))
+    }
+
+    fn push(&mut self, entry: Entry) {
+        self.by_hash.insert(entry.stored.hash, self.entries.len());
+        self.entries.push(entry);
+    }
+
+    /// Scans segment `number` and adds its records; decides what its end means.
+    fn load_segment(&mut self, number: u64, is_last: bool, mode: Mode) -> Result<()> {
+        let path = self.dir.join(segment_name(number));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(mode == Mode::Writable)
+            .open(&path)
+            .map_err(Error::file(&path))?;
+        if mode == Mode::ReadOnly {
+            // Readers (the player) read oldest first: a larger readahead window triples
+            // cold reads here. Only a hint; failure changes nothing.
+            let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::Sequential);
+        }
+        let prev = self.head().map(|s| s.hash);
+        let scan = scan_segment(&file, &path, number, prev, is_last)?;
+        let segment = self.segments.len();
+        for found in &scan.records {
+            let Found { hash, header, offset, len } = *found;
+            let stored = Stored { hash, header, len: u64::from(len) };
+            self.push(Entry { stored, segment, offset });
+        }
+        let records = u32::try_from(scan.records.len()).unwrap_or(u32::MAX);
+        self.segments.push(Segment { number, path: path.clone(), file: Arc::new(file) });
+        let SegmentScan { end, stop, .. } = scan;
+        match stop {
+            Stop::Sealed => self.tail = Tail::Closed,
+            Stop::End if is_last => {
+                let allocated =
+                    self.segments[segment].file.metadata().map_err(Error::file(&path))?.len();
+                self.tail = Tail::Open { end, allocated, records };
+            }
+            Stop::End => {
+                return Err(corrupted(
+                    &path,
+                    end,
+                    "the segment ends without its seal, but a later segment follows",
+                ));
+            }
+            Stop::Bad { offset, reason, definite } => {
+                if !is_last || definite {
+                    return Err(corrupted(&path, offset, &reason));
+                }
+                let file = self.segments[segment].file.clone();
+                if let Some(at) = valid_record_after(&file, &path, offset + 1)? {
+                    let reason = format!("{reason}; yet a valid record follows at offset {at}");
+                    return Err(corrupted(&path, offset, &reason));
+                }
+                self.torn_tail(offset, records, &reason, mode)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The last segment ends in a torn write at `offset`: cut it back (writable) or just
+    /// read up to it (read-only).
+    fn torn_tail(&mut self, offset: u64, records: u32, reason: &str, mode: Mode) -> Result<()> {
+        let Some(segment) = self.segments.last() else { return Ok(()) };
+        let path = segment.path.clone();
+        if mode == Mode::ReadOnly {
+            tracing::warn!(
+                "{}: offset {offset}: incomplete last record ({reason}); reading up to it \
+                 (normal while a server writes; a server cuts it back when it starts)",
+                path.display()
+            );
+            return Ok(());
+        }
+        tracing::warn!(
+            "{}: offset {offset}: torn last record ({reason}); cutting the segment back to \
+             the last durable aggregate",
+            path.display()
+        );
+        if offset < SEGMENT_HEADER_LEN {
+            // The segment's own header never became durable: it holds nothing.
+            std::fs::remove_file(&path).map_err(Error::file(&path))?;
+            sync_dir(&self.dir)?;
+            self.segments.pop();
+            self.tail = Tail::Closed;
+            return Ok(());
+        }
+        let file = segment.file.clone();
+        file.set_len(offset).and_then(|()| file.sync_data()).map_err(Error::file(&path))?;
+        self.tail = Tail::Open { end: offset, allocated: offset, records };
+        Ok(())
+    }
+
+    /// Whether the vdisk has no aggregates.
+    pub(super) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// The numbers of the segment files in `dir`, sorted; they must be consecutive.
+fn segment_numbers(dir: &Path) -> Result<Vec<u64>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::file(dir)(e)),
+    };
+    let mut numbers = Vec::new();
+    for entry in entries {
+        let name = entry.map_err(Error::file(dir))?.file_name();
+        match name.to_str().and_then(parse_segment_name) {
+            Some(n) => numbers.push(n),
+            None => tracing::debug!(dir = %dir.display(), ?name, "not a segment file; ignored"),
+        }
+    }
+    numbers.sort_unstable();
+    for pair in numbers.windows(2) {
+        if pair[1] != pair[0] + 1 {
+            let missing = dir.join(segment_name(pair[0] + 1));
+            return Err(Error::Corrupted(format!(
+                "{}: missing (segments {} and {} exist); restore it from a copy",
+                missing.display(),
+                pair[0],
+                pair[1]
+            )));
+        }
+    }
+    Ok(numbers)
+}
+
+fn corrupted(path: &Path, offset: u64, reason: &str) -> Error {
+    Error::Corrupted(format!(
+        "{}: offset {offset}: {reason}; restore the segment from a copy, or move the vdisk's \
+         directory aside to start its log over",
+        path.display()
+    ))
+}
+
+/// Creates `dir` (and its parent chain) and makes its entry durable in its parent.
+pub(super) fn create_dir_durably(dir: &Path) -> Result<()> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent() {
+                create_dir_durably(parent)?;
+            }
+            std::fs::create_dir(dir).map_err(Error::file(dir))?;
+        }
+        Err(e) => return Err(Error::file(dir)(e)),
+    }
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => Ok(()),
+    }
+}
+
+/// Makes the entries of directory `dir` durable.
+pub(super) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(Error::file(dir))
+}

@@ -1,0 +1,148 @@
+//! The client against real servers: durability waits, reconnects after cut connections,
+//! resends to a server that ignores blocks, failover between servers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::ensure;
+use strata_tlog::client::{Client, ClientConfig};
+use strata_tlog::storage::Storage;
+use strata_tlog::storage::segment::SegmentStore;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+
+use crate::harness::{Proxy, Server, config, data, stored_sequences};
+
+fn client_config(servers: Vec<String>) -> ClientConfig {
+    let mut config = ClientConfig::new(servers, "vd");
+    config.resend_timeout = Duration::from_millis(500);
+    config.connect_timeout = Duration::from_secs(2);
+    config
+}
+
+async fn write_n(client: &Client, n: u64) -> anyhow::Result<u64> {
+    let mut last = 0;
+    for i in 0..n {
+        last = client.write(i * 4096, data(i)).await?;
+    }
+    Ok(last)
+}
+
+#[tokio::test]
+async fn writes_become_durable() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), config(25)).await?;
+    let client = Client::connect(client_config(vec![server.addr.to_string()])).await?;
+    let last = write_n(&client, 100).await?;
+    ensure!(last == 100);
+    client.wait_durable(75).await?;
+    ensure!(client.flush().await? == Some(100));
+    ensure!(client.durable_to() == Some(100));
+    ensure!(stored_sequences(&*server.storage, "vd")? == (1..=100).collect::<Vec<_>>());
+    client.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn reconnects_after_cuts_during_send_read_and_force_flush() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), config(10)).await?;
+    let proxy = Proxy::start(server.addr).await?;
+    let client = Client::connect(client_config(vec![proxy.addr.to_string()])).await?;
+    // During sends.
+    for i in 0..50 {
+        client.write(i * 4096, data(i)).await?;
+        if i == 20 {
+            proxy.cut();
+        }
+    }
+    // While waiting for answers.
+    proxy.cut();
+    client.wait_durable(50).await?;
+    // During a force flush.
+    for i in 50..55 {
+        client.write(i * 4096, data(i)).await?;
+    }
+    client.force_flush(55).await?;
+    proxy.cut();
+    client.wait_durable(55).await?;
+    ensure!(stored_sequences(&*server.storage, "vd")? == (1..=55).collect::<Vec<_>>());
+    Ok(())
+}
+
+#[tokio::test]
+async fn resends_to_a_server_that_ignores_blocks_then_fails_over() -> anyhow::Result<()> {
+    // A "server" that answers the handshake and then ignores everything.
+    let deaf = TcpListener::bind("127.0.0.1:0").await?;
+    let deaf_addr = deaf.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = deaf.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 1 << 16];
+                let handshake_ok = strata_tlog::message::HandshakeResponse {
+                    version: strata_tlog::version::Version::CURRENT.0,
+                    status: 1,
+                };
+                if stream.read(&mut buf).await.is_ok() {
+                    use tokio::io::AsyncWriteExt;
+                    let _ = stream.write_all(&handshake_ok.encode()).await;
+                }
+                while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), config(10)).await?;
+    let servers = vec![deaf_addr.to_string(), server.addr.to_string()];
+    let client = Client::connect(client_config(servers)).await?;
+    write_n(&client, 20).await?;
+    tokio::time::timeout(Duration::from_secs(10), client.flush()).await??;
+    ensure!(stored_sequences(&*server.storage, "vd")? == (1..=20).collect::<Vec<_>>());
+    Ok(())
+}
+
+#[tokio::test]
+async fn failover_between_servers_on_shared_storage_loses_nothing() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let storage: Arc<dyn Storage> = Arc::new(SegmentStore::open(dir.path())?);
+    let a = Server::on(storage.clone(), config(10)).await?;
+    let b = Server::on(storage.clone(), config(10)).await?;
+    let servers = vec![a.addr.to_string(), b.addr.to_string()];
+    let client = Client::connect(client_config(servers)).await?;
+    write_n(&client, 30).await?;
+    client.wait_durable(30).await?;
+    a.crash();
+    for i in 30..60 {
+        client.write(i * 4096, data(i)).await?;
+    }
+    tokio::time::timeout(Duration::from_secs(10), client.flush()).await??;
+    ensure!(stored_sequences(&*storage, "vd")? == (1..=60).collect::<Vec<_>>());
+    drop(b);
+    Ok(())
+}
+
+#[tokio::test]
+async fn slave_sync_replays_the_log_into_a_second_image() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let slaves = dir.path().join("slaves");
+    let mut cfg = config(10);
+    cfg.slave_dir = Some(slaves.clone());
+    let server = Server::start(&dir.path().join("store"), cfg).await?;
+    let client = Client::connect(client_config(vec![server.addr.to_string()])).await?;
+    write_n(&client, 12).await?;
+    client.wait_slave_sync(Duration::from_secs(10)).await?;
+    let image = std::fs::read(slaves.join("vd.img"))?;
+    ensure!(image.len() == 12 * 4096, "slave image of {} bytes", image.len());
+    for i in 0..12u64 {
+        let at = (i * 4096) as usize;
+        ensure!(image[at..at + 4096] == data(i)[..], "block {i} differs in the slave");
+    }
+    ensure!(std::fs::read_to_string(slaves.join("vd.seq"))?.trim() == "12");
+    // A second sync applies only what came since.
+    client.discard(0, 4096).await?;
+    client.wait_slave_sync(Duration::from_secs(10)).await?;
+    let image = std::fs::read(slaves.join("vd.img"))?;
+    ensure!(image[..4096].iter().all(|b| *b == 0), "discard not replayed into the slave");
+    ensure!(image[4096..8192] == data(1)[..]);
+    Ok(())
+}

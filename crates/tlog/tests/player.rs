@@ -1,0 +1,215 @@
+//! The player: replay against an in-memory model, bounds, verification of damage and keys,
+//! listing, and key files.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use strata_tlog::Error;
+use strata_tlog::aggregate::{Key, hex};
+use strata_tlog::keyfile::{read_key_file, write_key_file};
+use strata_tlog::message::{Block, operation};
+use strata_tlog::player::{Bounds, Progress, list, replay, verify};
+use strata_tlog::storage::Storage;
+use strata_tlog::storage::segment::{SegmentConfig, SegmentStore};
+
+use crate::storage::{append_blocks, flip, random_blocks, segments};
+
+/// Appends `aggregates` aggregates of `per` random blocks; returns every block in order.
+fn log(
+    store: &dyn Storage,
+    key: Option<&Key>,
+    aggregates: u64,
+    per: u64,
+) -> anyhow::Result<Vec<Block>> {
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut all = Vec::new();
+    for i in 0..aggregates {
+        let blocks = random_blocks(&mut rng, 1 + i * per, per);
+        all.extend(blocks.iter().cloned());
+        append_blocks(store, "vd", key, blocks)?;
+    }
+    Ok(all)
+}
+
+/// The image `blocks` make, as the player should write it.
+fn model<'a>(blocks: impl IntoIterator<Item = &'a Block>) -> Vec<u8> {
+    let mut image = Vec::new();
+    for b in blocks {
+        let end = (b.offset + b.size) as usize;
+        if image.len() < end {
+            image.resize(end, 0);
+        }
+        let range = b.offset as usize..end;
+        match b.operation {
+            operation::WRITE => image[range].copy_from_slice(&b.data),
+            _ => image[range].fill(0),
+        }
+    }
+    image
+}
+
+fn small() -> SegmentConfig {
+    SegmentConfig { segment_size: 128 << 10 }
+}
+
+#[test]
+fn replay_rebuilds_the_image_and_reports_progress() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let key = Key::from_bytes(&[3; 32]);
+    let blocks =
+        log(&SegmentStore::open_with(&tmp.path().join("tlog"), small())?, Some(&key), 30, 10)?;
+    let store = SegmentStore::open_read_only(&tmp.path().join("tlog"))?;
+    let image = tmp.path().join("disk.img");
+    let mut seen: Vec<Progress> = Vec::new();
+    let done = replay(&store, "vd", Some(&key), Bounds::default(), &image, |p| seen.push(p))?;
+    assert_eq!(done.last_sequence, Some(300));
+    assert_eq!(done.blocks, 300);
+    assert_eq!(done.aggregates, 30);
+    let writes: u64 =
+        blocks.iter().filter(|b| b.operation == operation::WRITE).map(|b| b.size).sum();
+    assert_eq!(done.bytes, writes);
+    assert_eq!(std::fs::read(&image)?, model(&blocks));
+    assert_eq!(seen.len(), 30);
+    let last = seen.last().unwrap();
+    assert_eq!((last.aggregates, last.bytes), (last.aggregates_total, last.bytes_total));
+    Ok(())
+}
+
+#[test]
+fn replay_stops_at_sequence_and_time_bounds_and_resumes_from_one() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let store = SegmentStore::open(tmp.path())?;
+    let blocks = log(&store, None, 12, 10)?;
+    let cases = [
+        (Bounds { to_seq: Some(57), ..Bounds::default() }, 57),
+        (Bounds { to_time: Some(83_500), ..Bounds::default() }, 83),
+        (Bounds { to_seq: Some(5), to_time: Some(90_000), ..Bounds::default() }, 5),
+        (Bounds { to_seq: Some(10_000), ..Bounds::default() }, 120),
+    ];
+    for (i, (bounds, last)) in cases.into_iter().enumerate() {
+        let image = tmp.path().join(format!("case{i}.img"));
+        let done = replay(&store, "vd", None, bounds, &image, |_| {})?;
+        assert_eq!(done.last_sequence, Some(last), "{bounds:?}");
+        assert_eq!(std::fs::read(&image)?, model(&blocks[..last as usize]), "{bounds:?}");
+    }
+    // Continue the image of case 0 from sequence 58: the same as a full replay.
+    let image = tmp.path().join("case0.img");
+    let from = Bounds { from_seq: Some(58), ..Bounds::default() };
+    let done = replay(&store, "vd", None, from, &image, |_| {})?;
+    assert_eq!((done.blocks, done.last_sequence), (63, Some(120)));
+    assert_eq!(std::fs::read(&image)?, model(&blocks));
+    // A lower time bound skips earlier blocks (here: applies only 101 and later).
+    let image = tmp.path().join("late.img");
+    let late = Bounds { from_time: Some(101_000), ..Bounds::default() };
+    assert_eq!(replay(&store, "vd", None, late, &image, |_| {})?.blocks, 20);
+    assert_eq!(std::fs::read(&image)?, model(&blocks[100..]));
+    Ok(())
+}
+
+#[test]
+fn discards_punch_holes_in_a_sparse_image() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let store = SegmentStore::open(tmp.path())?;
+    let data = bytes::Bytes::from(vec![0xabu8; 1 << 20]);
+    append_blocks(&store, "vd", None, vec![Block::write(1, 0, data.clone(), 1)])?;
+    append_blocks(&store, "vd", None, vec![Block::write(2, 64 << 20, data, 2)])?;
+    append_blocks(&store, "vd", None, vec![Block::discard(3, 0, 1 << 20, 3)])?;
+    let image = tmp.path().join("disk.img");
+    let done = replay(&store, "vd", None, Bounds::default(), &image, |_| {})?;
+    assert_eq!((done.blocks, done.discarded), (3, 1 << 20));
+    let meta = std::fs::metadata(&image)?;
+    assert_eq!(meta.len(), 65 << 20);
+    assert!(meta.blocks() * 512 <= 2 << 20, "{} bytes allocated", meta.blocks() * 512);
+    let bytes = std::fs::read(&image)?;
+    assert!(bytes[..1 << 20].iter().all(|&b| b == 0));
+    assert!(bytes[64 << 20..].iter().all(|&b| b == 0xab));
+    Ok(())
+}
+
+#[test]
+fn verify_checks_everything_and_lists_from_headers() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let key = Key::from_bytes(&[4; 32]);
+    let store = SegmentStore::open_with(tmp.path(), small())?;
+    log(&store, Some(&key), 20, 10)?;
+    let report = verify(&store, "vd", Some(&key))?;
+    assert_eq!((report.aggregates, report.encrypted, report.blocks), (20, 20, 200));
+    assert_eq!((report.first_sequence, report.last_sequence), (Some(1), Some(200)));
+    assert_eq!(report.head, store.head("vd")?.map(|s| s.hash));
+    let listed = list(&store, "vd")?;
+    assert_eq!(listed.len(), 20);
+    assert_eq!((listed[3].header.first_sequence, listed[3].header.last_sequence), (31, 40));
+    assert_eq!(listed[3].header.timestamp, 40_000);
+    let err = verify(&store, "nothing", Some(&key)).unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn a_flipped_byte_in_a_sealed_segment_is_named_by_verify_and_replay() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let key = Key::from_bytes(&[4; 32]);
+    log(&SegmentStore::open_with(tmp.path(), small())?, Some(&key), 20, 10)?;
+    // Inside the body of the second aggregate, in the first (sealed) segment.
+    let reader = SegmentStore::open_read_only(tmp.path())?;
+    let second = reader.list("vd")?[1];
+    let at = 16 + 40 + reader.list("vd")?[0].len + 40 + 500;
+    flip(&segments(tmp.path(), "vd")?[0], at)?;
+    // Opening scans only the framing of sealed segments; the checks that hash find it.
+    let store = SegmentStore::open_with(tmp.path(), small())?;
+    let err = verify(&store, "vd", Some(&key)).unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, Error::Corrupted(_)), "{message}");
+    assert!(message.contains("aggregate 2 of 20"), "{message}");
+    assert!(message.contains(&hex(&second.hash)), "{message}");
+    let image = tmp.path().join("disk.img");
+    let err = replay(&store, "vd", Some(&key), Bounds::default(), &image, |_| {}).unwrap_err();
+    assert!(err.to_string().contains(&hex(&second.hash)), "{err}");
+    // A replay that needs only later aggregates does not trip over it.
+    let late = Bounds { from_seq: Some(150), ..Bounds::default() };
+    assert_eq!(replay(&store, "vd", Some(&key), late, &image, |_| {})?.last_sequence, Some(200));
+    Ok(())
+}
+
+#[test]
+fn a_wrong_or_missing_key_is_named_as_such() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let store = SegmentStore::open(tmp.path())?;
+    log(&store, Some(&Key::from_bytes(&[1; 32])), 3, 4)?;
+    let err = verify(&store, "vd", Some(&Key::from_bytes(&[2; 32]))).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    assert!(err.to_string().contains("aggregate 1 of 3"), "{err}");
+    assert!(err.to_string().contains("wrong key"), "{err}");
+    let image = tmp.path().join("disk.img");
+    let err = replay(&store, "vd", None, Bounds::default(), &image, |_| {}).unwrap_err();
+    assert!(err.to_string().contains("give the key file"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn key_files_round_trip_privately_and_are_never_overwritten() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let path = tmp.path().join("tlog.key");
+    write_key_file(&path)?;
+    let text = std::fs::read_to_string(&path)?;
+    assert_eq!(text.len(), 65);
+    assert!(text.ends_with('\n'));
+    assert_eq!(std::fs::metadata(&path)?.permissions().mode() & 0o777, 0o600);
+    let err = write_key_file(&path).unwrap_err();
+    assert!(err.to_string().contains("already exists"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path)?, text, "the key is untouched");
+
+    // The key read back opens what it sealed.
+    let store = SegmentStore::open(&tmp.path().join("tlog"))?;
+    log(&store, Some(&read_key_file(&path)?), 2, 2)?;
+    assert_eq!(verify(&store, "vd", Some(&read_key_file(&path)?))?.encrypted, 2);
+
+    let bad = tmp.path().join("bad.key");
+    std::fs::write(&bad, "not a key\n")?;
+    let err = read_key_file(&bad).unwrap_err();
+    assert!(err.to_string().contains(&bad.display().to_string()), "{err}");
+    assert!(err.to_string().contains("64 hex characters"), "{err}");
+    let err = read_key_file(Path::new("/nonexistent/tlog.key")).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/tlog.key"), "{err}");
+    Ok(())
+}

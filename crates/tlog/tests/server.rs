@@ -1,0 +1,235 @@
+//! The server, checked through raw protocol messages: handshakes, ordering, duplicates,
+//! flush triggers, resets, bad input.
+
+use std::time::Duration;
+
+use anyhow::ensure;
+use strata_tlog::message::{MessageType, handshake_status, status};
+use strata_tlog::version::{Version, stage};
+
+use crate::harness::{Raw, Server, block, config, stored_sequences};
+
+#[tokio::test]
+async fn every_block_gets_recv_ok_then_flush_ok() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), config(5)).await?;
+    let mut raw = Raw::attach(server.addr, "vd", 1, false).await?;
+    for seq in 1..=15 {
+        raw.block(&block(seq)).await?;
+    }
+    let (mut received, mut flushed) = (Vec::new(), Vec::new());
+    while flushed.len() < 15 {
+        let response = raw.response().await?;
+        match response.status {
+            status::RECV_OK => received.extend(response.sequences),
+            status::FLUSH_OK => flushed.extend(response.sequences),
+            other => anyhow::bail!("unexpected status {other}"),
+        }
+    }
+    ensure!(received == (1..=15).collect::<Vec<_>>(), "{received:?}");
+    ensure!(flushed == (1..=15).collect::<Vec<_>>(), "{flushed:?}");
+    ensure!(stored_sequences(&*server.storage, "vd")? == (1..=15).collect::<Vec<_>>());
+    // A flush takes everything ordered when it starts, so a burst may share an aggregate.
+    let aggregates = server.storage.list("vd")?.len();
+    ensure!((1..=3).contains(&aggregates), "{aggregates} aggregates");
+    Ok(())
+}
+
+#[tokio::test]
+async fn out_of_order_blocks_each_sent_twice() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), config(4)).await?;
+    let mut raw = Raw::attach(server.addr, "vd", 1, false).await?;
+    let order = [3u64, 1, 4, 2, 8, 6, 5, 7];
+    for seq in order {
+        raw.block(&block(seq)).await?;
+        raw.block(&block(seq)).await?;
+    }
+    let mut flushed = Vec::new();
+    while flushed.len() < 8 {
+        let response = raw.response().await?;
+        if response.status == status::FLUSH_OK {
+            flushed.extend(response.sequences);
+        }
+    }
+    flushed.sort_unstable();
+    flushed.dedup();
+    ensure!(flushed == (1..=8).collect::<Vec<_>>(), "{flushed:?}");
+    ensure!(stored_sequences(&*server.storage, "vd")? == (1..=8).collect::<Vec<_>>());
+    // A duplicate of a flushed block is answered FlushOK again.
+    raw.block(&block(2)).await?;
+    loop {
+        let response = raw.response().await?;
+        if response.status == status::FLUSH_OK && response.sequences == [2] {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn force_flush_at_an_odd_sequence() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), config(25)).await?;
+    let mut raw = Raw::attach(server.addr, "vd", 1, false).await?;
+    for seq in 1..=7 {
+        raw.block(&block(seq)).await?;
+    }
+    raw.command(MessageType::ForceFlushAtSeq, 7).await?;
+    let mut flushed = Vec::new();
+    let mut force_received = false;
+    while flushed.len() < 7 {
+        let response = raw.response().await?;
+        match response.status {
+            status::FLUSH_OK => flushed.extend(response.sequences),
+            status::FORCE_FLUSH_RECEIVED => force_received = true,
+            _ => {}
+        }
+    }
+    ensure!(force_received, "no ForceFlushReceived");
+    // A force flush ahead of what arrived waits for that block.
+    raw.command(MessageType::ForceFlushAtSeq, 9).await?;
+    raw.block(&block(8)).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ensure!(stored_sequences(&*server.storage, "vd")?.last() == Some(&7), "flushed before 9 came");
+    raw.block(&block(9)).await?;
+    loop {
+        let response = raw.response().await?;
+        if response.status == status::FLUSH_OK && response.sequences.contains(&9) {
+            break;
+        }
+    }
+    ensure!(stored_sequences(&*server.storage, "vd")? == (1..=9).collect::<Vec<_>>());
+    Ok(())
+}
+
+#[tokio::test]
+async fn flush_time_flushes_a_partial_buffer() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = config(100);
+    cfg.flush_time = Duration::from_millis(200);
+    let server = Server::start(dir.path(), cfg).await?;
+    let mut raw = Raw::attach(server.addr, "vd", 1, false).await?;
+    raw.block(&block(1)).await?;
+    loop {
+        let response = raw.response().await?;
+        if response.status == status::FLUSH_OK {
+            ensure!(response.sequences == [1]);
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn reset_first_sequence_by_a_second_client() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), config(100)).await?;
+    let mut first = Raw::attach(server.addr, "vd", 1, false).await?;
+    for seq in [1, 2, 3, 5] {
+        first.block(&block(seq)).await?;
+    }
+    for _ in 0..4 {
+        ensure!(first.response().await?.status == status::RECV_OK);
+    }
+    let mut second = Raw::attach(server.addr, "vd", 100, true).await?;
+    ensure!(first.closed().await, "the first client was not disconnected by the reset");
+    // 1..3 were ordered and flushed by the reset; 5 (out of order) was dropped.
+    ensure!(stored_sequences(&*server.storage, "vd")? == [1, 2, 3]);
+    second.block(&block(100)).await?;
+    second.command(MessageType::ForceFlushAtSeq, 100).await?;
+    loop {
+        let response = second.response().await?;
+        if response.status == status::FLUSH_OK && response.sequences == [100] {
+            break;
+        }
+    }
+    ensure!(stored_sequences(&*server.storage, "vd")? == [1, 2, 3, 100]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn handshakes_are_checked() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), config(5)).await?;
+    let old = Version::new(0, 9, 0, stage::LIVE).0;
+    let mut raw = Raw::connect(server.addr).await?;
+    ensure!(raw.handshake(old, "vd", 1, false).await? == handshake_status::INVALID_VERSION);
+    let mut raw = Raw::connect(server.addr).await?;
+    ensure!(
+        raw.handshake(Version::CURRENT.0, "../etc", 1, false).await?
+            == handshake_status::INVALID_VDISK_ID
+    );
+    let mut raw = Raw::connect(server.addr).await?;
+    ensure!(
+        raw.handshake(Version::CURRENT.0, "", 1, false).await?
+            == handshake_status::INVALID_VDISK_ID
+    );
+    // Garbage instead of a handshake: still answered, then closed.
+    let mut raw = Raw::connect(server.addr).await?;
+    let garbage = [0, 0, 0, 0, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+    ensure!(raw.raw_handshake(&garbage).await? == handshake_status::INVALID_REQUEST);
+    let mut raw2 = Raw::attach(server.addr, "vd", 1, false).await?;
+    raw2.block(&block(1)).await?;
+    ensure!(raw2.response().await?.status == status::RECV_OK, "server hurt by garbage");
+    ensure!(raw.closed().await);
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_frames_close_the_connection_not_the_server() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), config(5)).await?;
+    let cases: Vec<Vec<u8>> = vec![
+        vec![9, 0, 0, 0, 0, 0, 0, 0, 0], // unknown type
+        [vec![1], 0u32.to_le_bytes().to_vec(), u32::MAX.to_le_bytes().to_vec()].concat(), // oversized
+        [vec![1], 5000u32.to_le_bytes().to_vec()].concat(), // too many segments
+        [vec![1, 0, 0, 0, 0, 2, 0, 0, 0], vec![0xde; 16]].concat(), // not a block
+    ];
+    for (i, bytes) in cases.iter().enumerate() {
+        let mut raw = Raw::attach(server.addr, "vd", 1, false).await?;
+        raw.send_raw(bytes).await?;
+        ensure!(raw.closed().await, "case {i}: connection left open");
+    }
+    // A truncated frame followed by a hang-up.
+    let mut raw = Raw::attach(server.addr, "vd", 1, false).await?;
+    let frame = [vec![1u8], block(1).encode()].concat();
+    raw.send_raw(&frame[..frame.len() / 2]).await?;
+    drop(raw);
+    // A block whose hash does not match gets RecvFailed with its sequence.
+    let mut raw = Raw::attach(server.addr, "vd", 1, false).await?;
+    let mut bad = block(1);
+    bad.hash[0] ^= 1;
+    raw.block(&bad).await?;
+    let response = raw.response().await?;
+    ensure!(response.status == status::RECV_FAILED && response.sequences == [1], "{response:?}");
+    raw.block(&block(1)).await?;
+    ensure!(raw.response().await?.status == status::RECV_OK, "server unusable after bad input");
+    Ok(())
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = config(5);
+    cfg.idle_timeout = Duration::from_millis(300);
+    let server = Server::start(dir.path(), cfg).await?;
+    let mut raw = Raw::attach(server.addr, "vd", 1, false).await?;
+    ensure!(raw.closed().await, "idle connection stayed open");
+    Ok(())
+}
+
+#[tokio::test]
+async fn shutdown_flushes_what_is_buffered() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), config(100)).await?;
+    let storage = server.storage.clone();
+    let mut raw = Raw::attach(server.addr, "vd", 1, false).await?;
+    for seq in 1..=3 {
+        raw.block(&block(seq)).await?;
+        ensure!(raw.response().await?.status == status::RECV_OK);
+    }
+    server.stop().await?;
+    ensure!(stored_sequences(&*storage, "vd")? == [1, 2, 3], "shutdown lost buffered blocks");
+    Ok(())
+}
