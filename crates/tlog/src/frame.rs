@@ -51,6 +51,28 @@ pub fn typed_frame_len(buf: &[u8]) -> Result<Option<(MessageType, usize)>> {
     Ok(message_len(&buf[1..])?.map(|len| (kind, len + 1)))
 }
 
+/// Splits `bytes` into typed frames and decodes each as the server would, stopping at the
+/// first error or incomplete frame; returns how many frames decoded. The fuzz target and
+/// the robustness tests drive this: no input may make it panic or allocate past the limits.
+pub fn decode_frames(mut bytes: &[u8]) -> Result<usize> {
+    let mut decoded = 0;
+    while let Some((kind, len)) = typed_frame_len(bytes)? {
+        let message = bytes::Bytes::copy_from_slice(&bytes[1..len]);
+        match kind {
+            MessageType::Block => {
+                let block = crate::message::Block::decode_shared(&message)?;
+                let _ = block.check();
+            }
+            MessageType::ForceFlushAtSeq | MessageType::WaitNbdSlaveSync => {
+                crate::message::Command::decode(&message)?;
+            }
+        }
+        decoded += 1;
+        bytes = &bytes[len..];
+    }
+    Ok(decoded)
+}
+
 fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
     let bytes: [u8; 4] = buf.get(at..at + 4)?.try_into().ok()?;
     Some(u32::from_le_bytes(bytes))

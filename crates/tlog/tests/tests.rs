@@ -3,5 +3,6 @@
 mod client;
 mod harness;
 mod player;
+mod robustness;
 mod server;
 mod storage;
