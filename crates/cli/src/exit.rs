@@ -43,6 +43,9 @@ pub(crate) fn category(err: &anyhow::Error) -> Option<Category> {
         if let Some(snapshots) = cause.downcast_ref::<strata_snapshots::Error>() {
             return Some(snapshots.category());
         }
+        if let Some(tlog) = cause.downcast_ref::<strata_tlog::Error>() {
+            return Some(tlog.category());
+        }
         if let Some(atomic) = cause.downcast_ref::<strata_atomic::Error>() {
             return atomic_category(atomic);
         }
