@@ -98,7 +98,7 @@ fn seal_rate(blocks: &[Bytes]) -> f64 {
     let started = Instant::now();
     let rounds = 64;
     for _ in 0..rounds {
-        std::hint::black_box(aggregate.seal(Some(&key)).map(|s| s.bytes.len()).unwrap_or(0));
+        std::hint::black_box(aggregate.seal(Some(&key)).map(|s| s.bytes().len()).unwrap_or(0));
     }
     (rounds * 256 * BLOCK) as f64 / started.elapsed().as_secs_f64() / 1e6
 }

@@ -101,8 +101,8 @@ fn write_log(dir: &Path, key: &Key, disk: u64, half_zero: bool) -> anyhow::Resul
         let aggregate = Aggregate { vdisk_id: "bench".into(), timestamp: first, blocks, prev };
         let sealed = aggregate.seal(Some(key))?;
         store.append("bench", &sealed)?;
-        prev = sealed.hash;
-        stored += sealed.bytes.len() as u64;
+        prev = *sealed.hash();
+        stored += sealed.bytes().len() as u64;
     }
     Ok(stored)
 }

@@ -91,15 +91,30 @@ pub struct Header {
     plaintext_len: u64,
 }
 
-/// A sealed aggregate: its name and its bytes as stored.
+/// A sealed aggregate: its name and its bytes as stored. Only [`Aggregate::seal`] makes
+/// one, so its hash always names its bytes and storage need not hash them again.
 #[derive(Debug, Clone)]
 pub struct Sealed {
-    /// BLAKE3 of `bytes`.
-    pub hash: Hash,
-    /// The envelope.
-    pub bytes: Vec<u8>,
-    /// The header inside `bytes`.
-    pub header: Header,
+    hash: Hash,
+    bytes: Vec<u8>,
+    header: Header,
+}
+
+impl Sealed {
+    /// The aggregate's name: BLAKE3 of its bytes.
+    pub fn hash(&self) -> &Hash {
+        &self.hash
+    }
+
+    /// The envelope as stored.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The header inside the bytes.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
 }
 
 impl Aggregate {
@@ -196,8 +211,10 @@ impl Aggregate {
                 aggregate.vdisk_id
             )));
         }
+        // The envelope's hash (and, when encrypted, its seal) vouch for every byte; the
+        // block hashes were checked when the server received the blocks.
         for block in &aggregate.blocks {
-            block.check().map_err(|e| {
+            block.check_shape().map_err(|e| {
                 Error::Corrupted(format!("aggregate {name}: block {}: {e}", block.sequence))
             })?;
         }

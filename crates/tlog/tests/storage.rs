@@ -59,7 +59,7 @@ pub(crate) fn fill(
     (0..aggregates)
         .map(|i| {
             let blocks = random_blocks(&mut rng, first + i * per, per);
-            Ok(append_blocks(store, vdisk, key, blocks)?.hash)
+            Ok(*append_blocks(store, vdisk, key, blocks)?.hash())
         })
         .collect()
 }
@@ -289,7 +289,7 @@ fn append_until_killed(dir: &Path) -> anyhow::Result<()> {
         let sealed =
             append_blocks(&store, "vd", Some(&key), random_blocks(&mut rng, first, count))?;
         // A closed pipe means the parent is gone: stop.
-        if writeln!(out, "acked {}", hex(&sealed.hash)).and_then(|()| out.flush()).is_err() {
+        if writeln!(out, "acked {}", hex(sealed.hash())).and_then(|()| out.flush()).is_err() {
             break;
         }
     }

@@ -377,7 +377,7 @@ fn store(shared: &Shared, vdisk: &str, mut prev: Hash, blocks: Vec<Block>) -> Re
             };
             let sealed = aggregate.seal(shared.config.key.as_ref())?;
             shared.storage.append(vdisk, &sealed)?;
-            prev = sealed.hash;
+            prev = *sealed.hash();
             bytes = 0;
         }
     }

@@ -144,10 +144,10 @@ impl Vdisk {
             )));
         }
         let header = self.check_append(sealed)?;
-        let len = u32::try_from(sealed.bytes.len()).map_err(|_| {
+        let len = u32::try_from(sealed.bytes().len()).map_err(|_| {
             Error::InvalidArgument(format!(
                 "an aggregate of {} bytes is too large",
-                sealed.bytes.len()
+                sealed.bytes().len()
             ))
         })?;
         let record_len = RECORD_HEADER_LEN + u64::from(len);
@@ -155,8 +155,8 @@ impl Vdisk {
         let file = self.last_file()?;
         let path = self.segments.last().map(|s| s.path.clone()).unwrap_or_default();
         let written = file
-            .write_all_at(&record_header(len, &sealed.hash), end)
-            .and_then(|()| file.write_all_at(&sealed.bytes, end + RECORD_HEADER_LEN))
+            .write_all_at(&record_header(len, sealed.hash()), end)
+            .and_then(|()| file.write_all_at(sealed.bytes(), end + RECORD_HEADER_LEN))
             .and_then(|()| file.sync_data());
         if let Err(e) = written {
             self.poisoned = true;
@@ -167,7 +167,7 @@ impl Vdisk {
             self.tail = Tail::Open { end, allocated: allocated.max(end), records: records + 1 };
         }
         let segment = self.segments.len() - 1;
-        let stored = Stored { hash: sealed.hash, header, len: u64::from(len) };
+        let stored = Stored { hash: *sealed.hash(), header, len: u64::from(len) };
         self.push(Entry { stored, segment, offset: end + RECORD_HEADER_LEN });
         Ok(())
     }
@@ -176,7 +176,7 @@ impl Vdisk {
     /// the bytes carry it.
     fn check_append(&self, sealed: &Sealed) -> Result<Header> {
         let head = self.head().map_or(NO_PREV, |s| s.hash);
-        let header = Header::decode(&sealed.bytes)
+        let header = Header::decode(sealed.bytes())
             .map_err(|e| Error::InvalidArgument(format!("not an aggregate envelope: {e}")))?;
         if header.prev != head {
             return Err(Error::InvalidArgument(format!(
@@ -186,12 +186,7 @@ impl Vdisk {
                 hex(&head)
             )));
         }
-        if blake3::hash(&sealed.bytes).as_bytes() != &sealed.hash {
-            return Err(Error::InvalidArgument(format!(
-                "aggregate {}: its bytes do not hash to its name",
-                hex(&sealed.hash)
-            )));
-        }
+        // No re-hash: only `Aggregate::seal` makes a `Sealed`, so its name is its hash.
         Ok(header)
     }
 
