@@ -19,6 +19,9 @@ use crate::cmd;
 ///   tlog       a transaction log for block devices: a server journaling every write,
 ///              and a player that rebuilds a disk as of any sequence or time
 ///
+///   ckpt       a strongly consistent checkpoint service over HTTP for clients of an
+///              eventually consistent object store, authorized by the store itself
+///
 ///   project    atomic projection of a set of files into a directory (the ..data swap)
 ///
 ///   serve      runs every strata service in one process, on embedded defaults under one
@@ -71,6 +74,8 @@ pub(crate) enum Command {
     Snapshotter(cmd::snapshotter::SnapshotterArgs),
     /// The block-device transaction log: serve it, replay it, verify it, list it.
     Tlog(cmd::tlog::TlogArgs),
+    /// The strongly consistent checkpoint service, and its client.
+    Ckpt(cmd::ckpt::CkptArgs),
     /// Project files into a directory atomically: watchers see the old set or the new one.
     Project(cmd::project::ProjectArgs),
 }
@@ -83,7 +88,8 @@ impl Command {
             | Command::Project(_)
             | Command::Snapshotter(_)
             | Command::Tlog(_) => tracing::Level::INFO,
-            Command::Kv(_) | Command::Snapshot(_) => tracing::Level::WARN,
+            Command::Ckpt(args) if args.is_serve() => tracing::Level::INFO,
+            Command::Kv(_) | Command::Snapshot(_) | Command::Ckpt(_) => tracing::Level::WARN,
         }
     }
 }

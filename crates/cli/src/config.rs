@@ -16,6 +16,8 @@ pub(crate) struct Config {
     pub(crate) data_dir: Option<PathBuf>,
     /// The KV layer (`[kv]`).
     pub(crate) kv: KvConfig,
+    /// The checkpoint service (`[ckpt]`).
+    pub(crate) ckpt: strata_ckpt::CkptConfig,
 }
 
 /// A configuration file that cannot be read or is not valid.

@@ -87,7 +87,10 @@ fn bad_config_and_unreachable_etcd_are_clear_errors() -> anyhow::Result<()> {
 #[test]
 fn second_process_on_one_data_dir_is_refused() -> anyhow::Result<()> {
     let strata = Strata::new()?;
-    let mut server = strata.command().args(["serve", "--tlog-listen", "127.0.0.1:0"]).spawn()?;
+    let mut server = strata
+        .command()
+        .args(["serve", "--tlog-listen", "127.0.0.1:0", "--ckpt-listen", "127.0.0.1:0"])
+        .spawn()?;
     let lock_seen =
         strata_testkit::wait_until("kv.redb", std::time::Duration::from_secs(10), || {
             Ok(strata.dir.path().join("kv.redb").exists())

@@ -10,7 +10,7 @@ fn serve_then_signal(signal: i32) -> anyhow::Result<()> {
     let strata = Strata::new()?;
     let server = strata
         .command()
-        .args(["serve", "--tlog-listen", "127.0.0.1:0"])
+        .args(["serve", "--tlog-listen", "127.0.0.1:0", "--ckpt-listen", "127.0.0.1:0"])
         .stderr(std::process::Stdio::piped())
         .spawn()?;
     strata_testkit::wait_until("strata serve", Duration::from_secs(10), || {
@@ -25,10 +25,20 @@ fn serve_then_signal(signal: i32) -> anyhow::Result<()> {
     // Every service answers where the status says it is.
     let socket = status["services"]["snapshotter"]["socket"].as_str().unwrap_or_default();
     let tlog = status["services"]["tlog"]["address"].as_str().unwrap_or_default();
+    let ckpt = status["services"]["ckpt"]["address"].as_str().unwrap_or_default();
     strata_testkit::wait_until("services", Duration::from_secs(10), || {
         Ok(std::os::unix::net::UnixStream::connect(socket).is_ok()
             && std::net::TcpStream::connect(tlog).is_ok())
     })?;
+    // The checkpoint service answers HEAD / with 204 when it is up.
+    let mut http = std::net::TcpStream::connect(ckpt)?;
+    std::io::Write::write_all(
+        &mut http,
+        b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )?;
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut http, &mut answer)?;
+    ensure!(answer.starts_with("HTTP/1.1 204"), "ckpt answered {answer:?}");
     let pid = libc::pid_t::try_from(server.id())?;
     #[allow(unsafe_code, reason = "sending a signal to our own child")]
     // SAFETY: kill(2) on a child we spawned and have not reaped.

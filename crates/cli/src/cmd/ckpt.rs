@@ -22,7 +22,7 @@ use crate::exit::Failure;
 /// request is authorized by the object store: the service GETs the object with the
 /// caller's token. Committed values live in the KV store ([kv] in --config).
 #[derive(Debug, Args)]
-pub struct CkptArgs {
+pub(crate) struct CkptArgs {
     #[command(subcommand)]
     command: CkptCommand,
 }
@@ -101,14 +101,20 @@ struct TargetArgs {
     timeout: u64,
 }
 
+impl CkptArgs {
+    /// True for `strata ckpt serve`, a long-running service that logs at info level.
+    pub(crate) fn is_serve(&self) -> bool {
+        matches!(self.command, CkptCommand::Serve(_))
+    }
+}
+
 /// Runs `strata ckpt …`.
-pub fn run(args: CkptArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn run(args: CkptArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
     match args.command {
         CkptCommand::Serve(serve_args) => serve(serve_args, config, data_dir),
         CkptCommand::Get { target, json } => {
-            let checkpoint = request(&target, |client, target| async move {
-                client.get(&target).await
-            })?;
+            let checkpoint =
+                request(&target, |client, target| async move { client.get(&target).await })?;
             let mut out = std::io::stdout().lock();
             if json {
                 let mut object = json!({
@@ -128,15 +134,13 @@ pub fn run(args: CkptArgs, config: &Config, data_dir: &Path) -> anyhow::Result<(
         }
         CkptCommand::Put { target, value, json } => {
             let value = read_value(value)?;
-            let revision = request(&target, |client, target| async move {
-                client.put(&target, value).await
-            })?;
+            let revision =
+                request(&target, |client, target| async move { client.put(&target, value).await })?;
             print_revision(json, revision)
         }
         CkptCommand::Delete { target, json } => {
-            let revision = request(&target, |client, target| async move {
-                client.delete(&target).await
-            })?;
+            let revision =
+                request(&target, |client, target| async move { client.delete(&target).await })?;
             print_revision(json, revision)
         }
     }
@@ -192,10 +196,7 @@ async fn serve_until_signal(ckpt: &CkptConfig, store: strata_kv::Store) -> anyho
 }
 
 /// Runs one client call on a small runtime.
-fn request<T, F>(
-    args: &TargetArgs,
-    call: impl FnOnce(Client, Target) -> F,
-) -> anyhow::Result<T>
+fn request<T, F>(args: &TargetArgs, call: impl FnOnce(Client, Target) -> F) -> anyhow::Result<T>
 where
     F: std::future::Future<Output = strata_ckpt::Result<T>>,
 {
@@ -210,11 +211,12 @@ where
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    runtime.block_on(async {
-        let client = Client::new(&client_config).map_err(categorized)?;
-        call(client, target).await.map_err(categorized)
-    })
-    .with_context(|| format!("checkpoint {}", args.storage_url))
+    runtime
+        .block_on(async {
+            let client = Client::new(&client_config).map_err(categorized)?;
+            call(client, target).await.map_err(categorized)
+        })
+        .with_context(|| format!("checkpoint {}", args.storage_url))
 }
 
 fn read_value(value: String) -> anyhow::Result<Bytes> {

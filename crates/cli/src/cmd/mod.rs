@@ -1,5 +1,6 @@
 //! One module per subcommand; `run` dispatches.
 
+pub(crate) mod ckpt;
 pub(crate) mod kv;
 pub(crate) mod project;
 pub(crate) mod serve;
@@ -22,5 +23,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Project(args) => project::run(args),
         Command::Snapshotter(args) => snapshotter::run(args, &config, &data_dir),
         Command::Tlog(args) => tlog::run(args, &config, &data_dir),
+        Command::Ckpt(args) => ckpt::run(args, &config, &data_dir),
     }
 }

@@ -25,7 +25,8 @@ use crate::config::Config;
 /// Services and their defaults: the containerd proxy snapshotter on
 /// DATA-DIR/snapshotter.sock (layers and metadata in DATA-DIR/snapshotter), and the tlog
 /// server on 127.0.0.1:11211 (aggregates in DATA-DIR/tlog, encrypted with DATA-DIR/tlog.key,
-/// made on first start). DATA-DIR/run/status.json says what runs where.
+/// made on first start), and the checkpoint service on 127.0.0.1:33123 (committed values in
+/// the KV store). DATA-DIR/run/status.json says what runs where.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// The containerd proxy snapshotter's socket [default: DATA-DIR/snapshotter.sock].
@@ -34,6 +35,9 @@ pub(crate) struct ServeArgs {
     /// The tlog server's address.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:11211")]
     tlog_listen: SocketAddr,
+    /// The checkpoint service's address [default: ckpt.listen of the config, 127.0.0.1:33123].
+    #[arg(long, value_name = "ADDR")]
+    ckpt_listen: Option<SocketAddr>,
 }
 
 /// How long services get to finish after a signal before the process exits anyway.
@@ -59,8 +63,16 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
     runtime.block_on(async {
         let tlog_listener = tokio::net::TcpListener::bind(args.tlog_listen)
             .await
-            .with_context(|| format!("tlog: listen on {}", args.tlog_listen))?;
+            .with_context(|| format!("tlog: listen on {} (choose another with --tlog-listen)", args.tlog_listen))?;
         let tlog_addr = tlog_listener.local_addr()?;
+        let mut ckpt_config = config.ckpt.clone();
+        if let Some(listen) = args.ckpt_listen {
+            ckpt_config.listen = listen.to_string();
+        }
+        let ckpt = strata_ckpt::Server::bind(&ckpt_config, store.clone())
+            .await
+            .with_context(|| format!("ckpt: listen on {} (choose another with --ckpt-listen)", ckpt_config.listen))?;
+        let ckpt_addr = ckpt.local_addr();
         let (stop, stopping) = watch::channel(false);
         let until_stop = || {
             let mut stopping = stopping.clone();
@@ -84,6 +96,11 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
                 .context("tlog server")?;
             Ok("tlog")
         });
+        let shutdown = until_stop();
+        services.spawn(async move {
+            ckpt.run(shutdown).await.context("checkpoint service")?;
+            Ok("ckpt")
+        });
         published.write(&json!({
             "pid": std::process::id(),
             "state": "serving",
@@ -92,6 +109,7 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
             "services": {
                 "snapshotter": { "socket": socket, "root": snapshotter_root },
                 "tlog": { "address": tlog_addr.to_string(), "dir": data_dir.join("tlog") },
+                "ckpt": { "address": ckpt_addr.to_string() },
             },
         }))?;
         tracing::info!(
@@ -99,6 +117,7 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
             kv = store.engine_name(),
             snapshotter = %socket.display(),
             tlog = %tlog_addr,
+            ckpt = %ckpt_addr,
             "strata serving"
         );
         let outcome = tokio::select! {

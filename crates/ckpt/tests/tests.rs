@@ -1,0 +1,10 @@
+//! Integration tests of the checkpoint service against a real Swift (and etcd), which the
+//! harness installs and starts on loopback.
+
+mod concurrency;
+mod etcd;
+mod http;
+mod outage;
+mod protocol;
+mod tls;
+mod util;
