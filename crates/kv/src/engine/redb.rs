@@ -39,6 +39,8 @@ struct Pending {
 /// See the module documentation.
 pub(crate) struct RedbEngine {
     db: Arc<Database>,
+    /// The newest read view, shared by every reader until the next commit.
+    views: Arc<ViewCache>,
     /// Feeds the committer thread; `None` once shut down.
     queue: Mutex<Option<mpsc::Sender<Pending>>>,
     /// The committer thread, joined on drop.
@@ -80,12 +82,19 @@ impl RedbEngine {
         wtx.commit()?;
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
-        let committer = Committer { db: db.clone(), revision, poisoned: None };
+        let views = Arc::new(ViewCache::default());
+        let committer =
+            Committer { db: db.clone(), views: views.clone(), revision, poisoned: None };
         let handle = std::thread::Builder::new()
             .name("strata-kv-commit".into())
             .spawn(move || committer.run(rx))
             .map_err(|err| Error::Redb(format!("cannot start the committer thread: {err}")))?;
-        Ok(RedbEngine { db, queue: Mutex::new(Some(tx)), committer: Mutex::new(Some(handle)) })
+        Ok(RedbEngine {
+            db,
+            views,
+            queue: Mutex::new(Some(tx)),
+            committer: Mutex::new(Some(handle)),
+        })
     }
 }
 
@@ -102,9 +111,7 @@ impl Drop for RedbEngine {
 
 impl Engine for RedbEngine {
     fn snapshot(&self) -> Result<Box<dyn Snapshot>> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(DATA)?;
-        Ok(Box::new(RedbSnapshot { txn, table, revision: std::sync::OnceLock::new() }))
+        Ok(Box::new(RedbSnapshot { view: self.views.current(&self.db)? }))
     }
 
     fn commit(&self, commit: Commit) -> Result<()> {
@@ -126,16 +133,64 @@ fn shut_down() -> Error {
     Error::Unavailable("the redb committer has stopped".into())
 }
 
-struct RedbSnapshot {
+/// Read views, shared. Beginning a redb read transaction takes a lock inside redb, which
+/// many concurrent readers contend on; between two commits every reader can share one view.
+/// The committer moves to a new generation after each durable batch and before it answers
+/// the batch, so a reader that begins after a commit returned never gets an older view.
+#[derive(Default)]
+struct ViewCache {
+    generation: std::sync::atomic::AtomicU64,
+    current: std::sync::RwLock<Option<(u64, Arc<View>)>>,
+}
+
+impl ViewCache {
+    fn current(&self, db: &Database) -> Result<Arc<View>> {
+        use std::sync::atomic::Ordering;
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Ok(current) = self.current.read()
+            && let Some((cached, view)) = current.as_ref()
+            && *cached == generation
+        {
+            return Ok(view.clone());
+        }
+        let txn = db.begin_read()?;
+        let table = txn.open_table(DATA)?;
+        let view = Arc::new(View { txn, table, revision: std::sync::OnceLock::new() });
+        if let Ok(mut current) = self.current.write() {
+            // Only ever move forward: a slow reader must not put back an older view.
+            if current.as_ref().is_none_or(|(cached, _)| *cached <= generation) {
+                *current = Some((generation, view.clone()));
+            }
+        }
+        Ok(view)
+    }
+
+    /// Called by the committer after a durable batch, before answering it.
+    fn advance(&self) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        if let Ok(mut current) = self.current.write() {
+            // Let the old view's pages go as soon as its last reader is done.
+            *current = None;
+        }
+    }
+}
+
+/// One redb read transaction with its data table open.
+struct View {
     txn: redb::ReadTransaction,
     table: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
     /// Read from `meta` on first use only: plain reads never need it.
     revision: std::sync::OnceLock<u64>,
 }
 
+struct RedbSnapshot {
+    view: Arc<View>,
+}
+
 impl Snapshot for RedbSnapshot {
     fn get(&mut self, key: &[u8]) -> Result<Option<Found>> {
         Ok(self
+            .view
             .table
             .get(key)?
             .map(|value| Found { value: value.value().to_vec(), mod_revision: 0 }))
@@ -151,7 +206,7 @@ impl Snapshot for RedbSnapshot {
             return Ok(Vec::new());
         }
         let mut out = Vec::new();
-        for item in self.table.range::<&[u8]>((start, end))?.take(limit) {
+        for item in self.view.table.range::<&[u8]>((start, end))?.take(limit) {
             let (key, value) = item?;
             out.push(Entry {
                 key: key.value().to_vec(),
@@ -164,17 +219,18 @@ impl Snapshot for RedbSnapshot {
 
     fn revision(&self) -> Option<u64> {
         let read = || -> Option<u64> {
-            Some(self.txn.open_table(META).ok()?.get(REVISION).ok()?.map_or(0, |g| g.value()))
+            Some(self.view.txn.open_table(META).ok()?.get(REVISION).ok()?.map_or(0, |g| g.value()))
         };
         // A revision that cannot be read is reported as 0: the oldest possible, so a commit
         // that depends on it is refused as a conflict rather than wrongly accepted.
-        Some(*self.revision.get_or_init(|| read().unwrap_or(0)))
+        Some(*self.view.revision.get_or_init(|| read().unwrap_or(0)))
     }
 }
 
 /// The committer thread's state.
 struct Committer {
     db: Arc<Database>,
+    views: Arc<ViewCache>,
     /// The revision of the last batch made durable.
     revision: u64,
     /// Set when a commit failed: every later commit is refused until the store is reopened.
@@ -224,6 +280,7 @@ impl Committer {
         match apply(&self.db, next, &accepted) {
             Ok(()) => {
                 self.revision = next;
+                self.views.advance();
                 for pending in accepted {
                     let _ = pending.reply.send(Ok(()));
                 }
