@@ -171,25 +171,12 @@ fn serve(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()
     };
     // Opened before the runtime starts: the etcd engine runs its own runtime.
     let store = super::kv::open(&config.kv, &kv_dir)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
+    let runtime = super::serve::runtime()?;
     runtime.block_on(serve_until_signal(&ckpt, store))
 }
 
 async fn serve_until_signal(ckpt: &CkptConfig, store: strata_kv::Store) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
-    let shutdown = async move {
-        let signal = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        };
-        tracing::info!(signal, "shutting down");
-    };
-    strata_ckpt::serve(ckpt, store, shutdown)
+    strata_ckpt::serve(ckpt, store, super::serve::shutdown_signal())
         .await
         .map_err(categorized)
         .with_context(|| format!("ckpt serve on {}", ckpt.listen))

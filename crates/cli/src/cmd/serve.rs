@@ -56,10 +56,7 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
         ..strata_tlog::server::ServerConfig::default()
     };
     let mut published = Published::open(data_dir)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
+    let runtime = super::serve::runtime()?;
     runtime.block_on(async {
         let tlog_listener = tokio::net::TcpListener::bind(args.tlog_listen)
             .await
@@ -148,6 +145,27 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
     published.write(&json!({ "pid": std::process::id(), "state": "stopped" }))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The runtime every long-running command serves on.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")
+}
+
+/// Completes on SIGINT or SIGTERM, logging which. Without signal handlers (which cannot
+/// happen on Linux short of running out of file descriptors) it logs why and never completes,
+/// leaving the signals' default action to end the process.
+pub(crate) async fn shutdown_signal() {
+    match wait_for_shutdown().await {
+        Ok(signal) => tracing::info!(signal, "shutting down"),
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "cannot wait for signals");
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// Waits for SIGINT or SIGTERM and names the one that came.

@@ -46,10 +46,7 @@ pub(crate) fn run(args: SnapshotterArgs, config: &Config, _data_dir: &Path) -> a
         pid = std::process::id(),
         "strata snapshotter starting"
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
+    let runtime = super::serve::runtime()?;
     runtime.block_on(serve(snapshotter, args.socket))?;
     tracing::info!("stopped");
     Ok(())

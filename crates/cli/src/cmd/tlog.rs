@@ -91,20 +91,12 @@ fn serve(args: TlogServeArgs, data_dir: &Path) -> anyhow::Result<()> {
     };
     config.validate()?;
     let storage = open_storage(data_dir)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
+    let runtime = super::serve::runtime()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listen on {}", args.listen))?;
-        let shutdown = async {
-            match super::serve::wait_for_shutdown().await {
-                Ok(signal) => tracing::info!(signal, "shutting down"),
-                Err(err) => tracing::error!(error = %err, "cannot wait for signals"),
-            }
-        };
+        let shutdown = super::serve::shutdown_signal();
         strata_tlog::server::serve(listener, config, storage, shutdown).await?;
         Ok(())
     })
@@ -112,7 +104,7 @@ fn serve(args: TlogServeArgs, data_dir: &Path) -> anyhow::Result<()> {
 
 /// The embedded segment store in DATA-DIR/tlog, locked for this process.
 pub(crate) fn open_storage(data_dir: &Path) -> anyhow::Result<Arc<dyn Storage>> {
-    let dir = data_dir.join("tlog");
+    let dir = super::tlog_read::tlog_dir(data_dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     let store = SegmentStore::open(&dir)
         .with_context(|| format!("open the tlog store in {}", dir.display()))?;
