@@ -1,5 +1,6 @@
 //! End-to-end tests of the `strata` binary, run as a separate process the way users run it.
 
+mod ckpt;
 mod kv;
 mod project;
 mod serve;
