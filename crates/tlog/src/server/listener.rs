@@ -26,7 +26,10 @@ pub async fn serve(
     let shared = Arc::new(Shared { config, storage, vdisks: vdisk::Registry::default() });
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
-    tracing::info!(addr = ?listener.local_addr().ok(), "tlog server listening");
+    match listener.local_addr() {
+        Ok(addr) => tracing::info!(%addr, "tlog server listening"),
+        Err(err) => tracing::info!(error = %err, "tlog server listening (address unknown)"),
+    }
     loop {
         let permit = tokio::select! {
             permit = limit.clone().acquire_owned() => permit,
