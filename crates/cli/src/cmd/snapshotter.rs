@@ -10,7 +10,7 @@ use strata_snapshots::grpc;
 
 use crate::config::Config;
 
-/// Serve a snapshotter root to containerd as a proxy snapshotter plugin.
+/// Serve a snapshotter root to containerd as a proxy snapshotter plugin
 ///
 /// Serves containerd's snapshots API (containerd.services.snapshots.v1) on a unix socket,
 /// with layers and metadata under a root directory.
