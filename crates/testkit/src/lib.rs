@@ -19,11 +19,13 @@
 mod containerd;
 mod etcd;
 mod process;
+mod redis;
 mod swift;
 
 pub use crate::containerd::{CTR_NAMESPACE, Containerd};
 pub use crate::etcd::{Etcd, shared_etcd};
 pub use crate::process::{ServerProcess, ensure_program, free_port, wait_until};
+pub use crate::redis::RedisServers;
 pub use crate::swift::{
     SWIFT_KEY, SWIFT_OTHER_USER, SWIFT_USER, Swift, SwiftAuth, SwiftResponse, shared_swift,
 };

@@ -3,6 +3,7 @@
 mod client;
 mod harness;
 mod player;
+mod redis;
 mod robustness;
 mod server;
 mod storage;

@@ -1,8 +1,9 @@
 //! Where aggregates are kept. The server appends to a [`Storage`]; the player reads it.
 //!
 //! Engines: [`segment::SegmentStore`], append-only segment files in a directory (the
-//! embedded default). More (Redis k+m) implement the same trait.
+//! embedded default), and [`redis::RedisStore`], erasure-coded across k+m Redis-protocol servers.
 
+pub mod redis;
 pub mod segment;
 
 use crate::Result;

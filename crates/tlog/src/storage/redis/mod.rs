@@ -1,0 +1,384 @@
+//! Redis k+m: aggregates erasure-coded over `k + m` Redis-protocol servers.
+//!
+//! Each aggregate's envelope, behind its length as a little-endian u64, is cut into `k`
+//! data shards and `m` Reed-Solomon parity shards; shard `i` goes to server `i` as
+//! `SET <hex hash> <shard>`. Only when all `k + m` are stored does each server get
+//! `LPUSH last_hash_<vdisk> <hex hash>` and `LTRIM` to the newest [`HEADS_KEPT`], and only
+//! then is the append acknowledged. Reads rebuild from any `k` shards, so up to `m`
+//! servers may be down or have lost their data. Servers are talked to in parallel, one
+//! thread each, with retries on a fresh connection. Layout and recovery:
+//! `docs/design/tlog-format.md`, "Redis k+m shards".
+//!
+//! This engine keeps no index: `list` walks the chain back from the head through each
+//! aggregate's `prev`, fetching every aggregate, and `head` asks every server.
+
+mod node;
+mod shards;
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use redis::Value;
+
+use crate::aggregate::{Hash, Header, NO_PREV, Sealed, hex};
+use crate::storage::redis::node::{Node, bytes};
+use crate::storage::{Storage, Stored, check_vdisk_id};
+use crate::{Error, Result};
+
+/// How many recent heads each server keeps per vdisk.
+pub const HEADS_KEPT: usize = 16;
+
+/// Where a [`RedisStore`] keeps its aggregates, and how it talks to the servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// The servers, `host:port` or `host:port/db`; exactly `data_shards + parity_shards`.
+    pub servers: Vec<String>,
+    /// `k`: the shards an aggregate is cut into; any `k` rebuild it.
+    pub data_shards: usize,
+    /// `m`: the parity shards; up to `m` servers may be lost.
+    pub parity_shards: usize,
+    /// Connect, read and write timeout of one attempt.
+    pub timeout: Duration,
+    /// Attempts after the first, each on a fresh connection.
+    pub retries: u32,
+}
+
+impl Default for RedisConfig {
+    fn default() -> RedisConfig {
+        RedisConfig {
+            servers: Vec::new(),
+            data_shards: 4,
+            parity_shards: 2,
+            timeout: Duration::from_secs(2),
+            retries: 2,
+        }
+    }
+}
+
+impl RedisConfig {
+    /// Checks the shard counts against the servers.
+    pub fn validate(&self) -> Result<()> {
+        let (k, m) = (self.data_shards, self.parity_shards);
+        if k == 0 {
+            return Err(Error::InvalidArgument("data shards must be at least 1".into()));
+        }
+        if k + m > 32768 {
+            return Err(Error::InvalidArgument(format!("{k}+{m} shards are too many")));
+        }
+        if self.servers.len() != k + m {
+            return Err(Error::InvalidArgument(format!(
+                "{} redis servers given for {k} data and {m} parity shards; give {}",
+                self.servers.len(),
+                k + m
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Aggregates erasure-coded over `k + m` Redis-protocol servers.
+#[derive(Debug)]
+pub struct RedisStore {
+    nodes: Vec<Node>,
+    k: usize,
+    m: usize,
+}
+
+impl RedisStore {
+    /// Checks `config` and sets up the servers. Nothing is connected yet, so servers that
+    /// are down (up to `m` of them) do not stop a reader.
+    pub fn connect(config: RedisConfig) -> Result<RedisStore> {
+        config.validate()?;
+        let nodes = config
+            .servers
+            .iter()
+            .map(|address| Node::new(address, config.timeout, config.retries))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(Error::InvalidArgument)?;
+        Ok(RedisStore { nodes, k: config.data_shards, m: config.parity_shards })
+    }
+
+    /// Runs `f` on every server at once; the answers in server order.
+    fn each<T: Send>(&self, f: impl Fn(usize, &Node) -> T + Sync) -> Vec<T> {
+        std::thread::scope(|scope| {
+            let f = &f;
+            let handles: Vec<_> = self
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(i, node)| scope.spawn(move || f(i, node)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    }
+
+    /// Fetches and rebuilds the envelope `hash` of `vdisk`, checking its name.
+    fn fetch(&self, vdisk: &str, hash: &Hash) -> Result<Vec<u8>> {
+        let key = hex(hash);
+        let answers = self.each(|_, node| {
+            let mut pipe = redis::pipe();
+            pipe.cmd("GET").arg(&key);
+            match node.query(&pipe)?.as_slice() {
+                [Value::Nil] => Ok(None),
+                [value] => bytes(value).map(Some).ok_or_else(|| node.garbage("GET")),
+                _ => Err(node.garbage("GET")),
+            }
+        });
+        let lens = answers.iter().filter_map(|a| a.as_ref().ok()?.as_ref().map(Vec::len));
+        let mut counts: HashMap<usize, usize> = HashMap::new();
+        for len in lens {
+            *counts.entry(len).or_default() += 1;
+        }
+        // The shard length most servers agree on; others count as lost.
+        let len = counts.iter().max_by_key(|(len, n)| (**n, **len)).map(|(len, _)| *len);
+        let mut lost = Vec::new();
+        let mut shards = Vec::with_capacity(answers.len());
+        for (node, answer) in self.nodes.iter().zip(answers) {
+            match answer {
+                Ok(Some(shard)) if Some(shard.len()) == len => shards.push(Some(shard)),
+                Ok(Some(shard)) => {
+                    lost.push(format!("{}: shard of {} bytes", node.address, shard.len()));
+                    shards.push(None);
+                }
+                Ok(None) => {
+                    lost.push(format!("{}: no shard", node.address));
+                    shards.push(None);
+                }
+                Err(err) => {
+                    lost.push(err);
+                    shards.push(None);
+                }
+            }
+        }
+        if shards.iter().all(Option::is_none) && lost.iter().all(|l| l.ends_with("no shard")) {
+            return Err(Error::NotFound(format!("aggregate {key} of vdisk {vdisk}")));
+        }
+        let envelope = shards::join(&shards, self.k, self.m).map_err(|e| {
+            Error::Unavailable(format!(
+                "aggregate {key} of vdisk {vdisk}: {e}; lost: {}",
+                lost.join(", ")
+            ))
+        })?;
+        if blake3::hash(&envelope).as_bytes() == hash {
+            return Ok(envelope);
+        }
+        // A shard of the right length but wrong bytes: leave each out in turn.
+        for i in 0..shards.len() {
+            if let Some(envelope) = self.rebuild_without(&shards, i, hash) {
+                tracing::warn!(
+                    "aggregate {key} of vdisk {vdisk}: shard {i} on {} is damaged",
+                    self.nodes[i].address
+                );
+                return Ok(envelope);
+            }
+        }
+        Err(Error::Corrupted(format!(
+            "aggregate {key} of vdisk {vdisk}: rebuilt bytes do not match the name; \
+             lost: {}",
+            if lost.is_empty() { "none".to_string() } else { lost.join(", ") }
+        )))
+    }
+
+    /// The envelope rebuilt without shard `skip`, if that matches `hash`.
+    fn rebuild_without(
+        &self,
+        shards: &[Option<Vec<u8>>],
+        skip: usize,
+        hash: &Hash,
+    ) -> Option<Vec<u8>> {
+        shards.get(skip)?.as_ref()?;
+        let mut fewer = shards.to_vec();
+        fewer[skip] = None;
+        let envelope = shards::join(&fewer, self.k, self.m).ok()?;
+        (blake3::hash(&envelope).as_bytes() == hash).then_some(envelope)
+    }
+
+    /// The aggregate `hash` of `vdisk` as listed.
+    fn stored(&self, vdisk: &str, hash: &Hash) -> Result<Stored> {
+        let envelope = self.fetch(vdisk, hash)?;
+        let header = Header::decode(&envelope).map_err(|e| {
+            Error::Corrupted(format!("aggregate {} of vdisk {vdisk}: {e}", hex(hash)))
+        })?;
+        Ok(Stored { hash: *hash, header, len: envelope.len() as u64 })
+    }
+
+    /// Each server's list of recent heads of `vdisk`, newest first.
+    fn head_lists(&self, vdisk: &str) -> Vec<std::result::Result<Vec<Hash>, String>> {
+        let key = heads_key(vdisk);
+        self.each(|_, node| {
+            let mut pipe = redis::pipe();
+            pipe.cmd("LRANGE").arg(&key).arg(0).arg(-1);
+            let reply = node.query(&pipe)?;
+            let [Value::Array(items)] = reply.as_slice() else {
+                return Err(node.garbage("LRANGE"));
+            };
+            // Entries that are not hex hashes are skipped, as heads that do not decode are.
+            Ok(items.iter().filter_map(|item| parse_hash(&bytes(item)?)).collect())
+        })
+    }
+}
+
+impl Storage for RedisStore {
+    fn append(&self, vdisk: &str, sealed: &Sealed) -> Result<()> {
+        check_vdisk_id(vdisk).map_err(Error::InvalidArgument)?;
+        let key = hex(sealed.hash());
+        let shards = shards::split(sealed.bytes(), self.k, self.m)
+            .map_err(|e| Error::Unavailable(format!("aggregate {key}: {e}")))?;
+        let stored = self.each(|i, node| {
+            let mut pipe = redis::pipe();
+            pipe.cmd("SET").arg(&key).arg(&shards[i]);
+            match node.query(&pipe)?.as_slice() {
+                [Value::Okay] => Ok(()),
+                _ => Err(node.garbage("SET")),
+            }
+        });
+        let failed = failures(stored);
+        if !failed.is_empty() {
+            return Err(Error::Unavailable(format!(
+                "aggregate {key} of vdisk {vdisk} not stored: {}",
+                failed.join("; ")
+            )));
+        }
+        let heads = heads_key(vdisk);
+        let pushed = self.each(|_, node| {
+            let mut pipe = redis::pipe();
+            pipe.cmd("LPUSH").arg(&heads).arg(&key);
+            pipe.cmd("LTRIM").arg(&heads).arg(0).arg(HEADS_KEPT - 1);
+            match node.query(&pipe)?.as_slice() {
+                [Value::Int(_), Value::Okay] => Ok(()),
+                _ => Err(node.garbage("LPUSH")),
+            }
+        });
+        let failed = failures(pushed);
+        if !failed.is_empty() {
+            return Err(Error::Unavailable(format!(
+                "aggregate {key} of vdisk {vdisk} stored but not made head: {}",
+                failed.join("; ")
+            )));
+        }
+        Ok(())
+    }
+
+    fn head(&self, vdisk: &str) -> Result<Option<Stored>> {
+        check_vdisk_id(vdisk).map_err(Error::InvalidArgument)?;
+        let lists = self.head_lists(vdisk);
+        let (mut best, mut errors): (Option<Stored>, Vec<String>) = (None, Vec::new());
+        let mut tried: HashMap<Hash, Option<Stored>> = HashMap::new();
+        let answered = lists.iter().filter(|l| l.is_ok()).count();
+        for list in lists {
+            let list = match list {
+                Ok(list) => list,
+                Err(err) => {
+                    errors.push(err);
+                    continue;
+                }
+            };
+            // This server's newest head that decodes.
+            for hash in list {
+                let found = match tried.get(&hash) {
+                    Some(found) => *found,
+                    None => {
+                        let found = match self.stored(vdisk, &hash) {
+                            Ok(stored) => Some(stored),
+                            Err(err) => {
+                                errors.push(err.to_string());
+                                None
+                            }
+                        };
+                        tried.insert(hash, found);
+                        found
+                    }
+                };
+                if let Some(stored) = found {
+                    if best.is_none_or(|b| stored.header.last_sequence > b.header.last_sequence) {
+                        best = Some(stored);
+                    }
+                    break;
+                }
+            }
+        }
+        if answered < self.k {
+            return Err(Error::Unavailable(format!(
+                "head of vdisk {vdisk}: only {answered} of {} redis servers answered: {}",
+                self.nodes.len(),
+                errors.join("; ")
+            )));
+        }
+        if best.is_none() && !tried.is_empty() {
+            return Err(Error::Corrupted(format!(
+                "head of vdisk {vdisk}: no recent head decodes: {}",
+                errors.join("; ")
+            )));
+        }
+        Ok(best)
+    }
+
+    fn get(&self, vdisk: &str, hash: &Hash) -> Result<Vec<u8>> {
+        check_vdisk_id(vdisk).map_err(Error::InvalidArgument)?;
+        self.fetch(vdisk, hash)
+    }
+
+    fn list(&self, vdisk: &str) -> Result<Vec<Stored>> {
+        let Some(head) = self.head(vdisk)? else { return Ok(Vec::new()) };
+        let mut chain = vec![head];
+        let mut seen = BTreeSet::from([head.hash]);
+        let mut prev = head.header.prev;
+        while prev != NO_PREV {
+            if !seen.insert(prev) {
+                return Err(Error::Corrupted(format!(
+                    "vdisk {vdisk}: the chain loops at aggregate {}",
+                    hex(&prev)
+                )));
+            }
+            let stored = self.stored(vdisk, &prev)?;
+            prev = stored.header.prev;
+            chain.push(stored);
+        }
+        chain.reverse();
+        Ok(chain)
+    }
+
+    fn vdisks(&self) -> Result<Vec<String>> {
+        let scans = self.each(|_, node| node.scan(&format!("{HEADS_PREFIX}*")));
+        let mut vdisks = BTreeSet::new();
+        let mut errors = Vec::new();
+        for scan in scans {
+            match scan {
+                Ok(keys) => vdisks.extend(keys.iter().filter_map(|key| {
+                    let id = std::str::from_utf8(key).ok()?.strip_prefix(HEADS_PREFIX)?;
+                    check_vdisk_id(id).ok().map(|()| id.to_string())
+                })),
+                Err(err) => errors.push(err),
+            }
+        }
+        if errors.len() > self.m {
+            return Err(Error::Unavailable(format!("listing vdisks: {}", errors.join("; "))));
+        }
+        Ok(vdisks.into_iter().collect())
+    }
+}
+
+/// The prefix of the per-vdisk lists of recent heads.
+const HEADS_PREFIX: &str = "last_hash_";
+
+fn heads_key(vdisk: &str) -> String {
+    format!("{HEADS_PREFIX}{vdisk}")
+}
+
+fn failures(results: Vec<std::result::Result<(), String>>) -> Vec<String> {
+    results.into_iter().filter_map(std::result::Result::err).collect()
+}
+
+fn parse_hash(text: &[u8]) -> Option<Hash> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut hash = [0u8; 32];
+    for (byte, pair) in hash.iter_mut().zip(text.chunks(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(hash)
+}
