@@ -112,3 +112,52 @@ fn tlog_serve_requires_a_choice_about_encryption() -> anyhow::Result<()> {
     ensure!(String::from_utf8_lossy(&out.stderr).contains("--key-file"));
     Ok(())
 }
+
+#[test]
+fn tlog_serve_on_redis_k_plus_m() -> anyhow::Result<()> {
+    use strata_tlog::player::{Bounds, replay};
+    use strata_tlog::storage::redis::{RedisConfig, RedisStore};
+
+    let mut redis = strata_testkit::RedisServers::start(6)?;
+    let servers = redis.addresses();
+    let strata = Strata::new()?;
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let listen = format!("127.0.0.1:{port}");
+    let joined = servers.join(",");
+    let mut server = strata
+        .command()
+        .args(["tlog", "serve", "--listen", &listen, "--no-encryption"])
+        .args(["--redis-servers", &joined, "--data-shards", "4", "--parity-shards", "2"])
+        .stderr(Stdio::null())
+        .spawn()?;
+    let up = strata_testkit::wait_until("tlog serve", Duration::from_secs(10), || {
+        Ok(std::net::TcpStream::connect(&listen).is_ok())
+    });
+    let written = up.and_then(|()| {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        runtime.block_on(async {
+            let client = Client::connect(ClientConfig::new(vec![listen.clone()], "rdisk")).await?;
+            for i in 0..40 {
+                client.write(i * BLOCK, block_data(i)).await?;
+            }
+            anyhow::Ok(client.flush().await?)
+        })
+    });
+    server.kill()?;
+    server.wait()?;
+    ensure!(written? == Some(40));
+    // Two servers lost: any four still rebuild every aggregate.
+    redis.kill(0);
+    redis.kill(3);
+    let config = RedisConfig { servers, ..RedisConfig::default() };
+    let store = RedisStore::connect(config)?;
+    let image = strata.dir.path().join("rdisk.img");
+    let replayed = replay(&store, "rdisk", None, Bounds::default(), &image, |_| {})?;
+    ensure!(replayed.last_sequence == Some(40), "{replayed:?}");
+    let bytes = std::fs::read(&image)?;
+    for i in 0..40 {
+        let at = (i * BLOCK) as usize;
+        ensure!(bytes[at..at + BLOCK as usize] == block_data(i)[..], "block {i} differs");
+    }
+    Ok(())
+}

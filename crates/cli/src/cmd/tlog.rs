@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use strata_tlog::aggregate::Key;
 use strata_tlog::server::ServerConfig;
 use strata_tlog::storage::Storage;
+use strata_tlog::storage::redis::{RedisConfig, RedisStore};
 use strata_tlog::storage::segment::SegmentStore;
 
 use crate::config::Config;
@@ -61,6 +62,16 @@ pub(crate) struct TlogServeArgs {
     /// Close a connection idle for this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     idle_timeout: u64,
+    /// Store aggregates erasure-coded on these Redis-protocol servers (HOST:PORT[/DB]) instead
+    /// of DATA-DIR/tlog; fewer than K+M are filled up on consecutive ports after the last.
+    #[arg(long, value_name = "HOST:PORT[,…]", value_delimiter = ',')]
+    redis_servers: Vec<String>,
+    /// With --redis-servers: the data shards K; any K servers rebuild every aggregate.
+    #[arg(long, value_name = "K", default_value_t = 4, requires = "redis_servers")]
+    data_shards: usize,
+    /// With --redis-servers: the parity shards M; up to M servers may be lost.
+    #[arg(long, value_name = "M", default_value_t = 2, requires = "redis_servers")]
+    parity_shards: usize,
 }
 
 pub(crate) fn run(args: TlogArgs, _config: &Config, data_dir: &Path) -> anyhow::Result<()> {
@@ -90,7 +101,19 @@ fn serve(args: TlogServeArgs, data_dir: &Path) -> anyhow::Result<()> {
         ..ServerConfig::default()
     };
     config.validate()?;
-    let storage = open_storage(data_dir)?;
+    let storage: Arc<dyn Storage> = if args.redis_servers.is_empty() {
+        open_storage(data_dir)?
+    } else {
+        let mut redis = RedisConfig {
+            servers: args.redis_servers.clone(),
+            data_shards: args.data_shards,
+            parity_shards: args.parity_shards,
+            ..RedisConfig::default()
+        };
+        redis.auto_fill()?;
+        tracing::info!(servers = ?redis.servers, k = redis.data_shards, m = redis.parity_shards, "tlog on redis");
+        Arc::new(RedisStore::connect(redis)?)
+    };
     let runtime = super::serve::runtime()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)

@@ -56,6 +56,44 @@ impl Default for RedisConfig {
 }
 
 impl RedisConfig {
+    /// Fills `servers` up to `data_shards + parity_shards`, as the seed's pool config does:
+    /// each missing server is the last one given on the next port (same host, same
+    /// database). More servers than needed, or none at all, is an error.
+    pub fn auto_fill(&mut self) -> Result<()> {
+        let want = self.data_shards + self.parity_shards;
+        let Some(last) = self.servers.last().cloned() else {
+            return Err(Error::InvalidArgument(format!(
+                "no redis servers given; give at least one of the {want}"
+            )));
+        };
+        if self.servers.len() > want {
+            return Err(Error::InvalidArgument(format!(
+                "{} redis servers given for {} data and {} parity shards; give {want}",
+                self.servers.len(),
+                self.data_shards,
+                self.parity_shards
+            )));
+        }
+        let (address, db) = match last.split_once('/') {
+            Some((address, db)) => (address, Some(db)),
+            None => (last.as_str(), None),
+        };
+        let (host, port) = address
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("redis server {last:?} is not HOST:PORT[/DB]"))
+            })?;
+        for step in 1..=(want - self.servers.len()) {
+            let next = u16::try_from(usize::from(port) + step).map_err(|_| {
+                Error::InvalidArgument(format!("cannot fill redis servers past port {port}"))
+            })?;
+            let db = db.map(|d| format!("/{d}")).unwrap_or_default();
+            self.servers.push(format!("{host}:{next}{db}"));
+        }
+        Ok(())
+    }
+
     /// Checks the shard counts against the servers.
     pub fn validate(&self) -> Result<()> {
         let (k, m) = (self.data_shards, self.parity_shards);
@@ -73,6 +111,27 @@ impl RedisConfig {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_servers_fill_consecutive_ports() {
+        let mut config =
+            RedisConfig { servers: vec!["10.0.0.1:6379/2".into()], ..RedisConfig::default() };
+        config.auto_fill().unwrap();
+        assert_eq!(config.servers.len(), 6);
+        assert_eq!(config.servers[5], "10.0.0.1:6384/2");
+        config.validate().unwrap();
+        let mut none = RedisConfig::default();
+        assert!(none.auto_fill().is_err());
+        let mut bad = RedisConfig { servers: vec!["nohost".into()], ..RedisConfig::default() };
+        assert!(bad.auto_fill().is_err());
+        let mut many = RedisConfig { servers: vec!["h:1".into(); 7], ..RedisConfig::default() };
+        assert!(many.auto_fill().is_err());
     }
 }
 
