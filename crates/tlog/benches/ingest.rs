@@ -69,9 +69,27 @@ async fn main() -> anyhow::Result<()> {
     let _ = stop.send(());
     server.await??;
 
+    // The same ingest on k=4, m=2 over six local Redis servers, in the same run.
+    let on_redis = if std::env::args().any(|a| a == "--redis") {
+        let redis = strata_testkit::RedisServers::start(6)?;
+        let config = strata_tlog::storage::redis::RedisConfig {
+            servers: redis.addresses(),
+            ..Default::default()
+        };
+        let storage: Arc<dyn Storage> =
+            Arc::new(strata_tlog::storage::redis::RedisStore::connect(config)?);
+        Some(ingest_only(storage, &blocks, total).await?)
+    } else {
+        None
+    };
+
     println!("| figure | value |");
     println!("|---|---:|");
     println!("| ingest, 4 KiB writes, {} MiB, durable | {ingest:.0} MB/s |", total >> 20);
+    if let Some(redis) = on_redis {
+        println!("| ingest on Redis k=4 m=2 (six local servers) | {redis:.0} MB/s |");
+        println!("| Redis / embedded | {:.2}x |", redis / ingest);
+    }
     if let Some(raw) = raw {
         println!("| disk, `dd bs=4M oflag=direct`, 1 GiB | {raw:.0} MB/s |");
         println!("| ingest / raw disk | {:.2}x |", ingest / raw);
@@ -80,6 +98,36 @@ async fn main() -> anyhow::Result<()> {
     println!("| single write + ForceFlushAtSeq, durable: p50 | {} |", us(p(0.5)));
     println!("| single write + ForceFlushAtSeq, durable: p99 | {} |", us(p(0.99)));
     Ok(())
+}
+
+/// Ingest of `total` bytes into a fresh server on `storage`, in MB/s.
+async fn ingest_only(
+    storage: Arc<dyn Storage>,
+    blocks: &[Bytes],
+    total: u64,
+) -> anyhow::Result<f64> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let config = ServerConfig {
+        flush_size: 256,
+        key: Some(Key::from_bytes(&[7; 32])),
+        ..ServerConfig::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, config, storage, async {
+        let _ = stopped.await;
+    }));
+    let client = Client::connect(ClientConfig::new(vec![addr.to_string()], "bench")).await?;
+    let started = Instant::now();
+    for i in 0..total / BLOCK as u64 {
+        client.write(i * BLOCK as u64, blocks[(i % 1024) as usize].clone()).await?;
+    }
+    client.flush().await?;
+    let rate = total as f64 / started.elapsed().as_secs_f64() / 1e6;
+    client.close().await?;
+    let _ = stop.send(());
+    server.await??;
+    Ok(rate)
 }
 
 /// Sealing 1 MiB aggregates of the payloads on this thread, in MB/s of block data.

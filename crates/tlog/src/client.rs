@@ -285,7 +285,7 @@ impl Worker {
                         self.progress_at = Instant::now();
                     }
                     self.highest = Some(self.highest.map_or(sequence, |h| h.max(sequence)));
-                    let frame = typed(MessageType::Block, &block.encode());
+                    let frame = block.frame();
                     self.unflushed.insert(sequence, (block, permit, 0));
                     self.write(&frame).await;
                 }
@@ -345,7 +345,7 @@ impl Worker {
             self.durable.send_modify(|d| d.failed = Some(why));
             return;
         }
-        let frame = typed(MessageType::Block, &entry.0.encode());
+        let frame = entry.0.frame();
         self.write(&frame).await;
         self.flush_socket().await;
     }
@@ -363,11 +363,7 @@ impl Worker {
     }
 
     async fn resend(&mut self) {
-        let frames: Vec<Vec<u8>> = self
-            .unflushed
-            .values()
-            .map(|(b, _, _)| typed(MessageType::Block, &b.encode()))
-            .collect();
+        let frames: Vec<Vec<u8>> = self.unflushed.values().map(|(b, _, _)| b.frame()).collect();
         for frame in frames {
             self.write(&frame).await;
         }

@@ -234,16 +234,28 @@ pub(crate) fn reader_options() -> ReaderOptions {
     options
 }
 
+/// Decodes in place: no copy of the segments (the `unaligned` feature allows any buffer).
 fn decode<T>(
     bytes: &[u8],
-    read: impl FnOnce(capnp::message::Reader<serialize::OwnedSegments>) -> Result<T>,
+    read: impl FnOnce(capnp::message::Reader<serialize::BufferSegments<&[u8]>>) -> Result<T>,
 ) -> Result<T> {
-    let message = serialize::read_message(&mut &bytes[..], reader_options())?;
+    let mut slice = bytes;
+    let message = serialize::read_message_from_flat_slice(&mut slice, reader_options())?;
     read(message)
 }
 
+/// Small messages: one small first segment instead of the default 8 KiB one.
 fn encode(build: impl FnOnce(&mut Builder<capnp::message::HeapAllocator>)) -> Vec<u8> {
-    let mut message = Builder::new_default();
+    encode_sized(32, build)
+}
+
+/// Encodes with a first segment of `words` words, so a message that fits needs one
+/// allocation of the right size.
+fn encode_sized(
+    words: u32,
+    build: impl FnOnce(&mut Builder<capnp::message::HeapAllocator>),
+) -> Vec<u8> {
+    let mut message = Builder::new(capnp::message::HeapAllocator::new().first_segment_words(words));
     build(&mut message);
     serialize::write_message_to_words(&message)
 }
@@ -299,7 +311,24 @@ impl HandshakeResponse {
 impl Block {
     /// The message bytes (without the type byte).
     pub fn encode(&self) -> Vec<u8> {
-        encode(|m| self.write_to(m.init_root::<tlog_block::Builder<'_>>()))
+        encode_sized(self.words(), |m| self.write_to(m.init_root::<tlog_block::Builder<'_>>()))
+    }
+
+    /// The frame a client sends: the type byte, then the message, in one buffer.
+    pub fn frame(&self) -> Vec<u8> {
+        let mut message =
+            Builder::new(capnp::message::HeapAllocator::new().first_segment_words(self.words()));
+        self.write_to(message.init_root::<tlog_block::Builder<'_>>());
+        let mut frame = Vec::with_capacity(1 + 16 + 8 * self.words() as usize);
+        frame.push(MessageType::Block as u8);
+        // Writing into a Vec cannot fail.
+        let _ = serialize::write_message(&mut frame, &message);
+        frame
+    }
+
+    /// Words a block message needs: the struct, the hash, the data, rounded up.
+    fn words(&self) -> u32 {
+        u32::try_from(16 + self.data.len().div_ceil(8) + 8).unwrap_or(u32::MAX)
     }
 
     /// Parses message bytes.

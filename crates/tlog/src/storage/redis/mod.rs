@@ -13,7 +13,7 @@
 //! aggregate's `prev`, fetching every aggregate, and `head` asks every server.
 
 mod node;
-mod shards;
+pub mod shards;
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;

@@ -5,10 +5,10 @@
 use reed_solomon_simd::{decode, encode};
 
 /// Bytes of the little-endian length prefix before the envelope.
-pub(crate) const PREFIX: usize = 8;
+pub const PREFIX: usize = 8;
 
 /// Splits `envelope` into `k` data shards and `m` parity shards of equal, even length.
-pub(crate) fn split(envelope: &[u8], k: usize, m: usize) -> Result<Vec<Vec<u8>>, String> {
+pub fn split(envelope: &[u8], k: usize, m: usize) -> Result<Vec<Vec<u8>>, String> {
     let total = PREFIX + envelope.len();
     let shard_len = shard_len(total, k);
     let mut framed = Vec::with_capacity(shard_len * k);
@@ -25,7 +25,7 @@ pub(crate) fn split(envelope: &[u8], k: usize, m: usize) -> Result<Vec<Vec<u8>>,
 
 /// Rebuilds the envelope from `shards` (index `0..k+m`, `None` when missing); all present
 /// shards must have the same length and at least `k` must be present.
-pub(crate) fn join(shards: &[Option<Vec<u8>>], k: usize, m: usize) -> Result<Vec<u8>, String> {
+pub fn join(shards: &[Option<Vec<u8>>], k: usize, m: usize) -> Result<Vec<u8>, String> {
     let present = shards.iter().filter(|s| s.is_some()).count();
     if present < k {
         return Err(format!("only {present} of {} shards, {k} needed", k + m));
