@@ -31,29 +31,11 @@ async fn main() -> anyhow::Result<()> {
     let raw = if quick { None } else { Some(dd_direct(dir.path(), 1 << 30)?) };
 
     let storage: Arc<dyn Storage> = Arc::new(SegmentStore::open(&dir.path().join("tlog"))?);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let config = ServerConfig {
-        flush_size: 256,
-        key: Some(Key::from_bytes(&[7; 32])),
-        ..ServerConfig::default()
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, config, storage, async {
-        let _ = stopped.await;
-    }));
-
     let blocks = payloads(1024);
     let seal = seal_rate(&blocks);
-    let client = Client::connect(ClientConfig::new(vec![addr.to_string()], "bench")).await?;
-    let count = total / BLOCK as u64;
-    let started = Instant::now();
-    for i in 0..count {
-        client.write(i * BLOCK as u64, blocks[(i % 1024) as usize].clone()).await?;
-    }
-    client.flush().await?;
-    let elapsed = started.elapsed();
-    let ingest = total as f64 / elapsed.as_secs_f64() / 1e6;
+    let running = Running::start(storage).await?;
+    let client = &running.client;
+    let ingest = running.ingest(&blocks, total).await?;
 
     let mut latencies = Vec::with_capacity(singles);
     for i in 0..singles as u64 {
@@ -65,9 +47,7 @@ async fn main() -> anyhow::Result<()> {
     }
     latencies.sort_unstable();
     let p = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
-    client.close().await?;
-    let _ = stop.send(());
-    server.await??;
+    running.finish().await?;
 
     // The same ingest on k=4, m=2 over six local Redis servers, in the same run.
     let on_redis = if std::env::args().any(|a| a == "--redis") {
@@ -106,28 +86,52 @@ async fn ingest_only(
     blocks: &[Bytes],
     total: u64,
 ) -> anyhow::Result<f64> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let config = ServerConfig {
-        flush_size: 256,
-        key: Some(Key::from_bytes(&[7; 32])),
-        ..ServerConfig::default()
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, config, storage, async {
-        let _ = stopped.await;
-    }));
-    let client = Client::connect(ClientConfig::new(vec![addr.to_string()], "bench")).await?;
-    let started = Instant::now();
-    for i in 0..total / BLOCK as u64 {
-        client.write(i * BLOCK as u64, blocks[(i % 1024) as usize].clone()).await?;
-    }
-    client.flush().await?;
-    let rate = total as f64 / started.elapsed().as_secs_f64() / 1e6;
-    client.close().await?;
-    let _ = stop.send(());
-    server.await??;
+    let running = Running::start(storage).await?;
+    let rate = running.ingest(blocks, total).await?;
+    running.finish().await?;
     Ok(rate)
+}
+
+/// An in-process server on loopback with one client connected to it.
+struct Running {
+    client: Client,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<strata_tlog::Result<()>>,
+}
+
+impl Running {
+    async fn start(storage: Arc<dyn Storage>) -> anyhow::Result<Running> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let config = ServerConfig {
+            flush_size: 256,
+            key: Some(Key::from_bytes(&[7; 32])),
+            ..ServerConfig::default()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, config, storage, async {
+            let _ = stopped.await;
+        }));
+        let client = Client::connect(ClientConfig::new(vec![addr.to_string()], "bench")).await?;
+        Ok(Running { client, stop, server })
+    }
+
+    /// Sends `total` bytes of 4 KiB writes and waits until all are durable; MB/s.
+    async fn ingest(&self, blocks: &[Bytes], total: u64) -> anyhow::Result<f64> {
+        let started = Instant::now();
+        for i in 0..total / BLOCK as u64 {
+            self.client.write(i * BLOCK as u64, blocks[(i % 1024) as usize].clone()).await?;
+        }
+        self.client.flush().await?;
+        Ok(total as f64 / started.elapsed().as_secs_f64() / 1e6)
+    }
+
+    async fn finish(self) -> anyhow::Result<()> {
+        self.client.close().await?;
+        let _ = self.stop.send(());
+        self.server.await??;
+        Ok(())
+    }
 }
 
 /// Sealing 1 MiB aggregates of the payloads on this thread, in MB/s of block data.
