@@ -31,6 +31,27 @@ fn snapshots_err(containerd: &Containerd, args: &[&str]) -> anyhow::Result<Strin
 
 /// The snapshot strata holds for containerd's `key` (containerd prefixes keys with its
 /// namespace and an id of its own: `strata-test/3/key`).
+/// Waits until containerd's garbage collection has removed every backend snapshot. The
+/// collector may try a parent before its children (strata refuses that) and then waits for
+/// the next deletion to run again, so each wait that finds leftovers pokes it with one more
+/// (a throwaway snapshot made and removed).
+fn wait_collected(containerd: &Containerd, server: &TestServer) -> anyhow::Result<()> {
+    let mut pokes = 0;
+    loop {
+        let gone =
+            strata_testkit::wait_until("strata's snapshots to go", Duration::from_secs(10), || {
+                Ok(server.snapshotter.list(&Filters::default())?.is_empty())
+            });
+        if gone.is_ok() || pokes == 5 {
+            return gone.with_context(|| containerd.log());
+        }
+        pokes += 1;
+        let poke = format!("poke-{pokes}");
+        snapshots(containerd, &["prepare", &poke])?;
+        snapshots(containerd, &["rm", &poke])?;
+    }
+}
+
 fn backend(server: &TestServer, key: &str) -> anyhow::Result<Option<Info>> {
     let suffix = format!("/{key}");
     let all = server.snapshotter.list(&Filters::default())?;
@@ -147,25 +168,7 @@ fn ctr_snapshot_commands_reach_strata() -> anyhow::Result<()> {
     snapshots(ctr, &["rm", "v1", "k2"])?;
     snapshots(ctr, &["rm", "base"])?;
     assert!(snapshots(ctr, &["ls"])?.lines().count() <= 1, "header only");
-    // containerd removes backend snapshots in its garbage collection, right after. Its
-    // collector may try a parent before its children (strata refuses that) and then waits
-    // for the next deletion to run again, so each wait that finds leftovers pokes it with
-    // one more (a throwaway snapshot made and removed).
-    let mut pokes = 0;
-    let gone = loop {
-        let gone =
-            strata_testkit::wait_until("strata's snapshots to go", Duration::from_secs(10), || {
-                Ok(server.snapshotter.list(&Filters::default())?.is_empty())
-            });
-        if gone.is_ok() || pokes == 5 {
-            break gone;
-        }
-        pokes += 1;
-        let poke = format!("poke-{pokes}");
-        snapshots(ctr, &["prepare", &poke])?;
-        snapshots(ctr, &["rm", &poke])?;
-    };
-    gone.with_context(|| containerd.log())?;
+    wait_collected(ctr, &server)?;
     drop(containerd);
     server.stop()
 }
@@ -290,10 +293,7 @@ fn ctr_imports_and_unpacks_an_image_onto_strata() -> anyhow::Result<()> {
 
     snapshots(&containerd, &["rm", "rootfs"])?;
     containerd.ctr_ok(&["images", "rm", "--sync", name])?;
-    strata_testkit::wait_until("the image's snapshots to go", Duration::from_secs(20), || {
-        Ok(server.snapshotter.list(&Filters::default())?.is_empty())
-    })
-    .with_context(|| containerd.log())?;
+    wait_collected(&containerd, &server)?;
     drop(containerd);
     server.stop()
 }
