@@ -156,6 +156,16 @@ impl Raw {
         Ok(Response::decode(&bytes)?)
     }
 
+    /// Reads responses until one satisfies `wanted` (each read fails after five seconds).
+    pub async fn until(&mut self, wanted: impl Fn(&Response) -> bool) -> anyhow::Result<Response> {
+        loop {
+            let response = self.response().await?;
+            if wanted(&response) {
+                return Ok(response);
+            }
+        }
+    }
+
     async fn message(&mut self) -> anyhow::Result<Option<Bytes>> {
         Ok(tokio::time::timeout(Duration::from_secs(5), self.reader.message()).await??)
     }

@@ -58,12 +58,7 @@ async fn out_of_order_blocks_each_sent_twice() -> anyhow::Result<()> {
     ensure!(stored_sequences(&*server.storage, "vd")? == (1..=8).collect::<Vec<_>>());
     // A duplicate of a flushed block is answered FlushOK again.
     raw.block(&block(2)).await?;
-    loop {
-        let response = raw.response().await?;
-        if response.status == status::FLUSH_OK && response.sequences == [2] {
-            break;
-        }
-    }
+    raw.until(|r| r.status == status::FLUSH_OK && r.sequences == [2]).await?;
     Ok(())
 }
 
@@ -93,12 +88,7 @@ async fn force_flush_at_an_odd_sequence() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(200)).await;
     ensure!(stored_sequences(&*server.storage, "vd")?.last() == Some(&7), "flushed before 9 came");
     raw.block(&block(9)).await?;
-    loop {
-        let response = raw.response().await?;
-        if response.status == status::FLUSH_OK && response.sequences.contains(&9) {
-            break;
-        }
-    }
+    raw.until(|r| r.status == status::FLUSH_OK && r.sequences.contains(&9)).await?;
     ensure!(stored_sequences(&*server.storage, "vd")? == (1..=9).collect::<Vec<_>>());
     Ok(())
 }
@@ -138,12 +128,7 @@ async fn reset_first_sequence_by_a_second_client() -> anyhow::Result<()> {
     ensure!(stored_sequences(&*server.storage, "vd")? == [1, 2, 3]);
     second.block(&block(100)).await?;
     second.command(MessageType::ForceFlushAtSeq, 100).await?;
-    loop {
-        let response = second.response().await?;
-        if response.status == status::FLUSH_OK && response.sequences == [100] {
-            break;
-        }
-    }
+    second.until(|r| r.status == status::FLUSH_OK && r.sequences == [100]).await?;
     ensure!(stored_sequences(&*server.storage, "vd")? == [1, 2, 3, 100]);
     Ok(())
 }
