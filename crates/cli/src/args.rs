@@ -78,6 +78,24 @@ pub(crate) enum Command {
     Ckpt(cmd::ckpt::CkptArgs),
     /// Project files into a directory atomically: watchers see the old set or the new one.
     Project(cmd::project::ProjectArgs),
+    /// The hub server that volume sets are pushed to and pulled from, and its users' tokens.
+    Hub(cmd::hub::HubArgs),
+    /// Volume sets: named collections of snapshots on branches (create, ls).
+    Volumeset(cmd::volume::VolumesetArgs),
+    /// Filesystem volumes: writable directories made from snapshots (create, ls, snapshot).
+    Volume(cmd::volume::VolumeArgs),
+    /// Draw a volume set's branches and snapshots as a graph.
+    Log(cmd::volume::LogArgs),
+    /// Send a volume set's new snapshots and changed metadata to a hub.
+    Push(cmd::volume::TransferArgs),
+    /// Fetch a volume set's new snapshots and changed metadata from a hub.
+    Pull(cmd::volume::TransferArgs),
+    /// Pull, reconcile changed metadata three ways, then push.
+    Sync(cmd::volume::TransferArgs),
+    /// Virtual disks served over NBD (create, ls, info, rm, restore from the tlog).
+    Vdisk(cmd::vdisk::VdiskArgs),
+    /// The NBD server that serves vdisks and journals every write through the tlog.
+    Nbd(cmd::nbd::NbdArgs),
 }
 
 impl Command {
@@ -87,9 +105,21 @@ impl Command {
             Command::Serve(_)
             | Command::Project(_)
             | Command::Snapshotter(_)
-            | Command::Tlog(_) => tracing::Level::INFO,
+            | Command::Tlog(_)
+            | Command::Nbd(_) => tracing::Level::INFO,
             Command::Ckpt(args) if args.is_serve() => tracing::Level::INFO,
-            Command::Kv(_) | Command::Snapshot(_) | Command::Ckpt(_) => tracing::Level::WARN,
+            Command::Hub(args) if args.is_serve() => tracing::Level::INFO,
+            Command::Kv(_)
+            | Command::Snapshot(_)
+            | Command::Ckpt(_)
+            | Command::Hub(_)
+            | Command::Volumeset(_)
+            | Command::Volume(_)
+            | Command::Log(_)
+            | Command::Push(_)
+            | Command::Pull(_)
+            | Command::Sync(_)
+            | Command::Vdisk(_) => tracing::Level::WARN,
         }
     }
 }

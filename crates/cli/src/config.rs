@@ -18,6 +18,10 @@ pub(crate) struct Config {
     pub(crate) kv: KvConfig,
     /// The checkpoint service (`[ckpt]`).
     pub(crate) ckpt: strata_ckpt::CkptConfig,
+    /// The hub server and the local volume store (`[hub]`).
+    pub(crate) hub: crate::cmd::hub::HubConfig,
+    /// The NBD server and vdisks (`[nbd]`).
+    pub(crate) nbd: crate::cmd::nbd::NbdConfig,
 }
 
 /// A configuration file that cannot be read or is not valid.

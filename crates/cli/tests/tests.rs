@@ -1,6 +1,7 @@
 //! End-to-end tests of the `strata` binary, run as a separate process the way users run it.
 
 mod ckpt;
+mod hub;
 mod kv;
 mod project;
 mod serve;
@@ -8,3 +9,4 @@ mod snapshot;
 mod tidy;
 mod tlog;
 mod util;
+mod vdisk;

@@ -1,13 +1,17 @@
 //! One module per subcommand; `run` dispatches.
 
 pub(crate) mod ckpt;
+pub(crate) mod hub;
 pub(crate) mod kv;
+pub(crate) mod nbd;
 pub(crate) mod project;
 pub(crate) mod serve;
 pub(crate) mod snapshot;
 pub(crate) mod snapshotter;
 pub(crate) mod tlog;
 pub(crate) mod tlog_read;
+pub(crate) mod vdisk;
+pub(crate) mod volume;
 
 use crate::args::{Cli, Command};
 use crate::config::Config;
@@ -24,5 +28,14 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Snapshotter(args) => snapshotter::run(args, &config, &data_dir),
         Command::Tlog(args) => tlog::run(args, &config, &data_dir),
         Command::Ckpt(args) => ckpt::run(args, &config, &data_dir),
+        Command::Hub(args) => hub::run(args, &config, &data_dir),
+        Command::Volumeset(args) => volume::run_volumeset(args, &config, &data_dir),
+        Command::Volume(args) => volume::run_volume(args, &config, &data_dir),
+        Command::Log(args) => volume::run_log(args, &config, &data_dir),
+        Command::Push(args) => volume::run_push(args, &config, &data_dir),
+        Command::Pull(args) => volume::run_pull(args, &config, &data_dir),
+        Command::Sync(args) => volume::run_sync(args, &config, &data_dir),
+        Command::Vdisk(args) => vdisk::run(args, &config, &data_dir),
+        Command::Nbd(args) => nbd::run(args, &config, &data_dir),
     }
 }

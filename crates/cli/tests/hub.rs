@@ -1,0 +1,1 @@
+//! `strata hub`, `strata volumeset|volume|log|push|pull|sync` end to end.
