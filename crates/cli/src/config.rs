@@ -18,6 +18,8 @@ pub(crate) struct Config {
     pub(crate) kv: KvConfig,
     /// The checkpoint service (`[ckpt]`).
     pub(crate) ckpt: strata_ckpt::CkptConfig,
+    /// The tlog server and where the log is kept (`[tlog]`, `[tlog.redis]`).
+    pub(crate) tlog: crate::cmd::tlog::TlogConfig,
     /// The hub server and the local volume store (`[hub]`).
     pub(crate) hub: crate::cmd::hub::HubConfig,
     /// The NBD server and vdisks (`[nbd]`).

@@ -33,7 +33,8 @@ fn start_server(strata: &Strata, port: u16, key: &str) -> anyhow::Result<Child> 
 #[test]
 fn acknowledged_writes_survive_sigkill_and_replay() -> anyhow::Result<()> {
     let strata = Strata::new()?;
-    let key = strata.dir.path().join("tlog.key");
+    // Not DATA-DIR/tlog.key, which the readers would find by themselves.
+    let key = strata.dir.path().join("disk1.key");
     let key_arg = key.to_string_lossy().into_owned();
     strata.ok(&["tlog", "keygen", "--out", &key_arg])?;
     let refused = strata.run(&["tlog", "keygen", "--out", &key_arg])?;
@@ -113,14 +114,8 @@ fn tlog_serve_requires_a_choice_about_encryption() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[test]
-fn tlog_serve_on_redis_k_plus_m() -> anyhow::Result<()> {
-    use strata_tlog::player::{Bounds, replay};
-    use strata_tlog::storage::redis::{RedisConfig, RedisStore};
-
-    let mut redis = strata_testkit::RedisServers::start(6)?;
-    let servers = redis.addresses();
-    let strata = Strata::new()?;
+/// `strata tlog serve --redis-servers …` on k=4, m=2 real Redis servers, until killed.
+fn serve_on_redis(strata: &Strata, servers: &[String]) -> anyhow::Result<(Child, String)> {
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let listen = format!("127.0.0.1:{port}");
     let joined = servers.join(",");
@@ -133,31 +128,122 @@ fn tlog_serve_on_redis_k_plus_m() -> anyhow::Result<()> {
     let up = strata_testkit::wait_until("tlog serve", Duration::from_secs(10), || {
         Ok(std::net::TcpStream::connect(&listen).is_ok())
     });
-    let written = up.and_then(|()| {
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        runtime.block_on(async {
-            let client = Client::connect(ClientConfig::new(vec![listen.clone()], "rdisk")).await?;
-            for i in 0..40 {
-                client.write(i * BLOCK, block_data(i)).await?;
-            }
-            anyhow::Ok(client.flush().await?)
-        })
-    });
+    if let Err(err) = up {
+        let _ = server.kill();
+        let _ = server.wait();
+        return Err(err);
+    }
+    Ok((server, listen))
+}
+
+/// Writes blocks `from..to` of `vdisk` through the server at `listen` and flushes them.
+fn write_blocks(listen: &str, vdisk: &str, from: u64, to: u64) -> anyhow::Result<Option<u64>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let mut config = ClientConfig::new(vec![listen.to_string()], vdisk);
+        config.first_sequence = from + 1;
+        let client = Client::connect(config).await?;
+        for i in from..to {
+            client.write(i * BLOCK, block_data(i)).await?;
+        }
+        let flushed = client.flush().await?;
+        client.close().await?;
+        anyhow::Ok(flushed)
+    })
+}
+
+/// `strata tlog replay` of `vdisk` from `--config`'s Redis servers; checks `blocks` blocks.
+fn replays_from_redis(
+    strata: &Strata,
+    config: &str,
+    name: &str,
+    blocks: u64,
+) -> anyhow::Result<()> {
+    let image = strata.dir.path().join(name);
+    let image_arg = image.to_string_lossy().into_owned();
+    let args = ["--config", config, "tlog", "replay", "--vdisk", "rdisk", "--out", &image_arg];
+    let out = strata.ok(&[&args[..], &["--json"]].concat())?;
+    let report: serde_json::Value = serde_json::from_str(&out)?;
+    ensure!(report["last_sequence"] == blocks, "{report}");
+    let bytes = std::fs::read(&image)?;
+    for i in 0..blocks {
+        let at = (i * BLOCK) as usize;
+        ensure!(bytes[at..at + BLOCK as usize] == block_data(i)[..], "{name}: block {i} differs");
+    }
+    Ok(())
+}
+
+#[test]
+fn tlog_on_redis_k_plus_m_serves_replays_recovers_and_repairs() -> anyhow::Result<()> {
+    let mut redis = strata_testkit::RedisServers::start(6)?;
+    let servers = redis.addresses();
+    let strata = Strata::new()?;
+    // The server takes its servers from flags, the readers from the config.
+    let config = strata.dir.path().join("strata.toml");
+    let listed: Vec<String> = servers.iter().map(|s| format!("{s:?}")).collect();
+    std::fs::write(
+        &config,
+        format!(
+            "[tlog.redis]\nservers = [{}]\ndata_shards = 4\nparity_shards = 2\n",
+            listed.join(", ")
+        ),
+    )?;
+    let config_arg = config.to_string_lossy().into_owned();
+
+    let (mut server, listen) = serve_on_redis(&strata, &servers)?;
+    let written = write_blocks(&listen, "rdisk", 0, 40);
     server.kill()?;
     server.wait()?;
     ensure!(written? == Some(40));
+
+    // A new server process recovers the chain head from the servers' lists and continues.
+    let (mut server, listen) = serve_on_redis(&strata, &servers)?;
+    let written = write_blocks(&listen, "rdisk", 40, 50);
+    server.kill()?;
+    server.wait()?;
+    ensure!(written? == Some(50));
+    let ls: serde_json::Value = serde_json::from_str(&strata.ok(&[
+        "--config",
+        &config_arg,
+        "tlog",
+        "ls",
+        "--vdisk",
+        "rdisk",
+        "--json",
+    ])?)?;
+    let chain = ls.as_array().ok_or_else(|| anyhow::anyhow!("ls: {ls}"))?;
+    ensure!(chain.len() >= 2, "{ls}");
+    ensure!(chain.windows(2).all(|w| w[1]["prev"] == w[0]["hash"]), "chain broken: {ls}");
+    ensure!(chain.last().is_some_and(|a| a["last_sequence"] == 50), "{ls}");
+    let verify = strata.ok(&["--config", &config_arg, "tlog", "verify", "--vdisk", "rdisk"])?;
+    ensure!(verify.contains("ok"), "{verify}");
+
     // Two servers lost: any four still rebuild every aggregate.
     redis.kill(0);
     redis.kill(3);
-    let config = RedisConfig { servers, ..RedisConfig::default() };
-    let store = RedisStore::connect(config)?;
-    let image = strata.dir.path().join("rdisk.img");
-    let replayed = replay(&store, "rdisk", None, Bounds::default(), &image, |_| {})?;
-    ensure!(replayed.last_sequence == Some(40), "{replayed:?}");
-    let bytes = std::fs::read(&image)?;
-    for i in 0..40 {
-        let at = (i * BLOCK) as usize;
-        ensure!(bytes[at..at + BLOCK as usize] == block_data(i)[..], "block {i} differs");
+    replays_from_redis(&strata, &config_arg, "two-lost.img", 50)?;
+
+    // Back empty; repair refills them, then two others may be lost.
+    redis.restart(0)?;
+    redis.restart(3)?;
+    let repaired: serde_json::Value = serde_json::from_str(&strata.ok(&[
+        "--config",
+        &config_arg,
+        "tlog",
+        "repair",
+        "--json",
+    ])?)?;
+    ensure!(repaired["vdisks"] == 1, "{repaired}");
+    let aggregates = chain.len() as u64;
+    ensure!(repaired["shards_rewritten"] == 2 * aggregates, "{repaired}");
+    for i in [1, 5] {
+        ensure!(redis.command(i, "FLUSHALL")? == "+OK");
     }
+    replays_from_redis(&strata, &config_arg, "repaired.img", 50)?;
+
+    // Repair of the embedded store is refused with the reason.
+    let out = strata.run(&["tlog", "repair"])?;
+    ensure!(out.status.code() == Some(2), "{:?}", out.status);
+    ensure!(String::from_utf8_lossy(&out.stderr).contains("--redis-servers"));
     Ok(())
 }

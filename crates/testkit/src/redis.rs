@@ -29,8 +29,10 @@ impl RedisServers {
         for i in 0..n {
             let mut last = None;
             for _ in 0..3 {
-                match servers.start_one(i) {
-                    Ok(()) => {
+                match free_port().and_then(|port| Ok((port, servers.start_one(i, port)?))) {
+                    Ok((port, process)) => {
+                        servers.processes.push(Some(process));
+                        servers.ports.push(port);
                         last = None;
                         break;
                     }
@@ -44,8 +46,17 @@ impl RedisServers {
         Ok(servers)
     }
 
-    fn start_one(&mut self, i: usize) -> anyhow::Result<()> {
-        let port = free_port()?;
+    /// Starts server `i` again, on its port, empty (it keeps nothing on disk). A server
+    /// still running is killed first.
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        self.kill(i);
+        let port = *self.ports.get(i).context("no such redis server")?;
+        let process = self.start_one(i, port)?;
+        self.processes[i] = Some(process);
+        Ok(())
+    }
+
+    fn start_one(&self, i: usize, port: u16) -> anyhow::Result<ServerProcess> {
         let dir = self.dir.path().join(format!("redis-{i}"));
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         let mut command = Command::new("redis-server");
@@ -64,9 +75,7 @@ impl RedisServers {
             let output = std::fs::read_to_string(&log).unwrap_or_default();
             return Err(err).context(format!("redis-server log:\n{output}"));
         }
-        self.processes.push(Some(process));
-        self.ports.push(port);
-        Ok(())
+        Ok(process)
     }
 
     /// The servers' addresses, `127.0.0.1:PORT`, in order.

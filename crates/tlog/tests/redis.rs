@@ -14,7 +14,9 @@ use strata_tlog::player::{Bounds, replay};
 use strata_tlog::storage::Storage;
 use strata_tlog::storage::redis::{RedisConfig, RedisStore};
 
-use crate::harness::{Server, config, data};
+use strata_tlog::message::{MessageType, status};
+
+use crate::harness::{Raw, Server, block, config, data};
 
 const BLOCKS: u64 = 120;
 
@@ -28,29 +30,172 @@ fn store(servers: Vec<String>) -> anyhow::Result<RedisStore> {
     })?)
 }
 
+/// A client of `vd` on `server`, quick to notice failures.
+async fn client(server: &Server) -> anyhow::Result<Client> {
+    let mut client_config = ClientConfig::new(vec![server.addr.to_string()], "vd");
+    client_config.connect_timeout = Duration::from_secs(2);
+    client_config.resend_timeout = Duration::from_millis(500);
+    Ok(Client::connect(client_config).await?)
+}
+
+/// Writes blocks `from..to` (block `i` at `i * 4096`) through `client`.
+async fn write_blocks(client: &Client, from: u64, to: u64) -> anyhow::Result<()> {
+    for i in from..to {
+        client.write(i * 4096, data(i)).await?;
+    }
+    Ok(())
+}
+
 /// Writes `BLOCKS` blocks through a tlog server on `storage` and flushes them.
 async fn write_through_server(storage: Arc<dyn Storage>) -> anyhow::Result<()> {
     let server = Server::on(storage, config(25)).await?;
-    let mut client_config = ClientConfig::new(vec![server.addr.to_string()], "vd");
-    client_config.connect_timeout = Duration::from_secs(2);
-    let client = Client::connect(client_config).await?;
-    for i in 0..BLOCKS {
-        client.write(i * 4096, data(i)).await?;
-    }
+    let client = client(&server).await?;
+    write_blocks(&client, 0, BLOCKS).await?;
     ensure!(client.flush().await? == Some(BLOCKS));
     client.close().await?;
     server.stop().await?;
     Ok(())
 }
 
-/// Replays `vd` from `storage` and checks the image against what was written.
-fn replays_identical(storage: &dyn Storage, dir: &Path, name: &str) -> anyhow::Result<()> {
+/// Replays `vd` from `storage` and checks the image against the first `blocks` written.
+fn replays_blocks(
+    storage: &dyn Storage,
+    dir: &Path,
+    name: &str,
+    blocks: u64,
+) -> anyhow::Result<()> {
     let image = dir.join(name);
     let done = replay(storage, "vd", None, Bounds::default(), &image, |_| {})?;
-    ensure!(done.last_sequence == Some(BLOCKS), "replayed to {:?}", done.last_sequence);
-    let expected: Vec<u8> = (0..BLOCKS).flat_map(|i| data(i).to_vec()).collect();
+    ensure!(done.last_sequence == Some(blocks), "replayed to {:?}", done.last_sequence);
+    let expected: Vec<u8> = (0..blocks).flat_map(|i| data(i).to_vec()).collect();
     ensure!(std::fs::read(&image)? == expected, "image {name} differs");
     Ok(())
+}
+
+fn replays_identical(storage: &dyn Storage, dir: &Path, name: &str) -> anyhow::Result<()> {
+    replays_blocks(storage, dir, name, BLOCKS)
+}
+
+/// Runs a blocking check off the async runtime.
+async fn blocking<T: Send + 'static>(
+    check: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(check).await?
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flush_with_a_server_down_fails_and_the_client_resends_once_it_returns()
+-> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let mut redis = RedisServers::start(6)?;
+    let storage: Arc<dyn Storage> = Arc::new(store(redis.addresses())?);
+    let server = Server::on(storage.clone(), config(25)).await?;
+    let writer = client(&server).await?;
+    write_blocks(&writer, 0, 50).await?;
+    ensure!(writer.flush().await? == Some(50));
+
+    redis.kill(3);
+    // The server says FlushFailed, in so many words, to a client that asks for a flush.
+    let mut raw = Raw::attach(server.addr, "other", 1, false).await?;
+    raw.block(&block(1)).await?;
+    raw.command(MessageType::ForceFlushAtSeq, 1).await?;
+    let failed = raw.until(|r| r.status == status::FLUSH_FAILED || r.status == status::FLUSH_OK);
+    ensure!(failed.await?.status == status::FLUSH_FAILED, "flush succeeded with a server down");
+
+    // The client keeps its blocks and keeps trying; nothing half-stored becomes the head.
+    write_blocks(&writer, 50, 80).await?;
+    let writer = Arc::new(writer);
+    let flushing = tokio::spawn({
+        let writer = writer.clone();
+        async move { writer.flush().await }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    ensure!(!flushing.is_finished(), "flush returned while a redis server was down");
+    ensure!(writer.durable_to() == Some(50), "durable to {:?}", writer.durable_to());
+    let head = storage.head("vd")?.ok_or_else(|| anyhow::anyhow!("no head"))?;
+    ensure!(head.header.last_sequence == 50, "head moved to {}", head.header.last_sequence);
+
+    // Back (empty): the resends go through and nothing is lost.
+    redis.restart(3)?;
+    let flushed = tokio::time::timeout(Duration::from_secs(30), flushing).await???;
+    ensure!(flushed == Some(80), "flushed to {flushed:?}");
+    let writer = Arc::try_unwrap(writer).map_err(|_| anyhow::anyhow!("client still shared"))?;
+    writer.close().await?;
+    server.stop().await?;
+    let dir = tmp.path().to_path_buf();
+    blocking(move || replays_blocks(&*storage, &dir, "resent.img", 80)).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_server_recovers_the_head_from_the_lists() -> anyhow::Result<()> {
+    let redis = RedisServers::start(6)?;
+    let storage: Arc<dyn Storage> = Arc::new(store(redis.addresses())?);
+    write_through_server(storage).await?;
+
+    // A new server process knows nothing but the redis servers: the head comes from their
+    // lists, so the next client continues the chain at the next sequence.
+    let storage: Arc<dyn Storage> = Arc::new(store(redis.addresses())?);
+    let server = Server::on(storage.clone(), config(25)).await?;
+    let mut client_config = ClientConfig::new(vec![server.addr.to_string()], "vd");
+    client_config.first_sequence = BLOCKS + 1;
+    let writer = Client::connect(client_config).await?;
+    writer.write(BLOCKS * 4096, data(BLOCKS)).await?;
+    ensure!(writer.flush().await? == Some(BLOCKS + 1));
+    writer.close().await?;
+    server.stop().await?;
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().to_path_buf();
+    blocking(move || {
+        let chain = storage.list("vd")?;
+        ensure!(chain.len() >= 2, "chain of {}", chain.len());
+        ensure!(chain.windows(2).all(|w| w[1].header.prev == w[0].hash), "chain broken");
+        replays_blocks(&*storage, &dir, "continued.img", BLOCKS + 1)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repair_refills_wiped_servers_so_any_two_may_be_lost_again() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let mut redis = RedisServers::start(6)?;
+    let storage: Arc<dyn Storage> = Arc::new(store(redis.addresses())?);
+    write_through_server(storage.clone()).await?;
+    let aggregates = blocking(move || Ok(storage.list("vd")?.len())).await?;
+    ensure!(redis.command(1, "FLUSHALL")? == "+OK");
+
+    // Repair needs everyone up, and says so.
+    redis.kill(4);
+    let err = store(redis.addresses())?.repair(None).err();
+    let message = err.map(|e| e.to_string()).unwrap_or_default();
+    ensure!(message.contains("every redis server up"), "repair with a server down: {message}");
+    redis.restart(4)?;
+    let repaired = blocking({
+        let servers = redis.addresses();
+        move || Ok(store(servers)?.repair(None)?)
+    })
+    .await?;
+    ensure!(repaired.vdisks == 1 && repaired.aggregates == aggregates, "{repaired:?}");
+    // Servers 1 (wiped) and 4 (restarted empty) got every shard and the head list back.
+    let per_server: Vec<usize> = repaired.shards.iter().map(|(_, n)| *n).collect();
+    ensure!(per_server == [0, aggregates, 0, 0, aggregates, 0], "{per_server:?}");
+    let lists: Vec<usize> = repaired.head_lists.iter().map(|(_, n)| *n).collect();
+    ensure!(lists == [0, 1, 0, 0, 1, 0], "{lists:?}");
+
+    // A second repair finds nothing to do.
+    let again = blocking({
+        let servers = redis.addresses();
+        move || Ok(store(servers)?.repair(Some("vd"))?)
+    })
+    .await?;
+    ensure!(again.shards_rewritten() == 0, "{again:?}");
+
+    // Lose two others: only the repaired shards make replay possible now.
+    for i in [0, 3] {
+        ensure!(redis.command(i, "FLUSHALL")? == "+OK");
+    }
+    let dir = tmp.path().to_path_buf();
+    let reader = store(redis.addresses())?;
+    blocking(move || replays_identical(&reader, &dir, "repaired.img")).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

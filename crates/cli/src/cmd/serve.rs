@@ -50,11 +50,8 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
     let snapshotter_root = data_dir.join("snapshotter");
     let snapshotter = super::snapshot::open(&snapshotter_root, &config.kv)?;
     let socket = args.snapshotter_socket.unwrap_or_else(|| data_dir.join("snapshotter.sock"));
-    let tlog_storage = super::tlog::open_storage(data_dir)?;
-    let tlog_config = strata_tlog::server::ServerConfig {
-        key: Some(super::tlog::default_key(data_dir)?),
-        ..strata_tlog::server::ServerConfig::default()
-    };
+    let tlog_storage = super::tlog::configured_storage(config, data_dir)?;
+    let tlog_config = super::tlog::configured_server(config, data_dir)?;
     let mut published = Published::open(data_dir)?;
     let runtime = super::serve::runtime()?;
     runtime.block_on(async {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use serde::Deserialize;
 use strata_tlog::aggregate::Key;
 use strata_tlog::server::ServerConfig;
 use strata_tlog::storage::Storage;
@@ -16,8 +17,9 @@ use strata_tlog::storage::segment::SegmentStore;
 use crate::config::Config;
 
 /// The block-device transaction log: a server that journals every block write of virtual
-/// disks, and tools to list, verify and replay the journal. Aggregates live in
-/// DATA-DIR/tlog.
+/// disks, and tools to list, verify, replay and repair the journal. Aggregates live in
+/// DATA-DIR/tlog, or erasure-coded on Redis-protocol servers (--redis-servers, or
+/// [tlog.redis] in the config).
 #[derive(Debug, Args)]
 pub(crate) struct TlogArgs {
     #[command(subcommand)]
@@ -36,22 +38,125 @@ enum TlogCommand {
     Verify(super::tlog_read::VerifyArgs),
     /// List a vdisk's aggregates with their sequence ranges and times.
     Ls(super::tlog_read::LsArgs),
+    /// Rewrite the shards and head lists Redis servers lost (after one came back empty).
+    Repair(super::tlog_read::RepairArgs),
+}
+
+/// `[tlog]` in strata.toml: the tlog server's settings and where the log is kept.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct TlogConfig {
+    /// `strata tlog serve`'s address (`--listen` wins; `strata serve` has `--tlog-listen`).
+    listen: Option<SocketAddr>,
+    /// Flush when this many blocks of a vdisk wait.
+    flush_size: Option<usize>,
+    /// Flush what waits this many seconds after the last flush.
+    flush_time: Option<f64>,
+    /// The AES-256 key file (`strata serve` uses DATA-DIR/tlog.key when unset).
+    pub(crate) key_file: Option<PathBuf>,
+    /// Keep aggregates erasure-coded on Redis-protocol servers instead of DATA-DIR/tlog.
+    redis: Option<RedisSection>,
+}
+
+/// `[tlog.redis]`: the Redis k+m engine.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedisSection {
+    /// `host:port` or `host:port/db`; fewer than K+M are filled up on consecutive ports.
+    servers: Vec<String>,
+    #[serde(default = "default_data_shards")]
+    data_shards: usize,
+    #[serde(default = "default_parity_shards")]
+    parity_shards: usize,
+    /// Seconds one attempt (connect, read or write) may take.
+    #[serde(default = "default_timeout")]
+    timeout: f64,
+    /// Attempts after the first, each on a fresh connection.
+    #[serde(default = "default_retries")]
+    retries: u32,
+}
+
+fn default_data_shards() -> usize {
+    RedisConfig::default().data_shards
+}
+
+fn default_parity_shards() -> usize {
+    RedisConfig::default().parity_shards
+}
+
+fn default_timeout() -> f64 {
+    RedisConfig::default().timeout.as_secs_f64()
+}
+
+fn default_retries() -> u32 {
+    RedisConfig::default().retries
+}
+
+/// Where the log is kept, for every `strata tlog` command: flags win over `[tlog.redis]`;
+/// with neither, the segment files in DATA-DIR/tlog.
+#[derive(Debug, Args)]
+pub(crate) struct StoreArgs {
+    /// Keep aggregates erasure-coded on these Redis-protocol servers (HOST:PORT[/DB], in
+    /// shard order) instead of DATA-DIR/tlog; fewer than K+M are filled up on consecutive
+    /// ports after the last.
+    #[arg(long, value_name = "HOST:PORT[,…]", value_delimiter = ',')]
+    redis_servers: Vec<String>,
+    /// With --redis-servers: the data shards K; any K servers rebuild every aggregate
+    /// [default: 4].
+    #[arg(long, value_name = "K", requires = "redis_servers")]
+    data_shards: Option<usize>,
+    /// With --redis-servers: the parity shards M; up to M servers may be lost [default: 2].
+    #[arg(long, value_name = "M", requires = "redis_servers")]
+    parity_shards: Option<usize>,
+}
+
+impl StoreArgs {
+    /// The Redis engine's configuration, when the flags or the config file name one.
+    pub(crate) fn redis(&self, config: &TlogConfig) -> anyhow::Result<Option<RedisConfig>> {
+        let section = config.redis.as_ref();
+        let mut redis = if !self.redis_servers.is_empty() {
+            RedisConfig {
+                servers: self.redis_servers.clone(),
+                data_shards: self.data_shards.or(section.map(|s| s.data_shards)).unwrap_or(4),
+                parity_shards: self.parity_shards.or(section.map(|s| s.parity_shards)).unwrap_or(2),
+                ..RedisConfig::default()
+            }
+        } else if let Some(section) = section {
+            if !section.timeout.is_finite() || section.timeout <= 0.0 {
+                anyhow::bail!("tlog.redis.timeout must be a positive number of seconds");
+            }
+            RedisConfig {
+                servers: section.servers.clone(),
+                data_shards: section.data_shards,
+                parity_shards: section.parity_shards,
+                timeout: Duration::from_secs_f64(section.timeout),
+                retries: section.retries,
+            }
+        } else {
+            return Ok(None);
+        };
+        redis.auto_fill().context("the tlog's redis servers")?;
+        redis.validate().context("the tlog's redis servers")?;
+        Ok(Some(redis))
+    }
 }
 
 /// Serve tlog clients.
 #[derive(Debug, Args)]
 pub(crate) struct TlogServeArgs {
-    /// The address to listen on.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:11211")]
-    listen: SocketAddr,
-    /// Flush when this many blocks of a vdisk are waiting.
-    #[arg(long, value_name = "N", default_value_t = 25)]
-    flush_size: usize,
-    /// Flush what is waiting this many seconds after the last flush.
-    #[arg(long, value_name = "SECS", default_value_t = 25.0)]
-    flush_time: f64,
-    /// Encrypt aggregates with the AES-256 key in this file (see `strata tlog keygen`).
-    #[arg(long, value_name = "F", required_unless_present = "no_encryption")]
+    /// The address to listen on [default: tlog.listen of the config, 127.0.0.1:11211].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Flush when this many blocks of a vdisk are waiting [default: 25].
+    #[arg(long, value_name = "N")]
+    flush_size: Option<usize>,
+    /// Flush what is waiting this many seconds after the last flush [default: 25].
+    #[arg(long, value_name = "SECS")]
+    flush_time: Option<f64>,
+    /// Encrypt aggregates with the AES-256 key in this file (see `strata tlog keygen`);
+    /// tlog.key_file of the config when not given. One of the two, or --no-encryption,
+    /// is required.
+    #[arg(long, value_name = "F")]
     key_file: Option<PathBuf>,
     /// Store aggregates unencrypted (an explicit choice: without it a key file is required).
     #[arg(long, conflicts_with = "key_file")]
@@ -62,67 +167,104 @@ pub(crate) struct TlogServeArgs {
     /// Close a connection idle for this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     idle_timeout: u64,
-    /// Store aggregates erasure-coded on these Redis-protocol servers (HOST:PORT[/DB]) instead
-    /// of DATA-DIR/tlog; fewer than K+M are filled up on consecutive ports after the last.
-    #[arg(long, value_name = "HOST:PORT[,…]", value_delimiter = ',')]
-    redis_servers: Vec<String>,
-    /// With --redis-servers: the data shards K; any K servers rebuild every aggregate.
-    #[arg(long, value_name = "K", default_value_t = 4, requires = "redis_servers")]
-    data_shards: usize,
-    /// With --redis-servers: the parity shards M; up to M servers may be lost.
-    #[arg(long, value_name = "M", default_value_t = 2, requires = "redis_servers")]
-    parity_shards: usize,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
-pub(crate) fn run(args: TlogArgs, _config: &Config, data_dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn run(args: TlogArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
+    let tlog = &config.tlog;
     match args.command {
-        TlogCommand::Serve(args) => serve(args, data_dir),
+        TlogCommand::Serve(args) => serve(args, tlog, data_dir),
         TlogCommand::Keygen(args) => super::tlog_read::run_keygen(args),
-        TlogCommand::Replay(args) => super::tlog_read::run_replay(args, data_dir),
-        TlogCommand::Verify(args) => super::tlog_read::run_verify(args, data_dir),
-        TlogCommand::Ls(args) => super::tlog_read::run_ls(args, data_dir),
+        TlogCommand::Replay(args) => super::tlog_read::run_replay(args, tlog, data_dir),
+        TlogCommand::Verify(args) => super::tlog_read::run_verify(args, tlog, data_dir),
+        TlogCommand::Ls(args) => super::tlog_read::run_ls(args, tlog, data_dir),
+        TlogCommand::Repair(args) => super::tlog_read::run_repair(args, tlog),
     }
 }
 
-fn serve(args: TlogServeArgs, data_dir: &Path) -> anyhow::Result<()> {
-    let key = match &args.key_file {
-        Some(path) => Some(strata_tlog::keyfile::read_key_file(path)?),
-        None => None,
+fn serve(args: TlogServeArgs, tlog: &TlogConfig, data_dir: &Path) -> anyhow::Result<()> {
+    let key = match args.key_file.as_ref().or(tlog.key_file.as_ref()) {
+        Some(path) if !args.no_encryption => Some(strata_tlog::keyfile::read_key_file(path)?),
+        Some(_) | None if args.no_encryption => None,
+        _ => {
+            return Err(anyhow::Error::new(crate::exit::Failure {
+                category: strata_kv::Category::InvalidArgument,
+                message: "no key to encrypt the log with: give --key-file (make one with \
+                          `strata tlog keygen`), set tlog.key_file in the config, or choose \
+                          --no-encryption"
+                    .into(),
+            }));
+        }
     };
-    if !args.flush_time.is_finite() || args.flush_time <= 0.0 {
+    let flush_time = args.flush_time.or(tlog.flush_time).unwrap_or(25.0);
+    if !flush_time.is_finite() || flush_time <= 0.0 {
         anyhow::bail!("--flush-time must be a positive number of seconds");
     }
     let config = ServerConfig {
-        flush_size: args.flush_size,
-        flush_time: Duration::from_secs_f64(args.flush_time),
+        flush_size: args.flush_size.or(tlog.flush_size).unwrap_or(25),
+        flush_time: Duration::from_secs_f64(flush_time),
         key,
         max_connections: args.max_connections,
         idle_timeout: Duration::from_secs(args.idle_timeout),
         ..ServerConfig::default()
     };
     config.validate()?;
-    let storage: Arc<dyn Storage> = if args.redis_servers.is_empty() {
-        open_storage(data_dir)?
-    } else {
-        let mut redis = RedisConfig {
-            servers: args.redis_servers.clone(),
-            data_shards: args.data_shards,
-            parity_shards: args.parity_shards,
-            ..RedisConfig::default()
-        };
-        redis.auto_fill()?;
-        tracing::info!(servers = ?redis.servers, k = redis.data_shards, m = redis.parity_shards, "tlog on redis");
-        Arc::new(RedisStore::connect(redis)?)
-    };
+    let storage = serve_storage(args.store.redis(tlog)?, data_dir)?;
+    let listen =
+        args.listen.or(tlog.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 11211)));
     let runtime = super::serve::runtime()?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .with_context(|| format!("listen on {}", args.listen))?;
+            .with_context(|| format!("listen on {listen}"))?;
         let shutdown = super::serve::shutdown_signal();
         strata_tlog::server::serve(listener, config, storage, shutdown).await?;
         Ok(())
     })
+}
+
+/// The store a server writes to: the Redis engine when `redis` names one, else the
+/// segment files in DATA-DIR/tlog.
+pub(crate) fn serve_storage(
+    redis: Option<RedisConfig>,
+    data_dir: &Path,
+) -> anyhow::Result<Arc<dyn Storage>> {
+    let Some(redis) = redis else { return open_storage(data_dir) };
+    tracing::info!(servers = ?redis.servers, k = redis.data_shards, m = redis.parity_shards, "tlog on redis");
+    Ok(Arc::new(RedisStore::connect(redis)?))
+}
+
+/// The store `strata serve` writes to, as `[tlog]` configures it.
+pub(crate) fn configured_storage(
+    config: &Config,
+    data_dir: &Path,
+) -> anyhow::Result<Arc<dyn Storage>> {
+    let store = StoreArgs { redis_servers: Vec::new(), data_shards: None, parity_shards: None };
+    serve_storage(store.redis(&config.tlog)?, data_dir)
+}
+
+/// The server settings `strata serve` uses: `[tlog]`'s, encrypted with its key file or
+/// DATA-DIR/tlog.key (made on first start).
+pub(crate) fn configured_server(config: &Config, data_dir: &Path) -> anyhow::Result<ServerConfig> {
+    let tlog = &config.tlog;
+    let key = match &tlog.key_file {
+        Some(path) => strata_tlog::keyfile::read_key_file(path)?,
+        None => default_key(data_dir)?,
+    };
+    let defaults = ServerConfig::default();
+    let server = ServerConfig {
+        flush_size: tlog.flush_size.unwrap_or(defaults.flush_size),
+        flush_time: match tlog.flush_time {
+            Some(secs) if secs.is_finite() && secs > 0.0 => Duration::from_secs_f64(secs),
+            Some(_) => anyhow::bail!("tlog.flush_time must be a positive number of seconds"),
+            None => defaults.flush_time,
+        },
+        key: Some(key),
+        ..defaults
+    };
+    server.validate()?;
+    Ok(server)
 }
 
 /// The embedded segment store in DATA-DIR/tlog, locked for this process.

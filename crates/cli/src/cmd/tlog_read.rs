@@ -1,7 +1,7 @@
-//! `strata tlog keygen | replay | verify | ls`: the commands that make keys and read a
-//! tlog data directory (`<data-dir>/tlog`) without a server. They open the segment store
-//! read-only, so they work beside a running server and after a crash. `strata tlog serve`
-//! lives elsewhere.
+//! `strata tlog keygen | replay | verify | ls | repair`: the commands that make keys and
+//! read (or, for repair, mend) a log without a server. They open the segment store in
+//! `<data-dir>/tlog` read-only, so they work beside a running server and after a crash, or
+//! the Redis servers the flags or `[tlog.redis]` name. `strata tlog serve` lives elsewhere.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -15,9 +15,11 @@ use strata_kv::Category;
 use strata_tlog::aggregate::{Key, hex};
 use strata_tlog::keyfile::{read_key_file, write_key_file};
 use strata_tlog::player::{self, Bounds, Progress};
+use strata_tlog::storage::redis::RedisStore;
 use strata_tlog::storage::segment::SegmentStore;
 use strata_tlog::storage::{Storage, Stored, check_vdisk_id};
 
+use super::tlog::{StoreArgs, TlogConfig};
 use crate::exit::Failure;
 
 /// Write a new random AES-256 key for `strata tlog serve --key-file` and the readers.
@@ -68,6 +70,8 @@ pub(crate) struct ReplayArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 /// Check a vdisk's whole log: every aggregate's hash, every chain link back to the first
@@ -83,6 +87,8 @@ pub(crate) struct VerifyArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 /// List a vdisk's aggregates, oldest first, with their sequence ranges and times (from
@@ -95,6 +101,60 @@ pub(crate) struct LsArgs {
     /// Print a JSON array.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// Rebuild what Redis servers lost, so that any M of them may be lost again.
+///
+/// Walks each vdisk's chain (or one vdisk's), rebuilds every aggregate from the shards that
+/// remain, rewrites the shards that are missing or damaged, and gives servers whose list of
+/// recent heads is missing or behind the newest heads again. Run it after a server came
+/// back empty (replaced, or restarted without persistence). Every server must be up.
+#[derive(Debug, Args)]
+pub(crate) struct RepairArgs {
+    /// Repair only this vdisk [default: every vdisk found on the servers].
+    #[arg(long, value_name = "ID")]
+    vdisk: Option<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// A log opened for reading, and where it is, for messages.
+struct Log {
+    storage: Box<dyn Storage>,
+    place: String,
+}
+
+impl Log {
+    /// The store the flags or `[tlog.redis]` name, else DATA-DIR/tlog read-only.
+    fn open(store: &StoreArgs, tlog: &TlogConfig, data_dir: &Path) -> anyhow::Result<Log> {
+        if let Some(redis) = store.redis(tlog)? {
+            let place = format!("redis servers {}", redis.servers.join(","));
+            let storage = RedisStore::connect(redis).map_err(categorized)?;
+            return Ok(Log { storage: Box::new(storage), place });
+        }
+        let dir = tlog_dir(data_dir);
+        let storage = SegmentStore::open_read_only(&dir).map_err(categorized)?;
+        Ok(Log { storage: Box::new(storage), place: dir.display().to_string() })
+    }
+
+    /// The error for a vdisk without aggregates, naming the vdisks there are.
+    fn no_aggregates(&self, vdisk: &str) -> anyhow::Error {
+        let known = self.storage.vdisks().unwrap_or_default();
+        let hint = if known.is_empty() {
+            "it holds no vdisks".to_string()
+        } else {
+            format!("it holds {}", known.join(", "))
+        };
+        anyhow::Error::new(Failure {
+            category: Category::NotFound,
+            message: format!("vdisk {vdisk}: no aggregates in {} ({hint})", self.place),
+        })
+    }
 }
 
 /// Where the tlog keeps its segment files in a data directory.
@@ -108,8 +168,12 @@ pub(crate) fn run_keygen(args: KeygenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn run_replay(args: ReplayArgs, data_dir: &Path) -> anyhow::Result<()> {
-    let (store, key) = open(data_dir, &args.vdisk, args.key_file.as_deref())?;
+pub(crate) fn run_replay(
+    args: ReplayArgs,
+    tlog: &TlogConfig,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
+    let (log, key) = open(&args.store, tlog, data_dir, &args.vdisk, args.key_file.as_deref())?;
     let bounds = Bounds {
         from_seq: args.from_seq,
         to_seq: args.to_seq,
@@ -118,10 +182,11 @@ pub(crate) fn run_replay(args: ReplayArgs, data_dir: &Path) -> anyhow::Result<()
     };
     prepare_image(&args.out, &bounds, args.force)?;
     let bar = progress_bar();
-    let done =
-        player::replay(&store, &args.vdisk, key.as_ref(), bounds, &args.out, |p| show(&bar, p))
-            .map_err(categorized)
-            .with_context(|| format!("replay vdisk {} into {}", args.vdisk, args.out.display()))?;
+    let done = player::replay(&*log.storage, &args.vdisk, key.as_ref(), bounds, &args.out, |p| {
+        show(&bar, p)
+    })
+    .map_err(categorized)
+    .with_context(|| format!("replay vdisk {} into {}", args.vdisk, args.out.display()))?;
     bar.finish_and_clear();
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -151,9 +216,13 @@ pub(crate) fn run_replay(args: ReplayArgs, data_dir: &Path) -> anyhow::Result<()
     Ok(())
 }
 
-pub(crate) fn run_verify(args: VerifyArgs, data_dir: &Path) -> anyhow::Result<()> {
-    let (store, key) = open(data_dir, &args.vdisk, args.key_file.as_deref())?;
-    let report = player::verify(&store, &args.vdisk, key.as_ref()).map_err(categorized)?;
+pub(crate) fn run_verify(
+    args: VerifyArgs,
+    tlog: &TlogConfig,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
+    let (log, key) = open(&args.store, tlog, data_dir, &args.vdisk, args.key_file.as_deref())?;
+    let report = player::verify(&*log.storage, &args.vdisk, key.as_ref()).map_err(categorized)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         let report = json!({
@@ -187,16 +256,15 @@ pub(crate) fn run_verify(args: VerifyArgs, data_dir: &Path) -> anyhow::Result<()
     Ok(())
 }
 
-pub(crate) fn run_ls(args: LsArgs, data_dir: &Path) -> anyhow::Result<()> {
-    let dir = tlog_dir(data_dir);
-    let store = SegmentStore::open_read_only(&dir).map_err(categorized)?;
+pub(crate) fn run_ls(args: LsArgs, tlog: &TlogConfig, data_dir: &Path) -> anyhow::Result<()> {
+    let log = Log::open(&args.store, tlog, data_dir)?;
     let Some(vdisk) = args.vdisk else {
-        return list_vdisks(&store, args.json);
+        return list_vdisks(&*log.storage, args.json);
     };
     check_vdisk_id(&vdisk).map_err(invalid)?;
-    let listed = player::list(&store, &vdisk).map_err(categorized)?;
+    let listed = player::list(&*log.storage, &vdisk).map_err(categorized)?;
     if listed.is_empty() {
-        return Err(no_aggregates(&store, &vdisk));
+        return Err(log.no_aggregates(&vdisk));
     }
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -226,8 +294,53 @@ pub(crate) fn run_ls(args: LsArgs, data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub(crate) fn run_repair(args: RepairArgs, tlog: &TlogConfig) -> anyhow::Result<()> {
+    let Some(redis) = args.store.redis(tlog)? else {
+        return Err(invalid(
+            "repair rebuilds the shards of Redis servers; name them with --redis-servers or \
+             [tlog.redis] (the embedded store in DATA-DIR/tlog has no shards to rebuild: check \
+             it with `strata tlog verify`)"
+                .to_string(),
+        ));
+    };
+    let store = RedisStore::connect(redis).map_err(categorized)?;
+    let repaired = store.repair(args.vdisk.as_deref()).map_err(categorized)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let per_server: Vec<_> = repaired
+            .shards
+            .iter()
+            .zip(&repaired.head_lists)
+            .map(|((server, shards), (_, lists))| {
+                json!({ "server": server, "shards": shards, "head_lists": lists })
+            })
+            .collect();
+        let report = json!({
+            "vdisks": repaired.vdisks,
+            "aggregates": repaired.aggregates,
+            "shards_rewritten": repaired.shards_rewritten(),
+            "servers": per_server,
+        });
+        writeln!(out, "{report}")?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "checked {} aggregates of {} vdisks; rewrote {} shards",
+        repaired.aggregates,
+        repaired.vdisks,
+        repaired.shards_rewritten()
+    )?;
+    for ((server, shards), (_, lists)) in repaired.shards.iter().zip(&repaired.head_lists) {
+        if *shards > 0 || *lists > 0 {
+            writeln!(out, "  {server}: {shards} shards, {lists} head lists")?;
+        }
+    }
+    Ok(())
+}
+
 /// Lists the vdisks with aggregates, with their counts and newest sequences.
-fn list_vdisks(store: &SegmentStore, json: bool) -> anyhow::Result<()> {
+fn list_vdisks(store: &dyn Storage, json: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let mut rows = Vec::new();
     for vdisk in store.vdisks().map_err(categorized)? {
@@ -274,19 +387,27 @@ fn aggregate_json(s: &Stored) -> serde_json::Value {
     })
 }
 
-/// Opens the store read-only and the key, after checking the vdisk has a log.
+/// Opens the log and the key, after checking the vdisk has a log. The key is the one
+/// named by the flag, else by `tlog.key_file`, else DATA-DIR/tlog.key if `strata serve`
+/// made one; logs written without encryption need none.
 fn open(
+    store: &StoreArgs,
+    tlog: &TlogConfig,
     data_dir: &Path,
     vdisk: &str,
     key_file: Option<&Path>,
-) -> anyhow::Result<(SegmentStore, Option<Key>)> {
+) -> anyhow::Result<(Log, Option<Key>)> {
     check_vdisk_id(vdisk).map_err(invalid)?;
+    let default = data_dir.join("tlog.key");
+    let key_file = key_file
+        .or(tlog.key_file.as_deref())
+        .or_else(|| default.exists().then_some(default.as_path()));
     let key = key_file.map(read_key_file).transpose().map_err(categorized)?;
-    let store = SegmentStore::open_read_only(&tlog_dir(data_dir)).map_err(categorized)?;
-    if store.head(vdisk).map_err(categorized)?.is_none() {
-        return Err(no_aggregates(&store, vdisk));
+    let log = Log::open(store, tlog, data_dir)?;
+    if log.storage.head(vdisk).map_err(categorized)?.is_none() {
+        return Err(log.no_aggregates(vdisk));
     }
-    Ok((store, key))
+    Ok((log, key))
 }
 
 /// Refuses to clobber an image by accident; empties it when --force says to start over.
@@ -350,19 +471,6 @@ fn parse_time(text: &str) -> Result<u64, String> {
 /// RFC 3339 of Unix nanoseconds.
 fn rfc3339(nanos: u64) -> String {
     humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(nanos)).to_string()
-}
-
-fn no_aggregates(store: &SegmentStore, vdisk: &str) -> anyhow::Error {
-    let known = store.vdisks().unwrap_or_default();
-    let hint = if known.is_empty() {
-        "it holds no vdisks".to_string()
-    } else {
-        format!("it holds {}", known.join(", "))
-    };
-    anyhow::Error::new(Failure {
-        category: Category::NotFound,
-        message: format!("vdisk {vdisk}: no aggregates in {} ({hint})", store.dir().display()),
-    })
 }
 
 fn invalid(message: String) -> anyhow::Error {

@@ -176,6 +176,12 @@ impl RedisStore {
 
     /// Fetches and rebuilds the envelope `hash` of `vdisk`, checking its name.
     fn fetch(&self, vdisk: &str, hash: &Hash) -> Result<Vec<u8>> {
+        self.fetch_noting_lost(vdisk, hash).map(|(envelope, _)| envelope)
+    }
+
+    /// [`RedisStore::fetch`], also naming the servers whose shard was missing, of the wrong
+    /// size or damaged (by index), for [`RedisStore::repair`].
+    fn fetch_noting_lost(&self, vdisk: &str, hash: &Hash) -> Result<(Vec<u8>, Vec<usize>)> {
         let key = hex(hash);
         let answers = self.each(|_, node| {
             let mut pipe = redis::pipe();
@@ -194,20 +200,24 @@ impl RedisStore {
         // The shard length most servers agree on; others count as lost.
         let len = counts.iter().max_by_key(|(len, n)| (**n, **len)).map(|(len, _)| *len);
         let mut lost = Vec::new();
+        let mut missing = Vec::new();
         let mut shards = Vec::with_capacity(answers.len());
-        for (node, answer) in self.nodes.iter().zip(answers) {
+        for (i, (node, answer)) in self.nodes.iter().zip(answers).enumerate() {
             match answer {
                 Ok(Some(shard)) if Some(shard.len()) == len => shards.push(Some(shard)),
                 Ok(Some(shard)) => {
                     lost.push(format!("{}: shard of {} bytes", node.address, shard.len()));
+                    missing.push(i);
                     shards.push(None);
                 }
                 Ok(None) => {
                     lost.push(format!("{}: no shard", node.address));
+                    missing.push(i);
                     shards.push(None);
                 }
                 Err(err) => {
                     lost.push(err);
+                    missing.push(i);
                     shards.push(None);
                 }
             }
@@ -222,7 +232,7 @@ impl RedisStore {
             ))
         })?;
         if blake3::hash(&envelope).as_bytes() == hash {
-            return Ok(envelope);
+            return Ok((envelope, missing));
         }
         // A shard of the right length but wrong bytes: leave each out in turn.
         for i in 0..shards.len() {
@@ -231,7 +241,8 @@ impl RedisStore {
                     "aggregate {key} of vdisk {vdisk}: shard {i} on {} is damaged",
                     self.nodes[i].address
                 );
-                return Ok(envelope);
+                missing.push(i);
+                return Ok((envelope, missing));
             }
         }
         Err(Error::Corrupted(format!(
@@ -276,6 +287,121 @@ impl RedisStore {
             };
             // Entries that are not hex hashes are skipped, as heads that do not decode are.
             Ok(items.iter().filter_map(|item| parse_hash(&bytes(item)?)).collect())
+        })
+    }
+}
+
+/// What [`RedisStore::repair`] found and rewrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Repaired {
+    /// The vdisks walked.
+    pub vdisks: usize,
+    /// The aggregates checked (every one on each vdisk's chain).
+    pub aggregates: usize,
+    /// Shards rewritten, per server (in configuration order).
+    pub shards: Vec<(String, usize)>,
+    /// Head lists rewritten, per server (in configuration order).
+    pub head_lists: Vec<(String, usize)>,
+}
+
+impl Repaired {
+    /// Shards rewritten on all servers together.
+    pub fn shards_rewritten(&self) -> usize {
+        self.shards.iter().map(|(_, n)| n).sum()
+    }
+}
+
+impl RedisStore {
+    /// Rebuilds what servers lost: walks the chain of `vdisk` (of every vdisk when `None`),
+    /// rebuilds each aggregate from the shards that remain, rewrites the missing or damaged
+    /// shards, and gives servers whose head list of a vdisk is missing or behind the
+    /// newest heads again. Needs every server up, so that afterwards any `m` may be lost
+    /// again; a chain that cannot be rebuilt (more than `m` lost) stops it with that
+    /// aggregate's error.
+    pub fn repair(&self, vdisk: Option<&str>) -> Result<Repaired> {
+        let down: Vec<String> = self
+            .each(|_, node| {
+                let mut pipe = redis::pipe();
+                pipe.cmd("PING");
+                match node.query(&pipe)?.as_slice() {
+                    [Value::SimpleString(pong)] if pong == "PONG" => Ok(()),
+                    _ => Err(node.garbage("PING")),
+                }
+            })
+            .into_iter()
+            .filter_map(std::result::Result::err)
+            .collect();
+        if !down.is_empty() {
+            return Err(Error::Unavailable(format!(
+                "repair needs every redis server up; start them first: {}",
+                down.join("; ")
+            )));
+        }
+        let vdisks = match vdisk {
+            Some(vdisk) => {
+                check_vdisk_id(vdisk).map_err(Error::InvalidArgument)?;
+                vec![vdisk.to_string()]
+            }
+            None => self.vdisks()?,
+        };
+        let mut shards = vec![0usize; self.nodes.len()];
+        let mut lists = vec![0usize; self.nodes.len()];
+        let mut aggregates = 0;
+        for vdisk in &vdisks {
+            let chain = self.list(vdisk)?;
+            for stored in &chain {
+                let (envelope, missing) = self.fetch_noting_lost(vdisk, &stored.hash)?;
+                aggregates += 1;
+                if missing.is_empty() {
+                    continue;
+                }
+                let key = hex(&stored.hash);
+                let all = shards::split(&envelope, self.k, self.m)
+                    .map_err(|e| Error::Unavailable(format!("aggregate {key}: {e}")))?;
+                for i in missing {
+                    let node = &self.nodes[i];
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("SET").arg(&key).arg(&all[i]);
+                    match node.query(&pipe).map_err(Error::Unavailable)?.as_slice() {
+                        [Value::Okay] => shards[i] += 1,
+                        _ => return Err(Error::Unavailable(node.garbage("SET"))),
+                    }
+                    tracing::info!(vdisk, aggregate = %key, server = %node.address, "shard rewritten");
+                }
+            }
+            // The newest names, newest first, as every server's list should start.
+            let newest: Vec<String> =
+                chain.iter().rev().take(HEADS_KEPT).map(|s| hex(&s.hash)).collect();
+            let Some(head) = newest.first() else { continue };
+            let heads = heads_key(vdisk);
+            for (i, list) in self.head_lists(vdisk).into_iter().enumerate() {
+                let list = list.map_err(Error::Unavailable)?;
+                if list.first().map(|h| hex(h)).as_ref() == Some(head) {
+                    continue;
+                }
+                // Rewrite the list oldest first, so LPUSH leaves the head in front.
+                let node = &self.nodes[i];
+                let mut pipe = redis::pipe();
+                pipe.cmd("DEL").arg(&heads).ignore();
+                for name in newest.iter().rev() {
+                    pipe.cmd("LPUSH").arg(&heads).arg(name).ignore();
+                }
+                pipe.cmd("LLEN").arg(&heads);
+                match node.query(&pipe).map_err(Error::Unavailable)?.as_slice() {
+                    [Value::Int(n)] if usize::try_from(*n) == Ok(newest.len()) => lists[i] += 1,
+                    _ => return Err(Error::Unavailable(node.garbage("LPUSH"))),
+                }
+                tracing::info!(vdisk, server = %node.address, "head list rewritten");
+            }
+        }
+        let named = |counts: Vec<usize>| {
+            self.nodes.iter().map(|n| n.address.clone()).zip(counts).collect::<Vec<_>>()
+        };
+        Ok(Repaired {
+            vdisks: vdisks.len(),
+            aggregates,
+            shards: named(shards),
+            head_lists: named(lists),
         })
     }
 }
