@@ -46,6 +46,9 @@ pub(crate) fn category(err: &anyhow::Error) -> Option<Category> {
         if let Some(tlog) = cause.downcast_ref::<strata_tlog::Error>() {
             return Some(tlog.category());
         }
+        if let Some(nbd) = cause.downcast_ref::<strata_nbd::Error>() {
+            return Some(nbd.category());
+        }
         if let Some(atomic) = cause.downcast_ref::<strata_atomic::Error>() {
             return atomic_category(atomic);
         }

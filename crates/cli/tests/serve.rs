@@ -10,7 +10,15 @@ fn serve_then_signal(signal: i32) -> anyhow::Result<()> {
     let strata = Strata::new()?;
     let server = strata
         .command()
-        .args(["serve", "--tlog-listen", "127.0.0.1:0", "--ckpt-listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--tlog-listen",
+            "127.0.0.1:0",
+            "--ckpt-listen",
+            "127.0.0.1:0",
+            "--nbd-listen",
+            "127.0.0.1:0",
+        ])
         .stderr(std::process::Stdio::piped())
         .spawn()?;
     strata_testkit::wait_until("strata serve", Duration::from_secs(10), || {

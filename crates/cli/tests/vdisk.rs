@@ -1,1 +1,217 @@
-//! `strata vdisk` and `strata nbd serve` end to end, with real NBD clients.
+//! `strata vdisk` and `strata nbd serve` end to end, with real NBD clients: records and
+//! their exit codes, and a whole `strata serve` killed with SIGKILL after a flush, then the
+//! disk restored from the log.
+
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use strata_testkit::{ServerProcess, ensure_program, free_port, wait_until};
+
+use crate::util::Strata;
+
+fn qemu(program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out =
+        Command::new(program).args(args).output().with_context(|| format!("run {program}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(
+        out.status.success() && !text.contains("failed"),
+        "{program} {args:?}: {}\n{text}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(text)
+}
+
+fn identical(a: &str, b: &str) -> anyhow::Result<()> {
+    let out = qemu("qemu-img", &["compare", "-f", "raw", "-F", "raw", a, b])?;
+    ensure!(out.contains("Images are identical"), "{a} vs {b}: {out}");
+    Ok(())
+}
+
+/// A raw image of `size` bytes: pseudo-random runs with holes between.
+fn random_image(path: &Path, size: u64, mut seed: u64) -> anyhow::Result<()> {
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut file = std::fs::File::create(path)?;
+    file.set_len(size)?;
+    let mut at = 0;
+    while at < size {
+        let run = (next() % (192 * 1024) + 1).min(size - at);
+        if next() % 2 == 0 {
+            let data: Vec<u8> = (0..run).map(|_| next() as u8).collect();
+            file.seek(SeekFrom::Start(at))?;
+            file.write_all(&data)?;
+        }
+        at += run;
+    }
+    file.sync_all()?;
+    Ok(())
+}
+
+/// `strata serve` on free ports; returns the process and the NBD address.
+fn serve(strata: &Strata, log: &str) -> anyhow::Result<(ServerProcess, String)> {
+    let (tlog, ckpt, nbd) = (free_port()?, free_port()?, free_port()?);
+    let mut command = strata.command();
+    command.args([
+        "serve",
+        "--tlog-listen",
+        &format!("127.0.0.1:{tlog}"),
+        "--ckpt-listen",
+        &format!("127.0.0.1:{ckpt}"),
+        "--nbd-listen",
+        &format!("127.0.0.1:{nbd}"),
+        "--snapshotter-socket",
+        &strata.dir.path().join(format!("{log}.sock")).to_string_lossy(),
+    ]);
+    let mut process = ServerProcess::spawn("strata serve", command, &strata.dir.path().join(log))?;
+    let addr = format!("127.0.0.1:{nbd}");
+    wait_until("strata serve's NBD port", Duration::from_secs(20), || {
+        process.check_running()?;
+        Ok(std::net::TcpStream::connect(&addr).is_ok())
+    })?;
+    Ok((process, addr))
+}
+
+fn json(strata: &Strata, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    Ok(serde_json::from_str(&strata.ok(args)?)?)
+}
+
+#[test]
+fn vdisk_records_and_their_errors() -> anyhow::Result<()> {
+    let strata = Strata::new()?;
+    let made = json(&strata, &["vdisk", "create", "one", "--size", "10M", "--json"])?;
+    ensure!(made["size"] == 10 << 20 && made["block_size"] == 4096, "{made}");
+    ensure!(Path::new(made["image"].as_str().unwrap_or_default()).exists());
+    strata.ok(&["vdisk", "create", "two", "--size", "1048576", "--block-size", "512"])?;
+    let listed = json(&strata, &["vdisk", "ls", "--json"])?;
+    let names: Vec<&str> =
+        listed.as_array().into_iter().flatten().filter_map(|v| v["name"].as_str()).collect();
+    ensure!(names == ["one", "two"], "{listed}");
+    ensure!(strata.ok(&["vdisk", "ls"])?.contains("one"));
+    let info = json(&strata, &["vdisk", "info", "two", "--json"])?;
+    ensure!(info["block_size"] == 512 && info["origin"] == serde_json::json!([]), "{info}");
+    let code =
+        |args: &[&str]| -> anyhow::Result<Option<i32>> { Ok(strata.run(args)?.status.code()) };
+    ensure!(code(&["vdisk", "create", "one", "--size", "1M"])? == Some(4), "exists: 4");
+    ensure!(code(&["vdisk", "info", "nope"])? == Some(3), "missing: 3");
+    ensure!(code(&["vdisk", "create", "bad", "--size", "ten"])? == Some(2), "bad size: 2");
+    ensure!(code(&["vdisk", "create", "bad/name", "--size", "1M"])? == Some(2), "bad name: 2");
+    ensure!(code(&["vdisk", "create", "odd", "--size", "1000"])? == Some(2), "unaligned size: 2");
+    strata.ok(&["vdisk", "rm", "one"])?;
+    ensure!(
+        !Path::new(made["image"].as_str().unwrap_or_default()).exists(),
+        "rm removes the image"
+    );
+    ensure!(code(&["vdisk", "rm", "one"])? == Some(3));
+    Ok(())
+}
+
+#[test]
+fn sigkill_after_a_flush_then_restore_from_the_log() -> anyhow::Result<()> {
+    ensure_program("qemu-img", "qemu-utils")?;
+    ensure_program("qemu-io", "qemu-utils")?;
+    let strata = Strata::new()?;
+    let (mut server, addr) = serve(&strata, "serve1.log")?;
+    // Created while the server runs: served at once.
+    strata.ok(&["vdisk", "create", "vm", "--size", "32M"])?;
+    let source = strata.dir.path().join("source.raw");
+    random_image(&source, 32 << 20, 0x9e37_79b9_7f4a_7c15)?;
+    let src = source.to_string_lossy().into_owned();
+    let uri = format!("nbd://{addr}/vm");
+    // qemu-img convert flushes at the end.
+    qemu("qemu-img", &["convert", "-n", "-f", "raw", "-O", "raw", &src, &uri])?;
+    identical(&src, &uri)?;
+    server.kill();
+
+    let restored = json(&strata, &["vdisk", "restore", "vm", "--as", "vm-copy", "--json"])?;
+    identical(&src, restored["image"].as_str().unwrap_or_default())?;
+    ensure!(restored["origin"][0]["to_seq"].as_u64().is_some_and(|s| s > 0), "{restored}");
+
+    // Serve again: the disk goes on where it was, with new sequences in the same log.
+    let (mut server, addr) = serve(&strata, "serve2.log")?;
+    let uri = format!("nbd://{addr}/vm");
+    identical(&src, &uri)?;
+    let writes = ["write -P 0x5c 1000001 77777", "write -z 4096 8192", "discard 16M 1M", "flush"];
+    let mut args = vec!["-f", "raw"];
+    for w in writes {
+        args.extend(["-c", w]);
+    }
+    qemu("qemu-io", &[args.as_slice(), &[uri.as_str()]].concat())?;
+    // The same writes on a local copy are what the disk must now hold.
+    let expected = strata.dir.path().join("expected.raw");
+    std::fs::copy(&source, &expected)?;
+    let exp = expected.to_string_lossy().into_owned();
+    qemu("qemu-io", &[args.as_slice(), &[exp.as_str()]].concat())?;
+    identical(&exp, &uri)?;
+    server.kill();
+
+    // In place this time: the record gets a new log whose origin is the old one.
+    let again = json(&strata, &["vdisk", "restore", "vm", "--json"])?;
+    identical(&exp, again["image"].as_str().unwrap_or_default())?;
+    ensure!(again["origin"].as_array().is_some_and(|o| o.len() == 1), "{again}");
+    // The first restore still equals the source: its own log is separate.
+    identical(&src, restored["image"].as_str().unwrap_or_default())?;
+    Ok(())
+}
+
+#[test]
+fn nbd_serve_with_a_separate_tlog_server_and_a_unix_socket() -> anyhow::Result<()> {
+    ensure_program("qemu-io", "qemu-utils")?;
+    let strata = Strata::new()?;
+    let (tlog, nbd) = (free_port()?, free_port()?);
+    let tlog_addr = format!("127.0.0.1:{tlog}");
+    let mut command = strata.command();
+    command.args(["tlog", "serve", "--listen", &tlog_addr, "--no-encryption"]);
+    let mut tlog_server =
+        ServerProcess::spawn("strata tlog serve", command, &strata.dir.path().join("tlog.log"))?;
+    wait_until("tlog", Duration::from_secs(20), || {
+        tlog_server.check_running()?;
+        Ok(std::net::TcpStream::connect(&tlog_addr).is_ok())
+    })?;
+    let socket = strata.dir.path().join("nbd.sock");
+    let mut command = strata.command();
+    command.args([
+        "nbd",
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{nbd}"),
+        "--tlog-servers",
+        &tlog_addr,
+        "--socket",
+        &socket.to_string_lossy(),
+    ]);
+    let mut nbd_server =
+        ServerProcess::spawn("strata nbd serve", command, &strata.dir.path().join("nbd.log"))?;
+    wait_until("nbd", Duration::from_secs(20), || {
+        nbd_server.check_running()?;
+        Ok(socket.exists())
+    })?;
+    strata.ok(&["vdisk", "create", "d", "--size", "4M"])?;
+    let unix = format!("nbd+unix:///d?socket={}", socket.display());
+    qemu("qemu-io", &["-f", "raw", "-c", "write -P 0x42 3 4099", "-c", "flush", &unix])?;
+    qemu(
+        "qemu-io",
+        &["-f", "raw", "-c", "read -P 0x42 3 4099", &format!("nbd://127.0.0.1:{nbd}/d")],
+    )?;
+    // SIGTERM flushes and stops; the log then holds the write.
+    let pid = libc::pid_t::try_from(nbd_server.pid())?;
+    #[allow(unsafe_code, reason = "sending a signal to our own child")]
+    // SAFETY: kill(2) on a child we spawned and have not reaped.
+    let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+    ensure!(sent == 0);
+    wait_until("nbd serve to stop", Duration::from_secs(20), || Ok(!socket.exists()))?;
+    tlog_server.kill();
+    let copy = json(&strata, &["vdisk", "restore", "d", "--as", "d2", "--json"])?;
+    let data = std::fs::read(copy["image"].as_str().unwrap_or_default())?;
+    ensure!(
+        data.len() == 4 << 20 && data[3..4102].iter().all(|b| *b == 0x42) && data[..3] == [0, 0, 0]
+    );
+    Ok(())
+}

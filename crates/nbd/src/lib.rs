@@ -1,2 +1,25 @@
 //! Virtual disks: records in kv, a sparse image per disk, an NBD server whose every write
 //! is journaled through the tlog, and restore from the log.
+//!
+//! # Brief overview
+//!
+//! - [`record`]: the vdisk record (`Vdisk`) and [`record::Records`], where records live
+//!   (a small redb file opened only briefly, or the shared kv store on etcd).
+//! - [`proto`]: the NBD wire constants and message helpers (fixed newstyle).
+//! - [`disk`]: one open vdisk shared by all its connections: the image file, the tlog
+//!   client, and the lock that keeps the image and the log in the same order.
+//! - [`server`]: the NBD server: negotiation, transmission, limits, shutdown.
+//! - [`restore`]: rebuilding a vdisk from its log (and its origins') up to a bound.
+//!
+//! Design and journaling contract: `docs/design/nbd.md`.
+
+pub mod disk;
+mod error;
+pub mod proto;
+pub mod record;
+pub mod restore;
+pub mod server;
+
+pub use crate::error::{Error, Result};
+pub use crate::record::{Origin, Records, Vdisk, parse_size};
+pub use crate::server::{Listen, NbdServer, ServerConfig};

@@ -1,21 +1,196 @@
-//! `strata nbd serve`: the NBD server for vdisks.
+//! `strata nbd serve`: the NBD server for vdisks, and the `[nbd]` configuration it and
+//! `strata serve` share.
 
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use clap::Args;
+use anyhow::Context;
+use clap::{Args, Subcommand};
 use serde::Deserialize;
+use strata_kv::EngineKind;
+use strata_nbd::{Listen, NbdServer, Records, ServerConfig};
 
 use crate::config::Config;
 
-/// The NBD server.
+/// The NBD server: serves every vdisk (`strata vdisk create`) as an NBD export of the same
+/// name, to qemu, nbd-client and any other NBD client, and journals every write, trim and
+/// write-zeroes through the tlog servers it is given.
+///
+/// A FLUSH (and a write with FUA) is answered only once the tlog has every earlier write
+/// durable and the image is synced. If the tlog cannot be reached, writes are held in a
+/// bounded buffer ([nbd] max_unflushed_bytes), then fail with EIO after [nbd]
+/// tlog_timeout_ms; nothing is ever left unjournaled silently.
 #[derive(Debug, Args)]
-pub(crate) struct NbdArgs {}
+pub(crate) struct NbdArgs {
+    #[command(subcommand)]
+    command: NbdCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum NbdCommand {
+    /// Serve NBD clients until SIGINT or SIGTERM, then flush every disk and stop.
+    Serve(NbdServeArgs),
+}
+
+/// Serve the vdisks over NBD.
+#[derive(Debug, Args)]
+pub(crate) struct NbdServeArgs {
+    /// The TCP address to listen on [default: nbd.listen of the config, 127.0.0.1:10809].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Also listen on this unix socket (clients use nbd+unix:///NAME?socket=PATH).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// The tlog servers every write is journaled to, tried in order
+    /// [default: nbd.tlog_servers of the config, 127.0.0.1:11211].
+    #[arg(long, value_name = "ADDR[,ADDR…]", value_delimiter = ',')]
+    tlog_servers: Vec<String>,
+    /// The most client connections served at once [default: nbd.max_connections, 128].
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+}
 
 /// `[nbd]` in strata.toml.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct NbdConfig {}
+pub(crate) struct NbdConfig {
+    /// The NBD server's TCP address.
+    pub(crate) listen: String,
+    /// A unix socket to listen on as well.
+    pub(crate) socket: Option<PathBuf>,
+    /// The tlog servers of `strata nbd serve` (`strata serve` uses its own).
+    pub(crate) tlog_servers: Vec<String>,
+    /// Connections served at once.
+    pub(crate) max_connections: usize,
+    /// How long a client may take to negotiate.
+    pub(crate) negotiation_timeout_ms: u64,
+    /// The largest READ or WRITE.
+    pub(crate) max_request_bytes: u32,
+    /// How long a write waits for room in the tlog buffer, or a flush for durability.
+    pub(crate) tlog_timeout_ms: u64,
+    /// Written but not yet durable bytes held per disk.
+    pub(crate) max_unflushed_bytes: usize,
+    /// Where images of new vdisks are made when records are on etcd.
+    pub(crate) images_dir: Option<PathBuf>,
+}
 
-pub(crate) fn run(_a: NbdArgs, _c: &Config, _d: &Path) -> anyhow::Result<()> {
-    anyhow::bail!("strata nbd: work in progress")
+impl Default for NbdConfig {
+    fn default() -> NbdConfig {
+        let d = ServerConfig::default();
+        NbdConfig {
+            listen: "127.0.0.1:10809".into(),
+            socket: None,
+            tlog_servers: d.tlog_servers,
+            max_connections: d.max_connections,
+            negotiation_timeout_ms: d.negotiation_timeout.as_millis() as u64,
+            max_request_bytes: d.max_request,
+            tlog_timeout_ms: d.tlog_timeout.as_millis() as u64,
+            max_unflushed_bytes: d.max_unflushed_bytes,
+            images_dir: None,
+        }
+    }
+}
+
+impl NbdConfig {
+    /// The server configuration, journaling to `tlog_servers`.
+    pub(crate) fn server(&self, tlog_servers: Vec<String>) -> ServerConfig {
+        let max_request = self.max_request_bytes;
+        ServerConfig {
+            tlog_servers,
+            max_connections: self.max_connections,
+            negotiation_timeout: Duration::from_millis(self.negotiation_timeout_ms),
+            max_request,
+            max_in_flight: max_request.saturating_mul(2).max(64 << 20),
+            tlog_timeout: Duration::from_millis(self.tlog_timeout_ms),
+            max_unflushed_bytes: self.max_unflushed_bytes,
+        }
+    }
+
+    /// The default TCP address, parsed.
+    pub(crate) fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.listen
+            .parse()
+            .with_context(|| format!("nbd.listen {:?} is not HOST:PORT", self.listen))
+    }
+}
+
+/// Where vdisk records live: their own redb file under DATA-DIR/vdisks on the embedded
+/// default (opened only per transaction, so the server and `strata vdisk` share it), the
+/// kv store itself on etcd (`store` when the caller has it open already).
+pub(crate) fn records(
+    config: &Config,
+    data_dir: &Path,
+    store: Option<&strata_kv::Store>,
+) -> anyhow::Result<Records> {
+    if config.kv.engine == EngineKind::Redb {
+        return Ok(Records::embedded(data_dir));
+    }
+    let images = config.nbd.images_dir.clone().unwrap_or_else(|| data_dir.join("vdisks"));
+    let store = match store {
+        Some(store) => store.clone(),
+        None => super::kv::open(&config.kv, data_dir)?,
+    };
+    Ok(Records::shared(store, &images))
+}
+
+pub(crate) fn run(args: NbdArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
+    match args.command {
+        NbdCommand::Serve(args) => serve(args, config, data_dir),
+    }
+}
+
+fn serve(args: NbdServeArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
+    let nbd = &config.nbd;
+    let tlog_servers =
+        if args.tlog_servers.is_empty() { nbd.tlog_servers.clone() } else { args.tlog_servers };
+    let mut server_config = nbd.server(tlog_servers);
+    if let Some(n) = args.max_connections {
+        server_config.max_connections = n;
+    }
+    let listen = match args.listen {
+        Some(listen) => listen,
+        None => nbd.listen_addr()?,
+    };
+    let socket = args.socket.or_else(|| nbd.socket.clone());
+    let records = records(config, data_dir, None)?;
+    let server = NbdServer::new(records, server_config.clone())?;
+    let runtime = super::serve::runtime()?;
+    runtime.block_on(async {
+        let listeners = bind(listen, socket.as_deref()).await?;
+        tracing::info!(
+            listen = %listen,
+            socket = ?socket,
+            tlog = %server_config.tlog_servers.join(","),
+            "nbd serving"
+        );
+        server.serve(listeners, super::serve::shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+/// Binds the TCP address and, when given, the unix socket (replacing a stale one).
+pub(crate) async fn bind(listen: SocketAddr, socket: Option<&Path>) -> anyhow::Result<Vec<Listen>> {
+    let tcp = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("nbd: listen on {listen} (choose another with --listen)"))?;
+    let mut listeners = vec![Listen::Tcp(tcp)];
+    if let Some(path) = socket {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!("nbd: {} is in use by another server", path.display());
+        }
+        let _ = std::fs::remove_file(path);
+        let unix = tokio::net::UnixListener::bind(path)
+            .with_context(|| format!("nbd: listen on {}", path.display()))?;
+        listeners.push(Listen::Unix(unix, path.to_path_buf()));
+    }
+    Ok(listeners)
+}
+
+/// The local address of the TCP listener among `listeners`.
+pub(crate) fn tcp_addr(listeners: &[Listen]) -> Option<SocketAddr> {
+    listeners.iter().find_map(|l| match l {
+        Listen::Tcp(t) => t.local_addr().ok(),
+        Listen::Unix(..) => None,
+    })
 }

@@ -26,7 +26,9 @@ use crate::config::Config;
 /// DATA-DIR/snapshotter.sock (layers and metadata in DATA-DIR/snapshotter), and the tlog
 /// server on 127.0.0.1:11211 (aggregates in DATA-DIR/tlog, encrypted with DATA-DIR/tlog.key,
 /// made on first start), and the checkpoint service on 127.0.0.1:33123 (committed values in
-/// the KV store). DATA-DIR/run/status.json says what runs where.
+/// the KV store), and the NBD server
+/// on 127.0.0.1:10809 (every vdisk, journaled to this
+/// process's tlog server). DATA-DIR/run/status.json says what runs where.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// The containerd proxy snapshotter's socket [default: DATA-DIR/snapshotter.sock].
@@ -38,6 +40,10 @@ pub(crate) struct ServeArgs {
     /// The checkpoint service's address [default: ckpt.listen of the config, 127.0.0.1:33123].
     #[arg(long, value_name = "ADDR")]
     ckpt_listen: Option<SocketAddr>,
+    /// The NBD server's address, serving every vdisk and journaling to this process's tlog
+    /// server [default: nbd.listen of the config, 127.0.0.1:10809].
+    #[arg(long, value_name = "ADDR")]
+    nbd_listen: Option<SocketAddr>,
 }
 
 /// How long services get to finish after a signal before the process exits anyway.
@@ -67,6 +73,18 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
             .await
             .with_context(|| format!("ckpt: listen on {} (choose another with --ckpt-listen)", ckpt_config.listen))?;
         let ckpt_addr = ckpt.local_addr();
+        let nbd_listen = match args.nbd_listen {
+            Some(listen) => listen,
+            None => config.nbd.listen_addr()?,
+        };
+        let nbd_listeners = super::nbd::bind(nbd_listen, config.nbd.socket.as_deref())
+            .await
+            .context("choose another address with --nbd-listen")?;
+        let nbd_addr = super::nbd::tcp_addr(&nbd_listeners).unwrap_or(nbd_listen);
+        let nbd = strata_nbd::NbdServer::new(
+            super::nbd::records(config, data_dir, Some(&store))?,
+            config.nbd.server(vec![tlog_addr.to_string()]),
+        )?;
         let (stop, stopping) = watch::channel(false);
         let until_stop = || {
             let mut stopping = stopping.clone();
@@ -83,7 +101,13 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
                 .context("snapshotter")?;
             Ok("snapshotter")
         });
-        let shutdown = until_stop();
+        // The tlog stops after the NBD server, which flushes its disks through it.
+        let (nbd_done, mut nbd_stopped) = watch::channel(false);
+        let tlog_stop = until_stop();
+        let shutdown = async move {
+            tlog_stop.await;
+            let _ = nbd_stopped.wait_for(|done| *done).await;
+        };
         services.spawn(async move {
             strata_tlog::server::serve(tlog_listener, tlog_config, tlog_storage, shutdown)
                 .await
@@ -95,6 +119,13 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
             ckpt.run(shutdown).await.context("checkpoint service")?;
             Ok("ckpt")
         });
+        let shutdown = until_stop();
+        services.spawn(async move {
+            let served = nbd.serve(nbd_listeners, shutdown).await;
+            let _ = nbd_done.send(true);
+            served.context("nbd server")?;
+            Ok("nbd")
+        });
         published.write(&json!({
             "pid": std::process::id(),
             "state": "serving",
@@ -104,6 +135,7 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
                 "snapshotter": { "socket": socket, "root": snapshotter_root },
                 "tlog": { "address": tlog_addr.to_string(), "dir": data_dir.join("tlog") },
                 "ckpt": { "address": ckpt_addr.to_string() },
+                "nbd": { "address": nbd_addr.to_string(), "vdisks": data_dir.join("vdisks") },
             },
         }))?;
         tracing::info!(
@@ -112,6 +144,7 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
             snapshotter = %socket.display(),
             tlog = %tlog_addr,
             ckpt = %ckpt_addr,
+            nbd = %nbd_addr,
             "strata serving"
         );
         let outcome = tokio::select! {

@@ -1,15 +1,306 @@
 //! `strata vdisk`: virtual disk records, and restore from the tlog.
 
-use std::path::Path;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
 
-use clap::Args;
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use strata_nbd::restore::{self, Bound, Step};
+use strata_nbd::{Vdisk, parse_size};
+use strata_tlog::storage::segment::SegmentStore;
 
 use crate::config::Config;
 
 /// Virtual disks: create, ls, info, rm, restore.
+///
+/// A vdisk is a sparse image file (DATA-DIR/vdisks/) and a record; `strata nbd serve` and
+/// `strata serve` export it over NBD under its name, journaling every write through the
+/// tlog, and `strata vdisk restore` rebuilds it from that log.
 #[derive(Debug, Args)]
-pub(crate) struct VdiskArgs {}
+pub(crate) struct VdiskArgs {
+    #[command(subcommand)]
+    command: VdiskCommand,
+}
 
-pub(crate) fn run(_a: VdiskArgs, _c: &Config, _d: &Path) -> anyhow::Result<()> {
-    anyhow::bail!("strata vdisk: work in progress")
+#[derive(Debug, Subcommand)]
+enum VdiskCommand {
+    /// Create a vdisk: an empty sparse image of SIZE bytes and its record.
+    Create(CreateArgs),
+    /// List the vdisks.
+    Ls(LsArgs),
+    /// Show one vdisk's record: size, image, tlog id, lineage.
+    Info(InfoArgs),
+    /// Remove a vdisk's record and image (its log stays in the tlog).
+    Rm(RmArgs),
+    /// Rebuild a vdisk from the tlog as of a sequence or a time.
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+struct CreateArgs {
+    /// The vdisk's name, also its NBD export name (letters, digits, '.', '_', '-').
+    name: String,
+    /// The size: bytes, or with K, M, G, T (powers of 1024): 10G, 512M.
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    size: u64,
+    /// The block size clients are told to prefer (a power of two, 512 to 1M).
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    block_size: u32,
+    /// Print the record as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct LsArgs {
+    /// Print a JSON array of records.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct InfoArgs {
+    /// The vdisk.
+    name: String,
+    /// Print the record as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct RmArgs {
+    /// The vdisk.
+    name: String,
+}
+
+/// Rebuild a vdisk from its log: the latest state, or as of --to-seq (the last sequence of
+/// its log to apply, see `strata tlog ls --vdisk TLOG_ID`) or --to-time (RFC 3339 or Unix
+/// nanoseconds; the time each write was made).
+///
+/// Without --as the vdisk is rebuilt in place (its image is replaced; stop serving it
+/// first); with --as NEW a new vdisk is made and the source is untouched. Either way the
+/// result gets a fresh tlog id and records the logs it came from, so later writes never mix
+/// with the old log and restoring it again replays its whole history. Reads the log's
+/// storage directly: works with no server running.
+#[derive(Debug, Args)]
+struct RestoreArgs {
+    /// The vdisk to restore.
+    name: String,
+    /// Apply its log up to and including this sequence.
+    #[arg(long, value_name = "N", conflicts_with = "to_time")]
+    to_seq: Option<u64>,
+    /// Apply writes made up to this time.
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    to_time: Option<u64>,
+    /// Restore into a new vdisk of this name instead of in place.
+    #[arg(long = "as", value_name = "NEW")]
+    as_new: Option<String>,
+    /// The tlog's segment store [default: DATA-DIR/tlog].
+    #[arg(long, value_name = "DIR")]
+    tlog_dir: Option<PathBuf>,
+    /// The key the log was encrypted with [default: tlog.key_file of the config, else
+    /// DATA-DIR/tlog.key when it exists].
+    #[arg(long, value_name = "F")]
+    key_file: Option<PathBuf>,
+    /// Print the resulting record as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(args: VdiskArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
+    let records = super::nbd::records(config, data_dir, None)?;
+    let mut out = std::io::stdout().lock();
+    match args.command {
+        VdiskCommand::Create(a) => {
+            let vdisk = records.create(&a.name, a.size, a.block_size)?;
+            if a.json {
+                writeln!(out, "{}", record_json(&vdisk))?;
+            } else {
+                writeln!(
+                    out,
+                    "created vdisk {} ({} bytes, block size {}), image {}, tlog id {}",
+                    vdisk.name,
+                    vdisk.size,
+                    vdisk.block_size,
+                    vdisk.image.display(),
+                    vdisk.tlog_id
+                )?;
+            }
+        }
+        VdiskCommand::Ls(a) => {
+            let vdisks = records.list()?;
+            if a.json {
+                let rows: Vec<_> = vdisks.iter().map(record_json).collect();
+                writeln!(out, "{}", serde_json::Value::Array(rows))?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<24} {:>14} {:>6} {:<30} TLOG_ID",
+                    "NAME", "SIZE", "BLOCK", "CREATED"
+                )?;
+                for v in &vdisks {
+                    writeln!(
+                        out,
+                        "{:<24} {:>14} {:>6} {:<30} {}",
+                        v.name,
+                        v.size,
+                        v.block_size,
+                        rfc3339(v.created),
+                        v.tlog_id
+                    )?;
+                }
+            }
+        }
+        VdiskCommand::Info(a) => {
+            let v = records.get(&a.name)?;
+            if a.json {
+                writeln!(out, "{}", record_json(&v))?;
+            } else {
+                writeln!(out, "name:        {}", v.name)?;
+                writeln!(out, "size:        {}", v.size)?;
+                writeln!(out, "block size:  {}", v.block_size)?;
+                writeln!(out, "created:     {}", rfc3339(v.created))?;
+                writeln!(out, "image:       {}", v.image.display())?;
+                writeln!(out, "tlog id:     {}", v.tlog_id)?;
+                for o in &v.origin {
+                    let seq = o.to_seq.map_or("-".to_string(), |s| s.to_string());
+                    let time = o.to_time.map_or("-".to_string(), rfc3339);
+                    writeln!(out, "origin:      {} to sequence {seq}, time {time}", o.tlog_id)?;
+                }
+            }
+        }
+        VdiskCommand::Rm(a) => {
+            let v = records.remove(&a.name)?;
+            writeln!(out, "removed vdisk {}; its log {} stays in the tlog", v.name, v.tlog_id)?;
+        }
+        VdiskCommand::Restore(a) => {
+            let dir = a.tlog_dir.clone().unwrap_or_else(|| data_dir.join("tlog"));
+            let store = SegmentStore::open_read_only(&dir).with_context(|| {
+                format!("open the tlog store in {} (give --tlog-dir)", dir.display())
+            })?;
+            let key_file =
+                a.key_file.clone().or_else(|| config.tlog.key_file.clone()).or_else(|| {
+                    let default = data_dir.join("tlog.key");
+                    default.exists().then_some(default)
+                });
+            let key = key_file
+                .as_deref()
+                .map(strata_tlog::keyfile::read_key_file)
+                .transpose()
+                .context("read the tlog key (give --key-file)")?;
+            let bound = Bound { to_seq: a.to_seq, to_time: a.to_time };
+            let bar = progress_bar();
+            let vdisk = restore::restore(
+                &records,
+                &store,
+                key.as_ref(),
+                &a.name,
+                bound,
+                a.as_new.as_deref(),
+                |s| show(&bar, s),
+            );
+            bar.finish_and_clear();
+            let vdisk = vdisk?;
+            if a.json {
+                writeln!(out, "{}", record_json(&vdisk))?;
+            } else {
+                let from: Vec<String> = vdisk
+                    .origin
+                    .iter()
+                    .map(|o| format!("{} to sequence {}", o.tlog_id, o.to_seq.unwrap_or(0)))
+                    .collect();
+                writeln!(
+                    out,
+                    "restored vdisk {} from {}; image {}, new tlog id {}",
+                    vdisk.name,
+                    from.join(", then "),
+                    vdisk.image.display(),
+                    vdisk.tlog_id
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn record_json(v: &Vdisk) -> serde_json::Value {
+    json!({
+        "name": v.name,
+        "size": v.size,
+        "block_size": v.block_size,
+        "created": rfc3339(v.created),
+        "created_ns": v.created,
+        "image": v.image,
+        "tlog_id": v.tlog_id,
+        "next_sequence": v.next_sequence,
+        "origin": v.origin.iter().map(|o| json!({
+            "tlog_id": o.tlog_id,
+            "to_seq": o.to_seq,
+            "to_time": o.to_time,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn size(text: &str) -> Result<u64, String> {
+    parse_size(text).map_err(|e| e.to_string())
+}
+
+/// RFC 3339 (UTC) or Unix nanoseconds.
+fn parse_time(text: &str) -> Result<u64, String> {
+    if let Ok(nanos) = text.parse::<u64>() {
+        return Ok(nanos);
+    }
+    let time = humantime::parse_rfc3339_weak(text)
+        .map_err(|e| format!("{text:?} is neither RFC 3339 nor Unix nanoseconds: {e}"))?;
+    let since = time.duration_since(UNIX_EPOCH).map_err(|_| format!("{text:?} is before 1970"))?;
+    u64::try_from(since.as_nanos()).map_err(|_| format!("{text:?} is too far in the future"))
+}
+
+fn rfc3339(nanos: u64) -> String {
+    humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(nanos)).to_string()
+}
+
+/// A progress bar on stderr, hidden when stderr is not a terminal.
+fn progress_bar() -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} log {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+fn show(bar: &ProgressBar, s: Step) {
+    bar.set_message(format!("{}/{}", s.log + 1, s.logs));
+    bar.set_length(s.progress.bytes_total);
+    bar.set_position(s.progress.bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_or_nanoseconds() {
+        assert_eq!(parse_time("1000"), Ok(1000));
+        assert_eq!(parse_time("1970-01-01T00:00:01Z"), Ok(1_000_000_000));
+        assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn the_progress_template_parses() {
+        assert!(
+            ProgressStyle::with_template(
+                "{spinner} log {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
+            )
+            .is_ok()
+        );
+    }
 }

@@ -1,0 +1,306 @@
+//! One open vdisk, shared by every connection to its export: the image file, one tlog
+//! client, and the lock that keeps the image and the log in one order.
+//!
+//! Every change (write, trim, write-zeroes) takes the order lock, hands its blocks to the
+//! tlog client (which numbers them), applies them to the image, and only then lets the
+//! next change in: two overlapping writes from different connections land in the image in
+//! the order of their sequences, so a replay of the log rebuilds the image exactly.
+//! A flush waits until the tlog has every sequence issued so far durable, and syncs the
+//! image (`fdatasync`).
+//!
+//! A tlog block that could not be handed over (the client's buffer stayed full past the
+//! timeout, or the client gave up) may leave a gap in the sequence the tlog server waits
+//! on forever, so the disk is then *broken*: every later request gets EIO, and the next
+//! connection after the last one closed opens a new session with fresh sequences.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rustix::fs::FallocateFlags;
+use strata_tlog::client::{Client, ClientConfig};
+use tokio::sync::Mutex;
+
+use crate::proto::errno;
+use crate::record::{Records, Vdisk};
+use crate::{Error, Result};
+
+/// The largest tlog block a write is cut into (the tlog refuses messages over 4 MiB).
+pub const MAX_BLOCK: usize = 1 << 20;
+
+/// How a disk talks to the tlog.
+#[derive(Debug, Clone)]
+pub struct DiskConfig {
+    /// The tlog servers, `host:port`, tried in order.
+    pub tlog_servers: Vec<String>,
+    /// How long a write may wait for room in the tlog client's buffer, and a flush for
+    /// durability, before the request fails with EIO.
+    pub tlog_timeout: Duration,
+    /// The most bytes of written but not yet durable data held for the tlog.
+    pub max_unflushed_bytes: usize,
+}
+
+/// A failed request: the NBD errno and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    /// The errno sent to the client.
+    pub errno: u32,
+    /// Logged and, with structured replies, sent along.
+    pub message: String,
+}
+
+impl Failed {
+    fn eio(message: impl Into<String>) -> Failed {
+        Failed { errno: errno::EIO, message: message.into() }
+    }
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct Disk {
+    vdisk: Vdisk,
+    file: Arc<File>,
+    tlog: Client,
+    records: Records,
+    config: DiskConfig,
+    /// The end (exclusive) of the sequences this session reserved.
+    order: Mutex<u64>,
+    broken: AtomicBool,
+}
+
+impl Disk {
+    /// Opens `vdisk` for serving: reserves a span of sequences in its record, opens the
+    /// image and connects a tlog client that starts at the span (telling the tlog server to
+    /// expect exactly that sequence next).
+    pub async fn open(vdisk: Vdisk, records: Records, config: DiskConfig) -> Result<Disk> {
+        let (name, tlog_id) = (vdisk.name.clone(), vdisk.tlog_id.clone());
+        let recs = records.clone();
+        let (start, end) = tokio::task::spawn_blocking(move || recs.reserve(&name, &tlog_id, None))
+            .await
+            .map_err(|e| Error::Unavailable(format!("reserve sequences: {e}")))??;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&vdisk.image)
+            .map_err(Error::io(format!("open image {}", vdisk.image.display())))?;
+        let mut client = ClientConfig::new(config.tlog_servers.clone(), &vdisk.tlog_id);
+        client.first_sequence = start;
+        client.reset_first_sequence = true;
+        client.max_unflushed_bytes = config.max_unflushed_bytes;
+        let tlog = Client::connect(client).await.map_err(|e| {
+            Error::Unavailable(format!(
+                "tlog servers {} unreachable for vdisk {}: {e}",
+                config.tlog_servers.join(","),
+                vdisk.name
+            ))
+        })?;
+        tracing::info!(vdisk = %vdisk.name, tlog = %vdisk.tlog_id, first_sequence = start, "vdisk opened");
+        Ok(Disk {
+            vdisk,
+            file: Arc::new(file),
+            tlog,
+            records,
+            config,
+            order: Mutex::new(end),
+            broken: AtomicBool::new(false),
+        })
+    }
+
+    /// The record the disk was opened with.
+    pub fn vdisk(&self) -> &Vdisk {
+        &self.vdisk
+    }
+
+    /// Whether a tlog failure broke the disk (see the module documentation).
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::SeqCst)
+    }
+
+    fn check(&self) -> std::result::Result<(), Failed> {
+        if self.is_broken() {
+            return Err(Failed::eio(format!(
+                "vdisk {}: the tlog failed earlier; reconnect every client to start over",
+                self.vdisk.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads `length` bytes at `offset` (the caller checked the range).
+    pub async fn read(&self, offset: u64, length: u32) -> std::result::Result<Vec<u8>, Failed> {
+        let file = self.file.clone();
+        blocking(move || {
+            let mut buf = vec![0u8; length as usize];
+            file.read_exact_at(&mut buf, offset).map(|()| buf)
+        })
+        .await
+    }
+
+    /// Journals and applies a write; with `fua`, returns once it is durable.
+    pub async fn write(
+        &self,
+        offset: u64,
+        data: Bytes,
+        fua: bool,
+    ) -> std::result::Result<(), Failed> {
+        self.check()?;
+        let last = {
+            let mut end = self.order.lock().await;
+            let blocks = data.len().div_ceil(MAX_BLOCK).max(1) as u64;
+            self.room(&mut end, blocks).await?;
+            let mut last = 0;
+            let mut at = 0usize;
+            while at < data.len() {
+                let chunk = data.slice(at..(at + MAX_BLOCK).min(data.len()));
+                let chunk_offset = offset + at as u64;
+                last = self.journal(self.tlog.write(chunk_offset, chunk.clone())).await?;
+                let file = self.file.clone();
+                blocking(move || file.write_all_at(&chunk, chunk_offset)).await?;
+                at += MAX_BLOCK;
+            }
+            last
+        };
+        if fua { self.durable(last).await } else { Ok(()) }
+    }
+
+    /// Journals a discard of `length` bytes at `offset` and applies it to the image: a
+    /// punched hole, or with `allocate` zeroes written in place (NBD_CMD_FLAG_NO_HOLE).
+    pub async fn zero(
+        &self,
+        offset: u64,
+        length: u32,
+        allocate: bool,
+        fua: bool,
+    ) -> std::result::Result<(), Failed> {
+        self.check()?;
+        let last = {
+            let mut end = self.order.lock().await;
+            self.room(&mut end, 1).await?;
+            let last = self.journal(self.tlog.discard(offset, u64::from(length))).await?;
+            let file = self.file.clone();
+            blocking(move || zero_range(&file, offset, u64::from(length), allocate)).await?;
+            last
+        };
+        if fua { self.durable(last).await } else { Ok(()) }
+    }
+
+    /// Returns once every change made so far is durable in the tlog and in the image.
+    pub async fn flush(&self) -> std::result::Result<(), Failed> {
+        self.check()?;
+        let last = self.tlog.next_sequence().saturating_sub(1);
+        self.durable(last).await
+    }
+
+    async fn durable(&self, sequence: u64) -> std::result::Result<(), Failed> {
+        let file = self.file.clone();
+        blocking(move || file.sync_data()).await?;
+        if sequence == 0 || self.tlog.durable_to().is_some_and(|d| d >= sequence) {
+            return Ok(());
+        }
+        let limit = self.config.tlog_timeout;
+        let wait = async {
+            self.tlog.force_flush(sequence).await?;
+            self.tlog.wait_durable(sequence).await
+        };
+        match tokio::time::timeout(limit, wait).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(Failed::eio(format!("tlog flush of {}: {err}", self.vdisk.name))),
+            Err(_) => Err(Failed::eio(format!(
+                "tlog flush of {}: not durable within {limit:?} (is the tlog server up?)",
+                self.vdisk.name
+            ))),
+        }
+    }
+
+    /// Hands one block to the tlog client within the timeout, or breaks the disk.
+    async fn journal(
+        &self,
+        send: impl Future<Output = strata_tlog::Result<u64>>,
+    ) -> std::result::Result<u64, Failed> {
+        let limit = self.config.tlog_timeout;
+        let why = match tokio::time::timeout(limit, send).await {
+            Ok(Ok(sequence)) => return Ok(sequence),
+            Ok(Err(err)) => err.to_string(),
+            Err(_) => format!("the tlog client's buffer stayed full for {limit:?}"),
+        };
+        self.broken.store(true, Ordering::SeqCst);
+        tracing::error!(vdisk = %self.vdisk.name, why, "tlog write failed; the disk answers EIO until reopened");
+        Err(Failed::eio(format!("journal write of {}: {why}", self.vdisk.name)))
+    }
+
+    /// Makes sure `blocks` more sequences fit in the reserved span, reserving the next span
+    /// (contiguously) when they do not.
+    async fn room(&self, end: &mut u64, blocks: u64) -> std::result::Result<(), Failed> {
+        if self.tlog.next_sequence().saturating_add(blocks) <= *end {
+            return Ok(());
+        }
+        let (records, name, tlog_id, from) =
+            (self.records.clone(), self.vdisk.name.clone(), self.vdisk.tlog_id.clone(), *end);
+        let reserved =
+            tokio::task::spawn_blocking(move || records.reserve(&name, &tlog_id, Some(from)))
+                .await
+                .map_err(|e| Failed::eio(format!("reserve sequences: {e}")))?
+                .map_err(|e| Failed::eio(format!("reserve sequences: {e}")))?;
+        if reserved.0 != from {
+            self.broken.store(true, Ordering::SeqCst);
+            return Err(Failed::eio(format!(
+                "vdisk {}: another server reserved sequences meanwhile; serve a vdisk from one server only",
+                self.vdisk.name
+            )));
+        }
+        *end = reserved.1;
+        Ok(())
+    }
+
+    /// Flushes everything to the tlog and the image, and closes the tlog client.
+    pub async fn close(self) -> Result<()> {
+        let synced = self
+            .file
+            .sync_data()
+            .map_err(Error::io(format!("sync image {}", self.vdisk.image.display())));
+        let limit = self.config.tlog_timeout;
+        let closed = match tokio::time::timeout(limit, self.tlog.close()).await {
+            Ok(closed) => closed.map_err(Error::from),
+            Err(_) => Err(Error::Unavailable(format!(
+                "vdisk {}: the tlog did not make the last writes durable within {limit:?}",
+                self.vdisk.name
+            ))),
+        };
+        tracing::info!(vdisk = %self.vdisk.name, "vdisk closed");
+        synced.and(closed)
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::result::Result<T, Failed> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(Failed::eio(format!("image: {err}"))),
+        Err(err) => Err(Failed::eio(format!("image task: {err}"))),
+    }
+}
+
+/// Zeroes a range of the image: punches a hole (or, with `allocate`, zeroes it in place),
+/// falling back to writing zeros where the file system cannot.
+fn zero_range(file: &File, offset: u64, length: u64, allocate: bool) -> std::io::Result<()> {
+    let flags = if allocate {
+        FallocateFlags::ZERO_RANGE | FallocateFlags::KEEP_SIZE
+    } else {
+        FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE
+    };
+    if rustix::fs::fallocate(file, flags, offset, length).is_ok() {
+        return Ok(());
+    }
+    let zeros = vec![0u8; MAX_BLOCK.min(length as usize)];
+    let mut at = 0u64;
+    while at < length {
+        let n = (length - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], offset + at)?;
+        at += n as u64;
+    }
+    Ok(())
+}

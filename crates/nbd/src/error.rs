@@ -1,0 +1,72 @@
+//! The errors of the vdisk layer and the NBD server, each in one `strata_kv::Category`.
+
+use strata_kv::Category;
+
+/// What went wrong, in words that say what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An argument is not valid (a name, a size, a bound).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The vdisk does not exist.
+    #[error("vdisk {0:?} does not exist (see `strata vdisk ls`)")]
+    NotFound(String),
+    /// A vdisk with this name exists already.
+    #[error("vdisk {0:?} exists already (pick another name or `strata vdisk rm` it first)")]
+    AlreadyExists(String),
+    /// The operation cannot run now (for example the vdisk is being served).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The record store or the tlog cannot be reached.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A stored record cannot be decoded.
+    #[error(
+        "vdisk record {key}: {message} (the record is damaged; remove it with `strata kv del`)"
+    )]
+    Corrupted {
+        /// The record's key.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// An error of the kv layer.
+    #[error("vdisk records: {0}")]
+    Kv(#[from] strata_kv::Error),
+    /// An error of the tlog (client, storage or player).
+    #[error("tlog: {0}")]
+    Tlog(#[from] strata_tlog::Error),
+    /// A file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// The category transports map to their codes.
+    pub fn category(&self) -> Category {
+        match self {
+            Error::InvalidArgument(_) => Category::InvalidArgument,
+            Error::NotFound(_) => Category::NotFound,
+            Error::AlreadyExists(_) => Category::AlreadyExists,
+            Error::FailedPrecondition(_) => Category::FailedPrecondition,
+            Error::Unavailable(_) | Error::Io { .. } => Category::Unavailable,
+            Error::Corrupted { .. } => Category::Corrupted,
+            Error::Kv(e) => e.category(),
+            Error::Tlog(e) => e.category(),
+        }
+    }
+
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let what = what.into();
+        move |source| Error::Io { what, source }
+    }
+}
+
+/// The result of this crate's operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,364 @@
+//! Vdisk records and where they live.
+//!
+//! A record (JSON under `nbd/vdisk/<name>`) names the disk's size, block size, creation
+//! time, image file, tlog id, the next sequence a serving session may start at, and the
+//! logs it was restored from ([`Origin`]). On the embedded default the records live in their
+//! own small redb file, `DATA-DIR/vdisks/vdisks.redb`, which every user (the server at
+//! negotiation, `strata vdisk create`) opens only for the moment of one transaction, so a
+//! disk can be created while a server runs. On etcd they live in the shared kv store.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use strata_kv::{AsConflict, Read, Store, WriteTxn};
+
+use crate::{Error, Result};
+
+/// Where record keys start.
+const PREFIX: &str = "nbd/vdisk/";
+
+/// How many sequences one serving session reserves at a time (see [`Records::reserve`]).
+pub const SESSION_SPAN: u64 = 1 << 32;
+
+/// The largest block size accepted.
+pub const MAX_BLOCK_SIZE: u32 = 1 << 20;
+
+/// How long opening the embedded record file is retried while another process holds it.
+const OPEN_RETRY_FOR: Duration = Duration::from_secs(10);
+
+/// One virtual disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vdisk {
+    /// The disk's name, also its NBD export name.
+    pub name: String,
+    /// Size in bytes (a multiple of `block_size`).
+    pub size: u64,
+    /// The preferred block size advertised to clients.
+    pub block_size: u32,
+    /// When the disk was created (Unix nanoseconds).
+    pub created: u64,
+    /// The sparse image holding the disk's data.
+    pub image: PathBuf,
+    /// The tlog vdisk id its writes are journaled under.
+    pub tlog_id: String,
+    /// The first sequence the next serving session may use.
+    pub next_sequence: u64,
+    /// The logs replayed before `tlog_id` to rebuild the disk, oldest first: set when the
+    /// disk was made by a restore.
+    #[serde(default)]
+    pub origin: Vec<Origin>,
+}
+
+/// One log a restored disk descends from, and how far of it was replayed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The tlog vdisk id.
+    pub tlog_id: String,
+    /// Replayed up to and including this sequence (`None`: all of it at restore time).
+    pub to_seq: Option<u64>,
+    /// Replayed up to this time, Unix nanoseconds (`None`: no time bound).
+    pub to_time: Option<u64>,
+}
+
+/// Where vdisk records live; see the module documentation.
+#[derive(Debug, Clone)]
+pub struct Records {
+    place: Place,
+    images: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+enum Place {
+    /// A redb file opened per transaction.
+    File(PathBuf),
+    /// A store held open (etcd, or memory in tests).
+    Store(Store),
+}
+
+impl Records {
+    /// Records in `DATA-DIR/vdisks/vdisks.redb`, images in `DATA-DIR/vdisks/`.
+    pub fn embedded(data_dir: &Path) -> Records {
+        let dir = data_dir.join("vdisks");
+        Records { place: Place::File(dir.join("vdisks.redb")), images: dir }
+    }
+
+    /// Records in `store` (etcd, say), images in `images`.
+    pub fn shared(store: Store, images: &Path) -> Records {
+        Records { place: Place::Store(store), images: images.to_path_buf() }
+    }
+
+    /// The directory new images are made in.
+    pub fn images_dir(&self) -> &Path {
+        &self.images
+    }
+
+    fn with_store<T>(&self, body: impl FnOnce(&Store) -> Result<T>) -> Result<T> {
+        match &self.place {
+            Place::Store(store) => body(store),
+            Place::File(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(Error::io(format!("create {}", dir.display())))?;
+                }
+                let deadline = Instant::now() + OPEN_RETRY_FOR;
+                let store = loop {
+                    match Store::redb(path) {
+                        Ok(store) => break store,
+                        // Another process holds the file for its own brief transaction.
+                        Err(err) if Instant::now() < deadline => {
+                            tracing::trace!(error = %err, "vdisk records busy; retrying");
+                            std::thread::sleep(Duration::from_millis(5 + fastrand::u64(0..20)));
+                        }
+                        Err(err) => {
+                            return Err(Error::Unavailable(format!(
+                                "open vdisk records {}: {err}",
+                                path.display()
+                            )));
+                        }
+                    }
+                };
+                body(&store)
+            }
+        }
+    }
+
+    fn txn<T>(&self, mut body: impl FnMut(&mut WriteTxn) -> Result<T>) -> Result<T> {
+        self.with_store(|store| store.with_txn(&mut body))
+    }
+
+    /// The record of `name`.
+    pub fn get(&self, name: &str) -> Result<Vdisk> {
+        self.with_store(|store| {
+            let mut read = store.read()?;
+            load(&mut read, name)?.ok_or_else(|| Error::NotFound(name.to_string()))
+        })
+    }
+
+    /// Every record, by name.
+    pub fn list(&self) -> Result<Vec<Vdisk>> {
+        self.with_store(|store| {
+            let mut read = store.read()?;
+            read.prefix(PREFIX.as_bytes())?.iter().map(|(k, v)| decode(k, v)).collect()
+        })
+    }
+
+    /// Creates a vdisk: a new sparse image of `size` bytes, then its record.
+    pub fn create(&self, name: &str, size: u64, block_size: u32) -> Result<Vdisk> {
+        check_name(name)?;
+        check_geometry(size, block_size)?;
+        if self.get(name).is_ok() {
+            return Err(Error::AlreadyExists(name.to_string()));
+        }
+        let created = now_nanos();
+        let tlog_id = tlog_id_for(name, created);
+        let image = self.new_image(&tlog_id, size)?;
+        let vdisk = Vdisk {
+            name: name.to_string(),
+            size,
+            block_size,
+            created,
+            image: image.clone(),
+            tlog_id,
+            next_sequence: 1,
+            origin: Vec::new(),
+        };
+        match self.insert(&vdisk) {
+            Ok(()) => Ok(vdisk),
+            Err(err) => {
+                let _ = std::fs::remove_file(&image);
+                Err(err)
+            }
+        }
+    }
+
+    /// Makes a new empty sparse image for a disk logged under `tlog_id`.
+    pub(crate) fn new_image(&self, tlog_id: &str, size: u64) -> Result<PathBuf> {
+        std::fs::create_dir_all(&self.images)
+            .map_err(Error::io(format!("create {}", self.images.display())))?;
+        let images = std::fs::canonicalize(&self.images)
+            .map_err(Error::io(format!("resolve {}", self.images.display())))?;
+        let image = images.join(format!("{tlog_id}.img"));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&image)
+            .map_err(Error::io(format!("create image {}", image.display())))?;
+        file.set_len(size).map_err(Error::io(format!("size image {}", image.display())))?;
+        file.sync_all().map_err(Error::io(format!("sync image {}", image.display())))?;
+        Ok(image)
+    }
+
+    /// Stores a new record; fails when the name is taken.
+    pub(crate) fn insert(&self, vdisk: &Vdisk) -> Result<()> {
+        let value = encode(vdisk)?;
+        self.txn(|txn| {
+            if txn.get(key(&vdisk.name).as_bytes())?.is_some() {
+                return Err(Error::AlreadyExists(vdisk.name.clone()));
+            }
+            txn.put(key(&vdisk.name).as_bytes(), &value);
+            Ok(())
+        })
+    }
+
+    /// Replaces the record of `vdisk.name`, which must exist and still have `expected_tlog`
+    /// (so a concurrent restore or rm is not overwritten).
+    pub(crate) fn replace(&self, vdisk: &Vdisk, expected_tlog: &str) -> Result<()> {
+        let value = encode(vdisk)?;
+        self.txn(|txn| {
+            let current =
+                load(txn, &vdisk.name)?.ok_or_else(|| Error::NotFound(vdisk.name.clone()))?;
+            if current.tlog_id != expected_tlog {
+                return Err(Error::FailedPrecondition(format!(
+                    "vdisk {:?} changed meanwhile (restored or recreated); retry",
+                    vdisk.name
+                )));
+            }
+            txn.put(key(&vdisk.name).as_bytes(), &value);
+            Ok(())
+        })
+    }
+
+    /// Removes the record of `name`, then its image. Returns the removed record.
+    pub fn remove(&self, name: &str) -> Result<Vdisk> {
+        let removed = self.txn(|txn| {
+            let vdisk = load(txn, name)?.ok_or_else(|| Error::NotFound(name.to_string()))?;
+            txn.delete(key(name).as_bytes());
+            Ok(vdisk)
+        })?;
+        match std::fs::remove_file(&removed.image) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                tracing::warn!(image = %removed.image.display(), error = %err, "could not remove the image")
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Reserves [`SESSION_SPAN`] sequences for a serving session of `name` logging under
+    /// `tlog_id`: returns the first; the record's `next_sequence` moves past the span, so
+    /// no later session reuses a sequence this one may have sent, even after a crash.
+    pub fn reserve(&self, name: &str, tlog_id: &str, from: Option<u64>) -> Result<(u64, u64)> {
+        self.txn(|txn| {
+            let mut vdisk = load(txn, name)?.ok_or_else(|| Error::NotFound(name.to_string()))?;
+            if vdisk.tlog_id != tlog_id {
+                return Err(Error::FailedPrecondition(format!(
+                    "vdisk {name:?} was restored or recreated while served; reconnect"
+                )));
+            }
+            let start = from.unwrap_or(vdisk.next_sequence).max(vdisk.next_sequence).max(1);
+            let end = start.checked_add(SESSION_SPAN).ok_or_else(|| {
+                Error::FailedPrecondition(format!("vdisk {name:?} has used up its sequences"))
+            })?;
+            vdisk.next_sequence = end;
+            txn.put(key(name).as_bytes(), &encode(&vdisk)?);
+            Ok((start, end))
+        })
+    }
+}
+
+impl AsConflict for Error {
+    fn is_conflict(&self) -> bool {
+        matches!(self, Error::Kv(e) if e.is_conflict())
+    }
+}
+
+fn key(name: &str) -> String {
+    format!("{PREFIX}{name}")
+}
+
+fn load(txn: &mut impl Read, name: &str) -> Result<Option<Vdisk>> {
+    let k = key(name);
+    txn.get(k.as_bytes())?.map(|v| decode(k.as_bytes(), &v)).transpose()
+}
+
+fn encode(vdisk: &Vdisk) -> Result<Vec<u8>> {
+    serde_json::to_vec(vdisk).map_err(|e| Error::InvalidArgument(format!("encode record: {e}")))
+}
+
+fn decode(key: &[u8], value: &[u8]) -> Result<Vdisk> {
+    serde_json::from_slice(value).map_err(|e| Error::Corrupted {
+        key: String::from_utf8_lossy(key).into_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// A tlog id unique to this incarnation of `name`, so a disk removed and made again (or
+/// restored) never appends to an older log.
+pub(crate) fn tlog_id_for(name: &str, created: u64) -> String {
+    let base: String = name.chars().take(100).collect();
+    format!("{base}.{created:x}{:04x}", fastrand::u16(..))
+}
+
+/// Vdisk names: what a tlog id allows (letters, digits, `.`, `_`, `-`), 1 to 100 characters.
+pub fn check_name(name: &str) -> Result<()> {
+    if name.len() > 100 {
+        return Err(Error::InvalidArgument(format!(
+            "vdisk name {name:?} is longer than 100 characters"
+        )));
+    }
+    strata_tlog::storage::check_vdisk_id(name)
+        .map_err(|e| Error::InvalidArgument(e.replace("vdisk id", "vdisk name")))
+}
+
+fn check_geometry(size: u64, block_size: u32) -> Result<()> {
+    if !block_size.is_power_of_two() || !(512..=MAX_BLOCK_SIZE).contains(&block_size) {
+        return Err(Error::InvalidArgument(format!(
+            "block size {block_size} must be a power of two from 512 to {MAX_BLOCK_SIZE}"
+        )));
+    }
+    if size == 0 || !size.is_multiple_of(u64::from(block_size)) || size > i64::MAX as u64 {
+        return Err(Error::InvalidArgument(format!(
+            "size {size} must be a positive multiple of the block size {block_size}"
+        )));
+    }
+    Ok(())
+}
+
+/// Parses a size: bytes, or a number with `K`, `M`, `G`, `T` (powers of 1024, optionally
+/// followed by `iB` or `B`): `10G`, `512M`, `1048576`.
+pub fn parse_size(text: &str) -> Result<u64> {
+    let bad = || {
+        Error::InvalidArgument(format!("size {text:?}: give bytes or a number with K, M, G or T"))
+    };
+    let t = text.trim();
+    let t = t.strip_suffix("iB").or_else(|| t.strip_suffix('B')).unwrap_or(t);
+    let (digits, shift) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 10),
+        Some('m' | 'M') => (&t[..t.len() - 1], 20),
+        Some('g' | 'G') => (&t[..t.len() - 1], 30),
+        Some('t' | 'T') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    let n: u64 = digits.trim().parse().map_err(|_| bad())?;
+    n.checked_mul(1u64 << shift).ok_or_else(bad)
+}
+
+/// Now, in Unix nanoseconds.
+pub(crate) fn now_nanos() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("10G").ok(), Some(10 << 30));
+        assert_eq!(parse_size("512M").ok(), Some(512 << 20));
+        assert_eq!(parse_size("4KiB").ok(), Some(4096));
+        assert_eq!(parse_size("1048576").ok(), Some(1 << 20));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn geometry_is_checked() {
+        assert!(check_geometry(1 << 20, 4096).is_ok());
+        assert!(check_geometry(1000, 4096).is_err());
+        assert!(check_geometry(1 << 20, 3000).is_err());
+        assert!(check_geometry(0, 4096).is_err());
+    }
+}

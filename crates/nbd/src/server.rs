@@ -1,0 +1,681 @@
+//! The NBD server: fixed newstyle negotiation, then transmission, on TCP and unix sockets.
+//!
+//! Negotiation (bounded by a timeout) answers NBD_OPT_LIST, INFO, GO, EXPORT_NAME,
+//! STRUCTURED_REPLY and ABORT; every other option gets NBD_REP_ERR_UNSUP. Export names are
+//! vdisk names, looked up in the records when the client asks, so a disk created while the
+//! server runs is served. Transmission reads requests in order and runs each in its own
+//! task (replies may come out of order, as NBD allows), with the bytes in flight per
+//! connection bounded. All connections to one export share one [`Disk`]; when the last
+//! one closes, the disk is flushed and closed. On shutdown the server stops accepting,
+//! every connection finishes the request it is in, and every disk is flushed.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{Mutex, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::disk::{Disk, DiskConfig, Failed};
+use crate::proto::{self, chunk, cmd, cmd_flag, errno, flag, info, opt, rep};
+use crate::record::{Records, Vdisk};
+use crate::{Error, Result};
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The tlog servers (`host:port`) every disk journals to.
+    pub tlog_servers: Vec<String>,
+    /// The most connections served at once; more wait in the listen queue.
+    pub max_connections: usize,
+    /// How long a client may take to negotiate.
+    pub negotiation_timeout: Duration,
+    /// The largest READ or WRITE accepted.
+    pub max_request: u32,
+    /// Bytes of requests in flight per connection.
+    pub max_in_flight: u32,
+    /// See [`DiskConfig::tlog_timeout`].
+    pub tlog_timeout: Duration,
+    /// See [`DiskConfig::max_unflushed_bytes`].
+    pub max_unflushed_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            tlog_servers: vec!["127.0.0.1:11211".into()],
+            max_connections: 128,
+            negotiation_timeout: Duration::from_secs(30),
+            max_request: 32 << 20,
+            max_in_flight: 64 << 20,
+            tlog_timeout: Duration::from_secs(30),
+            max_unflushed_bytes: 64 << 20,
+        }
+    }
+}
+
+impl ServerConfig {
+    fn disk(&self) -> DiskConfig {
+        DiskConfig {
+            tlog_servers: self.tlog_servers.clone(),
+            tlog_timeout: self.tlog_timeout,
+            max_unflushed_bytes: self.max_unflushed_bytes,
+        }
+    }
+
+    /// Checks the limits make sense.
+    pub fn validate(&self) -> Result<()> {
+        if self.tlog_servers.is_empty() {
+            return Err(Error::InvalidArgument("nbd: no tlog servers given".into()));
+        }
+        if self.max_connections == 0 || self.max_request == 0 {
+            return Err(Error::InvalidArgument(
+                "nbd: max connections and max request must be positive".into(),
+            ));
+        }
+        if self.max_in_flight < self.max_request {
+            return Err(Error::InvalidArgument(format!(
+                "nbd: max in flight {} must be at least max request {}",
+                self.max_in_flight, self.max_request
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A socket the server accepts on.
+#[derive(Debug)]
+pub enum Listen {
+    /// TCP.
+    Tcp(TcpListener),
+    /// A unix socket, removed when the server stops.
+    Unix(UnixListener, PathBuf),
+}
+
+/// See the module documentation.
+#[derive(Debug, Clone)]
+pub struct NbdServer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    records: Records,
+    config: ServerConfig,
+    /// Open disks by name; a disk lives while a connection holds it.
+    disks: Mutex<HashMap<String, Weak<Disk>>>,
+    stopping: watch::Receiver<bool>,
+    stop: watch::Sender<bool>,
+}
+
+impl NbdServer {
+    /// A server for the vdisks in `records`.
+    pub fn new(records: Records, config: ServerConfig) -> Result<NbdServer> {
+        config.validate()?;
+        let (stop, stopping) = watch::channel(false);
+        Ok(NbdServer {
+            inner: Arc::new(Inner {
+                records,
+                config,
+                disks: Mutex::new(HashMap::new()),
+                stopping,
+                stop,
+            }),
+        })
+    }
+
+    /// Serves on `listeners` until `shutdown` completes, then stops accepting, lets every
+    /// connection finish its request in progress, and flushes every disk.
+    pub async fn serve(
+        &self,
+        listeners: Vec<Listen>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
+        let limit = Arc::new(Semaphore::new(self.inner.config.max_connections));
+        let mut accepting = JoinSet::new();
+        let mut sockets = Vec::new();
+        for listener in listeners {
+            let (server, limit) = (self.clone(), limit.clone());
+            if let Listen::Unix(_, path) = &listener {
+                sockets.push(path.clone());
+            }
+            accepting.spawn(async move { server.accept(listener, limit).await });
+        }
+        shutdown.await;
+        tracing::info!("nbd: shutting down");
+        let _ = self.inner.stop.send(true);
+        accepting.abort_all();
+        while accepting.join_next().await.is_some() {}
+        // Every connection holds a permit until its disk is closed.
+        let all = u32::try_from(self.inner.config.max_connections).unwrap_or(u32::MAX);
+        let _ = limit.acquire_many(all).await;
+        for path in sockets {
+            let _ = std::fs::remove_file(path);
+        }
+        tracing::info!("nbd: stopped");
+        Ok(())
+    }
+
+    async fn accept(&self, listener: Listen, limit: Arc<Semaphore>) {
+        loop {
+            let Ok(permit) = limit.clone().acquire_owned().await else { return };
+            let server = self.clone();
+            match &listener {
+                Listen::Tcp(l) => match l.accept().await {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        tokio::spawn(async move {
+                            server.connection(stream, peer.to_string()).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(err) => accept_failed(err).await,
+                },
+                Listen::Unix(l, _) => match l.accept().await {
+                    Ok((stream, _)) => {
+                        tokio::spawn(async move {
+                            server.connection(stream, "unix".into()).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(err) => accept_failed(err).await,
+                },
+            }
+        }
+    }
+
+    async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
+        &self,
+        stream: S,
+        peer: String,
+    ) {
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        let limit = self.inner.config.negotiation_timeout;
+        let mut stopping = self.inner.stopping.clone();
+        let negotiated = tokio::select! {
+            negotiated = tokio::time::timeout(limit, self.negotiate(&mut reader, &mut writer)) => negotiated,
+            _ = stopping.wait_for(|s| *s) => return,
+        };
+        let (disk, structured) = match negotiated {
+            Ok(Ok(Some(chosen))) => chosen,
+            Ok(Ok(None)) => return,
+            Ok(Err(err)) => {
+                tracing::debug!(peer, error = %err, "nbd: negotiation ended");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(peer, "nbd: negotiation timed out; closing");
+                return;
+            }
+        };
+        tracing::debug!(peer, vdisk = %disk.vdisk().name, "nbd: transmission");
+        let name = disk.vdisk().name.clone();
+        if let Err(err) = self.transmit(&disk, structured, reader, writer).await {
+            tracing::debug!(peer, vdisk = %name, error = %err, "nbd: connection ended");
+        }
+        self.release(disk).await;
+    }
+
+    /// Drops a connection's hold on its disk, closing the disk when it was the last.
+    async fn release(&self, disk: Arc<Disk>) {
+        let mut disks = self.inner.disks.lock().await;
+        if Arc::strong_count(&disk) > 1 {
+            return;
+        }
+        let name = disk.vdisk().name.clone();
+        disks.remove(&name);
+        let Ok(disk) = Arc::try_unwrap(disk) else { return };
+        // Closing under the lock: a new connection to the same disk waits for it, so two
+        // sessions of one log never overlap.
+        if let Err(err) = disk.close().await {
+            tracing::error!(vdisk = %name, error = %err, "nbd: closing the disk failed");
+        }
+    }
+
+    /// The open disk of `vdisk`, opening it when no connection holds it.
+    async fn open(&self, vdisk: Vdisk) -> Result<Arc<Disk>> {
+        let mut disks = self.inner.disks.lock().await;
+        if let Some(disk) = disks.get(&vdisk.name).and_then(Weak::upgrade) {
+            if disk.is_broken() {
+                return Err(Error::Unavailable(format!(
+                    "vdisk {}: its tlog failed; disconnect every client, then retry",
+                    vdisk.name
+                )));
+            }
+            return Ok(disk);
+        }
+        let disk = Arc::new(
+            Disk::open(vdisk.clone(), self.inner.records.clone(), self.inner.config.disk()).await?,
+        );
+        disks.insert(vdisk.name, Arc::downgrade(&disk));
+        Ok(disk)
+    }
+
+    async fn lookup(&self, name: String) -> Result<Option<Vdisk>> {
+        let records = self.inner.records.clone();
+        match tokio::task::spawn_blocking(move || records.get(&name)).await {
+            Ok(Ok(vdisk)) => Ok(Some(vdisk)),
+            Ok(Err(Error::NotFound(_))) => Ok(None),
+            Ok(Err(err)) => Err(err),
+            Err(err) => Err(Error::Unavailable(format!("record lookup: {err}"))),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<Vdisk>> {
+        let records = self.inner.records.clone();
+        tokio::task::spawn_blocking(move || records.list())
+            .await
+            .map_err(|e| Error::Unavailable(format!("record listing: {e}")))?
+    }
+
+    /// Fixed newstyle negotiation. Returns the chosen disk and whether structured replies
+    /// were negotiated, or `None` when the client aborted.
+    async fn negotiate<R, W>(&self, r: &mut R, w: &mut W) -> Result<Option<(Arc<Disk>, bool)>>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut hello = Vec::with_capacity(18);
+        hello.extend_from_slice(&proto::NBD_MAGIC.to_be_bytes());
+        hello.extend_from_slice(&proto::IHAVEOPT.to_be_bytes());
+        hello
+            .extend_from_slice(&(proto::FLAG_FIXED_NEWSTYLE | proto::FLAG_NO_ZEROES).to_be_bytes());
+        w.write_all(&hello).await.map_err(net)?;
+        w.flush().await.map_err(net)?;
+        let client_flags = r.read_u32().await.map_err(net)?;
+        if client_flags & !(proto::CLIENT_FIXED_NEWSTYLE | proto::CLIENT_NO_ZEROES) != 0 {
+            return Err(Error::InvalidArgument(format!("unknown client flags {client_flags:#x}")));
+        }
+        let no_zeroes = client_flags & proto::CLIENT_NO_ZEROES != 0;
+        let mut structured = false;
+        loop {
+            if r.read_u64().await.map_err(net)? != proto::IHAVEOPT {
+                return Err(Error::InvalidArgument("option without IHAVEOPT magic".into()));
+            }
+            let option = r.read_u32().await.map_err(net)?;
+            let length = r.read_u32().await.map_err(net)?;
+            if length > MAX_OPTION {
+                reply(w, option, rep::ERR_TOO_BIG, b"option data too long").await?;
+                return Err(Error::InvalidArgument(format!("option of {length} bytes")));
+            }
+            let mut data = vec![0u8; length as usize];
+            r.read_exact(&mut data).await.map_err(net)?;
+            if *self.inner.stopping.borrow() {
+                reply(w, option, rep::ERR_SHUTDOWN, b"the server is shutting down").await?;
+                return Ok(None);
+            }
+            match option {
+                opt::ABORT => {
+                    let _ = reply(w, option, rep::ACK, b"").await;
+                    return Ok(None);
+                }
+                opt::LIST => {
+                    if !data.is_empty() {
+                        reply(w, option, rep::ERR_INVALID, b"LIST takes no data").await?;
+                        continue;
+                    }
+                    match self.list().await {
+                        Ok(vdisks) => {
+                            for v in vdisks {
+                                let mut item = (v.name.len() as u32).to_be_bytes().to_vec();
+                                item.extend_from_slice(v.name.as_bytes());
+                                reply(w, option, rep::SERVER, &item).await?;
+                            }
+                            reply(w, option, rep::ACK, b"").await?;
+                        }
+                        Err(err) => {
+                            reply(w, option, rep::ERR_POLICY, err.to_string().as_bytes()).await?
+                        }
+                    }
+                }
+                opt::STRUCTURED_REPLY => {
+                    if data.is_empty() {
+                        structured = true;
+                        reply(w, option, rep::ACK, b"").await?;
+                    } else {
+                        reply(w, option, rep::ERR_INVALID, b"STRUCTURED_REPLY takes no data")
+                            .await?;
+                    }
+                }
+                opt::EXPORT_NAME => {
+                    let name = String::from_utf8_lossy(&data).into_owned();
+                    // No error reply is possible: an unknown export closes the connection.
+                    let Some(vdisk) = self.lookup(name.clone()).await? else {
+                        return Err(Error::NotFound(name));
+                    };
+                    let disk = self.open(vdisk).await?;
+                    let mut answer = disk.vdisk().size.to_be_bytes().to_vec();
+                    answer.extend_from_slice(&TRANSMISSION_FLAGS.to_be_bytes());
+                    if !no_zeroes {
+                        answer.extend_from_slice(&[0u8; 124]);
+                    }
+                    let sent = async {
+                        w.write_all(&answer).await?;
+                        w.flush().await
+                    };
+                    if let Err(err) = sent.await {
+                        self.release(disk).await;
+                        return Err(net(err));
+                    }
+                    return Ok(Some((disk, structured)));
+                }
+                opt::INFO | opt::GO => {
+                    let Some((name, requests)) = parse_info(&data) else {
+                        reply(w, option, rep::ERR_INVALID, b"malformed INFO/GO request").await?;
+                        continue;
+                    };
+                    let vdisk = match self.lookup(name.clone()).await {
+                        Ok(Some(vdisk)) => vdisk,
+                        Ok(None) => {
+                            let why = format!("no vdisk named {name:?}");
+                            reply(w, option, rep::ERR_UNKNOWN, why.as_bytes()).await?;
+                            continue;
+                        }
+                        Err(err) => {
+                            reply(w, option, rep::ERR_POLICY, err.to_string().as_bytes()).await?;
+                            continue;
+                        }
+                    };
+                    let disk = if option == opt::GO {
+                        match self.open(vdisk.clone()).await {
+                            Ok(disk) => Some(disk),
+                            Err(err) => {
+                                tracing::warn!(vdisk = %vdisk.name, error = %err, "nbd: cannot open");
+                                reply(w, option, rep::ERR_POLICY, err.to_string().as_bytes())
+                                    .await?;
+                                continue;
+                            }
+                        }
+                    } else {
+                        None
+                    };
+                    let described = self
+                        .describe(w, option, disk.as_ref().map_or(&vdisk, |d| d.vdisk()), &requests)
+                        .await;
+                    match (disk, described) {
+                        (Some(disk), Ok(())) => return Ok(Some((disk, structured))),
+                        (None, Ok(())) => {}
+                        (Some(disk), Err(err)) => {
+                            self.release(disk).await;
+                            return Err(err);
+                        }
+                        (None, Err(err)) => return Err(err),
+                    }
+                }
+                opt::STARTTLS => {
+                    reply(w, option, rep::ERR_UNSUP, b"TLS is not supported").await?;
+                }
+                _ => {
+                    let why = format!("option {option} is not supported");
+                    reply(w, option, rep::ERR_UNSUP, why.as_bytes()).await?;
+                }
+            }
+        }
+    }
+
+    /// The replies to INFO or GO: the export, what the client asked for, and ACK.
+    async fn describe<W: AsyncWrite + Unpin>(
+        &self,
+        w: &mut W,
+        option: u32,
+        vdisk: &Vdisk,
+        requests: &[u16],
+    ) -> Result<()> {
+        let mut export = info::EXPORT.to_be_bytes().to_vec();
+        export.extend_from_slice(&vdisk.size.to_be_bytes());
+        export.extend_from_slice(&TRANSMISSION_FLAGS.to_be_bytes());
+        reply(w, option, rep::INFO, &export).await?;
+        for &asked in requests {
+            let mut item = asked.to_be_bytes().to_vec();
+            match asked {
+                info::NAME => item.extend_from_slice(vdisk.name.as_bytes()),
+                info::DESCRIPTION => item.extend_from_slice(
+                    format!("strata vdisk {} (tlog {})", vdisk.name, vdisk.tlog_id).as_bytes(),
+                ),
+                info::BLOCK_SIZE => {
+                    item.extend_from_slice(&1u32.to_be_bytes());
+                    item.extend_from_slice(&vdisk.block_size.to_be_bytes());
+                    item.extend_from_slice(&self.inner.config.max_request.to_be_bytes());
+                }
+                _ => continue,
+            }
+            reply(w, option, rep::INFO, &item).await?;
+        }
+        reply(w, option, rep::ACK, b"").await
+    }
+
+    /// The transmission phase: requests in, one task each, replies out.
+    async fn transmit<R, W>(
+        &self,
+        disk: &Arc<Disk>,
+        structured: bool,
+        mut reader: R,
+        writer: WriteHalf<W>,
+    ) -> Result<()>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let writer = Arc::new(Mutex::new(writer));
+        let budget = Arc::new(Semaphore::new(self.inner.config.max_in_flight as usize));
+        let mut running = JoinSet::new();
+        let mut stopping = self.inner.stopping.clone();
+        let size = disk.vdisk().size;
+        let max = self.inner.config.max_request;
+        let outcome = loop {
+            // Reap finished requests here, not in the select below: `read_exact` is not
+            // cancellation safe, and only a shutdown may cut a header in half.
+            while running.try_join_next().is_some() {}
+            let mut header = [0u8; proto::Request::SIZE];
+            tokio::select! {
+                read = reader.read_exact(&mut header) => if let Err(err) = read { break Err(net(err)) },
+                _ = stopping.wait_for(|s| *s) => break Ok(()),
+            }
+            let Some(req) = proto::Request::parse(&header) else {
+                break Err(Error::InvalidArgument("request with a bad magic".into()));
+            };
+            if req.kind == cmd::DISC {
+                break Ok(());
+            }
+            let end = req.offset.checked_add(u64::from(req.length));
+            let in_range = end.is_some_and(|e| e <= size);
+            let payload = if req.kind == cmd::WRITE {
+                if req.length > max {
+                    // Read the payload away so the stream stays in step, then refuse it.
+                    let skipped = tokio::io::copy(
+                        &mut (&mut reader).take(u64::from(req.length)),
+                        &mut tokio::io::sink(),
+                    )
+                    .await;
+                    if let Err(err) = skipped {
+                        break Err(net(err));
+                    }
+                    let why = format!("write of {} bytes is over the limit of {max}", req.length);
+                    answer(&writer, structured, req.cookie, Err(fail(errno::EINVAL, why))).await?;
+                    continue;
+                }
+                let mut buf = BytesMut::zeroed(req.length as usize);
+                if let Err(err) = reader.read_exact(&mut buf).await {
+                    break Err(net(err));
+                }
+                Some(buf.freeze())
+            } else {
+                None
+            };
+            let refused = match req.kind {
+                cmd::READ if req.length > max => Some(fail(
+                    errno::EINVAL,
+                    format!("read of {} bytes is over the limit of {max}", req.length),
+                )),
+                cmd::WRITE | cmd::WRITE_ZEROES if !in_range => Some(fail(
+                    errno::ENOSPC,
+                    format!("{} bytes at {} go past the end ({size})", req.length, req.offset),
+                )),
+                cmd::READ | cmd::TRIM if !in_range => Some(fail(
+                    errno::EINVAL,
+                    format!("{} bytes at {} go past the end ({size})", req.length, req.offset),
+                )),
+                cmd::READ | cmd::WRITE | cmd::FLUSH | cmd::TRIM | cmd::WRITE_ZEROES => None,
+                other => Some(fail(errno::EINVAL, format!("command {other} is not supported"))),
+            };
+            if let Some(refused) = refused {
+                answer(&writer, structured, req.cookie, Err(refused)).await?;
+                continue;
+            }
+            let cost = req.length.clamp(1, self.inner.config.max_in_flight);
+            let permit = match budget.clone().acquire_many_owned(cost).await {
+                Ok(permit) => permit,
+                Err(_) => break Ok(()),
+            };
+            let (disk, writer) = (disk.clone(), writer.clone());
+            running.spawn(async move {
+                let result = execute(&disk, req, payload).await;
+                if let Err(Failed { errno, message }) = &result {
+                    tracing::warn!(vdisk = %disk.vdisk().name, errno, message, "nbd: request failed");
+                }
+                let sent = answer(&writer, structured, req.cookie, result).await;
+                drop(permit);
+                sent
+            });
+        };
+        while running.join_next().await.is_some() {}
+        let _ = writer.lock().await.shutdown().await;
+        outcome
+    }
+}
+
+/// The largest option payload read.
+const MAX_OPTION: u32 = 16 * 1024;
+
+const TRANSMISSION_FLAGS: u16 = flag::HAS_FLAGS
+    | flag::SEND_FLUSH
+    | flag::SEND_FUA
+    | flag::SEND_TRIM
+    | flag::SEND_WRITE_ZEROES
+    | flag::CAN_MULTI_CONN;
+
+/// What a successful request sends back: the data of a read, or nothing.
+type Outcome = std::result::Result<Option<(u64, Vec<u8>)>, Failed>;
+
+async fn execute(disk: &Disk, req: proto::Request, payload: Option<Bytes>) -> Outcome {
+    let fua = req.flags & cmd_flag::FUA != 0;
+    match req.kind {
+        cmd::READ => disk.read(req.offset, req.length).await.map(|d| Some((req.offset, d))),
+        cmd::WRITE => disk.write(req.offset, payload.unwrap_or_default(), fua).await.map(|()| None),
+        cmd::TRIM => disk.zero(req.offset, req.length, false, fua).await.map(|()| None),
+        cmd::WRITE_ZEROES => {
+            let allocate = req.flags & cmd_flag::NO_HOLE != 0;
+            disk.zero(req.offset, req.length, allocate, fua).await.map(|()| None)
+        }
+        cmd::FLUSH => disk.flush().await.map(|()| None),
+        other => Err(fail(errno::EINVAL, format!("command {other} is not supported"))),
+    }
+}
+
+fn fail(errno: u32, message: String) -> Failed {
+    Failed { errno, message }
+}
+
+/// Sends a request's reply: simple, or structured chunks when negotiated (reads only; other
+/// commands may always get simple replies).
+async fn answer<W: AsyncWrite>(
+    writer: &Mutex<WriteHalf<W>>,
+    structured: bool,
+    cookie: u64,
+    outcome: Outcome,
+) -> Result<()> {
+    let mut w = writer.lock().await;
+    match outcome {
+        Ok(Some((_, data))) if structured && data.is_empty() => {
+            let header = proto::chunk_header(chunk::FLAG_DONE, chunk::NONE, cookie, 0);
+            w.write_all(&header).await.map_err(net)?;
+        }
+        Ok(Some((offset, data))) if structured => {
+            let header = proto::chunk_header(
+                chunk::FLAG_DONE,
+                chunk::OFFSET_DATA,
+                cookie,
+                8 + data.len() as u32,
+            );
+            w.write_all(&header).await.map_err(net)?;
+            w.write_all(&offset.to_be_bytes()).await.map_err(net)?;
+            w.write_all(&data).await.map_err(net)?;
+        }
+        Ok(Some((_, data))) => {
+            w.write_all(&proto::simple_reply(0, cookie)).await.map_err(net)?;
+            w.write_all(&data).await.map_err(net)?;
+        }
+        Ok(None) => w.write_all(&proto::simple_reply(0, cookie)).await.map_err(net)?,
+        Err(Failed { errno, message }) if structured => {
+            let message: String = message.chars().take(1024).collect();
+            let header = proto::chunk_header(
+                chunk::FLAG_DONE,
+                chunk::ERROR,
+                cookie,
+                6 + message.len() as u32,
+            );
+            w.write_all(&header).await.map_err(net)?;
+            w.write_all(&errno.to_be_bytes()).await.map_err(net)?;
+            w.write_all(&(message.len() as u16).to_be_bytes()).await.map_err(net)?;
+            w.write_all(message.as_bytes()).await.map_err(net)?;
+        }
+        Err(Failed { errno, .. }) => {
+            w.write_all(&proto::simple_reply(errno, cookie)).await.map_err(net)?
+        }
+    }
+    w.flush().await.map_err(net)
+}
+
+async fn reply<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    option: u32,
+    kind: u32,
+    data: &[u8],
+) -> Result<()> {
+    w.write_all(&proto::option_reply(option, kind, data.len() as u32)).await.map_err(net)?;
+    w.write_all(data).await.map_err(net)?;
+    w.flush().await.map_err(net)
+}
+
+/// Parses INFO/GO data: the export name and the information types asked for.
+fn parse_info(data: &[u8]) -> Option<(String, Vec<u16>)> {
+    let len = u32::from_be_bytes(data.get(0..4)?.try_into().ok()?) as usize;
+    let name = std::str::from_utf8(data.get(4..4 + len)?).ok()?.to_string();
+    let rest = data.get(4 + len..)?;
+    let n = u16::from_be_bytes(rest.get(0..2)?.try_into().ok()?) as usize;
+    let items = rest.get(2..)?;
+    if items.len() != 2 * n {
+        return None;
+    }
+    Some((name, items.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect()))
+}
+
+fn net(err: std::io::Error) -> Error {
+    Error::Io { what: "nbd connection".into(), source: err }
+}
+
+async fn accept_failed(err: std::io::Error) {
+    tracing::warn!(error = %err, "nbd: accept failed");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_requests_parse() {
+        let mut data = 3u32.to_be_bytes().to_vec();
+        data.extend_from_slice(b"abc");
+        data.extend_from_slice(&2u16.to_be_bytes());
+        data.extend_from_slice(&info::BLOCK_SIZE.to_be_bytes());
+        data.extend_from_slice(&info::NAME.to_be_bytes());
+        assert_eq!(parse_info(&data), Some(("abc".into(), vec![info::BLOCK_SIZE, info::NAME])));
+        assert_eq!(parse_info(&data[..data.len() - 1]), None);
+        assert_eq!(parse_info(&[0, 0, 0, 9, b'a']), None);
+    }
+}
