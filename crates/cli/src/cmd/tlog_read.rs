@@ -457,7 +457,7 @@ fn show(bar: &ProgressBar, p: Progress) {
 }
 
 /// Unix nanoseconds from RFC 3339 (UTC) or from digits that already are nanoseconds.
-fn parse_time(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_time(text: &str) -> Result<u64, String> {
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         return text.parse().map_err(|e| format!("{text:?}: {e}"));
     }
@@ -469,7 +469,7 @@ fn parse_time(text: &str) -> Result<u64, String> {
 }
 
 /// RFC 3339 of Unix nanoseconds.
-fn rfc3339(nanos: u64) -> String {
+pub(crate) fn rfc3339(nanos: u64) -> String {
     humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(nanos)).to_string()
 }
 

@@ -2,7 +2,6 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -10,8 +9,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use strata_nbd::restore::{self, Bound, Step};
 use strata_nbd::{Vdisk, parse_size};
+use strata_tlog::storage::Storage;
+use strata_tlog::storage::redis::RedisStore;
 use strata_tlog::storage::segment::SegmentStore;
 
+use super::tlog_read::{parse_time, rfc3339};
 use crate::config::Config;
 
 /// Virtual disks: create, ls, info, rm, restore.
@@ -98,9 +100,12 @@ struct RestoreArgs {
     /// Restore into a new vdisk of this name instead of in place.
     #[arg(long = "as", value_name = "NEW")]
     as_new: Option<String>,
-    /// The tlog's segment store [default: DATA-DIR/tlog].
-    #[arg(long, value_name = "DIR")]
+    /// The tlog's segment store [default: DATA-DIR/tlog]; for a log on Redis servers give
+    /// --redis-servers (or [tlog.redis] in the config) instead.
+    #[arg(long, value_name = "DIR", conflicts_with = "redis_servers")]
     tlog_dir: Option<PathBuf>,
+    #[command(flatten)]
+    store: super::tlog::StoreArgs,
     /// The key the log was encrypted with [default: tlog.key_file of the config, else
     /// DATA-DIR/tlog.key when it exists].
     #[arg(long, value_name = "F")]
@@ -177,10 +182,15 @@ pub(crate) fn run(args: VdiskArgs, config: &Config, data_dir: &Path) -> anyhow::
             writeln!(out, "removed vdisk {}; its log {} stays in the tlog", v.name, v.tlog_id)?;
         }
         VdiskCommand::Restore(a) => {
-            let dir = a.tlog_dir.clone().unwrap_or_else(|| data_dir.join("tlog"));
-            let store = SegmentStore::open_read_only(&dir).with_context(|| {
-                format!("open the tlog store in {} (give --tlog-dir)", dir.display())
-            })?;
+            let store: Box<dyn Storage> = match a.store.redis(&config.tlog)? {
+                Some(redis) => Box::new(RedisStore::connect(redis)?),
+                None => {
+                    let dir = a.tlog_dir.clone().unwrap_or_else(|| data_dir.join("tlog"));
+                    Box::new(SegmentStore::open_read_only(&dir).with_context(|| {
+                        format!("open the tlog store in {} (give --tlog-dir)", dir.display())
+                    })?)
+                }
+            };
             let key_file =
                 a.key_file.clone().or_else(|| config.tlog.key_file.clone()).or_else(|| {
                     let default = data_dir.join("tlog.key");
@@ -195,7 +205,7 @@ pub(crate) fn run(args: VdiskArgs, config: &Config, data_dir: &Path) -> anyhow::
             let bar = progress_bar();
             let vdisk = restore::restore(
                 &records,
-                &store,
+                &*store,
                 key.as_ref(),
                 &a.name,
                 bound,
@@ -248,21 +258,6 @@ fn size(text: &str) -> Result<u64, String> {
     parse_size(text).map_err(|e| e.to_string())
 }
 
-/// RFC 3339 (UTC) or Unix nanoseconds.
-fn parse_time(text: &str) -> Result<u64, String> {
-    if let Ok(nanos) = text.parse::<u64>() {
-        return Ok(nanos);
-    }
-    let time = humantime::parse_rfc3339_weak(text)
-        .map_err(|e| format!("{text:?} is neither RFC 3339 nor Unix nanoseconds: {e}"))?;
-    let since = time.duration_since(UNIX_EPOCH).map_err(|_| format!("{text:?} is before 1970"))?;
-    u64::try_from(since.as_nanos()).map_err(|_| format!("{text:?} is too far in the future"))
-}
-
-fn rfc3339(nanos: u64) -> String {
-    humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(nanos)).to_string()
-}
-
 /// A progress bar on stderr, hidden when stderr is not a terminal.
 fn progress_bar() -> ProgressBar {
     if !std::io::stderr().is_terminal() {
@@ -286,13 +281,6 @@ fn show(bar: &ProgressBar, s: Step) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_are_rfc3339_or_nanoseconds() {
-        assert_eq!(parse_time("1000"), Ok(1000));
-        assert_eq!(parse_time("1970-01-01T00:00:01Z"), Ok(1_000_000_000));
-        assert!(parse_time("yesterday").is_err());
-    }
 
     #[test]
     fn the_progress_template_parses() {
