@@ -163,12 +163,26 @@ fn sigkill_after_a_flush_then_restore_from_the_log() -> anyhow::Result<()> {
 
 #[test]
 fn nbd_serve_with_a_separate_tlog_server_and_a_unix_socket() -> anyhow::Result<()> {
+    separate_tlog_server(&[])
+}
+
+#[test]
+fn nbd_serve_journaling_to_a_tlog_on_redis_and_restore_from_redis() -> anyhow::Result<()> {
+    let redis = strata_testkit::RedisServers::start(6)?;
+    let servers = redis.addresses().join(",");
+    separate_tlog_server(&["--redis-servers", &servers])
+}
+
+/// `strata nbd serve` journaling to a `strata tlog serve` process (which keeps its log where
+/// `store` says), served on TCP and a unix socket; after a SIGTERM the disk is restored
+/// from the log kept there.
+fn separate_tlog_server(store: &[&str]) -> anyhow::Result<()> {
     ensure_program("qemu-io", "qemu-utils")?;
     let strata = Strata::new()?;
     let (tlog, nbd) = (free_port()?, free_port()?);
     let tlog_addr = format!("127.0.0.1:{tlog}");
     let mut command = strata.command();
-    command.args(["tlog", "serve", "--listen", &tlog_addr, "--no-encryption"]);
+    command.args(["tlog", "serve", "--listen", &tlog_addr, "--no-encryption"]).args(store);
     let mut tlog_server =
         ServerProcess::spawn("strata tlog serve", command, &strata.dir.path().join("tlog.log"))?;
     wait_until("tlog", Duration::from_secs(20), || {
@@ -208,7 +222,8 @@ fn nbd_serve_with_a_separate_tlog_server_and_a_unix_socket() -> anyhow::Result<(
     ensure!(sent == 0);
     wait_until("nbd serve to stop", Duration::from_secs(20), || Ok(!socket.exists()))?;
     tlog_server.kill();
-    let copy = json(&strata, &["vdisk", "restore", "d", "--as", "d2", "--json"])?;
+    let restore = [&["vdisk", "restore", "d", "--as", "d2", "--json"], store].concat();
+    let copy = json(&strata, &restore)?;
     let data = std::fs::read(copy["image"].as_str().unwrap_or_default())?;
     ensure!(
         data.len() == 4 << 20 && data[3..4102].iter().all(|b| *b == 0x42) && data[..3] == [0, 0, 0]
