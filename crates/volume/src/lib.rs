@@ -1,2 +1,26 @@
 //! Filesystem volumes: a content-addressed blob store and snapshot diffs (added, changed
 //! and deleted entries as a compressed tar) made from and applied to directories.
+//!
+//! A volume is a plain directory. [`snapshot`] scans it ([`Manifest::scan_against`]), diffs
+//! it against the manifest of the parent snapshot and streams the diff, as one
+//! zstd-compressed tar, into a [`BlobStore`]; [`apply`] and [`materialize`] turn blobs back
+//! into trees. The blob format is in `docs/design/volume.md`.
+//!
+//! This crate knows nothing of hubs, remotes or snapshot names: it stores and applies
+//! blobs, and the hub decides which chain of blobs makes a snapshot.
+
+mod apply;
+mod blob_id;
+mod error;
+mod format;
+mod fsutil;
+mod manifest;
+mod snapshot;
+mod store;
+
+pub use crate::apply::{apply, manifest_of, materialize};
+pub use crate::blob_id::BlobId;
+pub use crate::error::{Error, Result};
+pub use crate::manifest::{Entry, Kind, Manifest, Stat};
+pub use crate::snapshot::{Snapshotted, snapshot};
+pub use crate::store::{BlobStore, BlobWriter};
