@@ -49,6 +49,9 @@ pub(crate) fn category(err: &anyhow::Error) -> Option<Category> {
         if let Some(nbd) = cause.downcast_ref::<strata_nbd::Error>() {
             return Some(nbd.category());
         }
+        if let Some(hub) = cause.downcast_ref::<strata_hub::Error>() {
+            return Some(hub.category());
+        }
         if let Some(atomic) = cause.downcast_ref::<strata_atomic::Error>() {
             return atomic_category(atomic);
         }

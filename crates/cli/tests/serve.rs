@@ -16,6 +16,8 @@ fn serve_then_signal(signal: i32) -> anyhow::Result<()> {
             "127.0.0.1:0",
             "--ckpt-listen",
             "127.0.0.1:0",
+            "--hub-listen",
+            "127.0.0.1:0",
             "--nbd-listen",
             "127.0.0.1:0",
         ])

@@ -67,6 +67,8 @@ fn serve(strata: &Strata, log: &str) -> anyhow::Result<(ServerProcess, String)> 
         &format!("127.0.0.1:{ckpt}"),
         "--nbd-listen",
         &format!("127.0.0.1:{nbd}"),
+        "--hub-listen",
+        "127.0.0.1:0",
         "--snapshotter-socket",
         &strata.dir.path().join(format!("{log}.sock")).to_string_lossy(),
     ]);

@@ -1,2 +1,38 @@
 //! The hub: volume sets, snapshots on branches, volumes, on the KV layer; three-way sync
 //! with a remote hub; the hub's HTTP server and client.
+//!
+//! # Brief overview
+//!
+//! - [`model`]: the records ([`VolumeSet`], [`Snapshot`], [`Branch`], [`Volume`], [`Bush`])
+//!   and the metadata three-way sync compares.
+//! - [`Hub`] (`store.rs`): every operation of the model on a `strata_kv::Store` — fork,
+//!   extend, idempotent import, the blob compare-and-swap, delete, queries,
+//!   FindNonMissingSnapshot and RequestBlobDiff.
+//! - [`sync`]: the decision rule and the target's side of a sync.
+//! - [`transfer`]: push, pull and sync of one volume set against a [`Remote`].
+//! - [`server`] and [`client`]: the JSON HTTP API (`docs/hub-openapi.yaml`) and its client,
+//!   a [`Remote`]; [`tokens`]: bearer tokens kept as hashes in a file the server re-reads.
+
+pub mod client;
+mod error;
+pub mod model;
+pub mod server;
+pub mod service;
+mod store;
+pub mod sync;
+pub mod tokens;
+pub mod transfer;
+
+pub use crate::client::Client;
+pub use crate::error::{Category, Error, Result};
+pub use crate::model::{
+    Attrs, Branch, BranchMeta, Bush, Snapshot, SnapshotMeta, Volume, VolumeSet, VolumeSetMeta,
+};
+pub use crate::server::{HubServerConfig, Server};
+pub use crate::service::HubService;
+pub use crate::store::{BranchOutcome, Hub, IMPORT_CHUNK, NewSnapshot, Query, SortBy};
+pub use crate::sync::{Decision, decide};
+pub use crate::transfer::{Conflict, InProcess, Local, NoProgress, Progress, Remote, Report};
+
+/// The OpenAPI 3 description of the HTTP API, as served at `GET /openapi.yaml`.
+pub const OPENAPI: &str = include_str!("../../../docs/hub-openapi.yaml");

@@ -1,1 +1,7 @@
-//! Tests of strata-hub.
+//! Tests of strata-hub: the model, the sync rules on every engine, push and pull, and the
+//! HTTP server.
+
+mod model;
+mod server;
+mod sync;
+mod util;

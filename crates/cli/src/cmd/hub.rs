@@ -1,11 +1,22 @@
 //! `strata hub`: the hub server and its users' tokens.
+//!
+//! The hub keeps everything under DATA-DIR/hub/: its store (`store.redb`, or the `[kv]`
+//! etcd under the prefix `hub/`), its blobs (`blobs/`) and its users' token hashes
+//! (`tokens.json`, re-read by a running server when it changes).
 
-use std::path::Path;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde::Deserialize;
+use strata_hub::{Hub, HubServerConfig, HubService};
+use strata_kv::{EngineKind, Store};
+use strata_volume::BlobStore;
 
 use crate::config::Config;
+use crate::exit::Failure;
 
 /// The hub server (`strata hub serve`) and bearer tokens for its users.
 #[derive(Debug, Args)]
@@ -18,10 +29,47 @@ pub(crate) struct HubArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum HubCommand {
     /// Serve the hub's HTTP API until SIGINT or SIGTERM.
+    ///
+    /// Volume sets pushed by `strata push` live in DATA-DIR/hub/ (store.redb, blobs/),
+    /// or with `[kv] engine = "etcd"` in etcd under the prefix `hub/`. Users authenticate
+    /// with tokens from `strata hub token create USER`, which works while the server runs.
+    /// The API is described at GET /openapi.yaml.
     Serve {
-        /// Address to listen on.
+        /// Address to listen on [default: hub.listen of the config, 127.0.0.1:7070].
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+    },
+    /// Share a volume set on a hub with another user (only its owner may).
+    Grant {
+        /// The volume set's name or id (here, or on the hub).
+        volset: String,
+        /// The user to share it with.
+        user: String,
+        /// The hub's URL, http://HOST:PORT.
+        #[arg(long, value_name = "URL")]
+        remote: String,
+        /// Your bearer token on that hub.
+        #[arg(long, value_name = "TOKEN", env = "STRATA_HUB_TOKEN", hide_env_values = true)]
+        token: String,
+    },
+    /// Bearer tokens for the hub's users.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+/// `strata hub token` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Print a new random bearer token for USER; the hub (in this data directory) keeps
+    /// only its hash. A running `strata hub serve` accepts it at once.
+    Create {
+        /// The user the token authenticates as: owner and creator of what it pushes.
+        user: String,
+        /// Print `{"user": ..., "token": ...}`.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -32,10 +80,164 @@ impl HubArgs {
 }
 
 /// `[hub]` in strata.toml.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct HubConfig {}
+pub(crate) struct HubConfig {
+    /// Where `strata hub serve` and `strata serve` listen.
+    pub(crate) listen: String,
+    /// Connections served at once.
+    pub(crate) max_connections: usize,
+    /// Idle connections are closed after this many milliseconds.
+    pub(crate) idle_timeout_ms: u64,
+    /// The largest JSON request body.
+    pub(crate) max_body_bytes: usize,
+    /// The largest blob upload.
+    pub(crate) max_blob_bytes: u64,
+    /// The name local volume sets and snapshots record as owner and creator
+    /// [default: $USER, else "local"].
+    pub(crate) user: Option<String>,
+}
 
-pub(crate) fn run(_args: HubArgs, _config: &Config, _data_dir: &Path) -> anyhow::Result<()> {
-    anyhow::bail!("strata hub: work in progress")
+impl Default for HubConfig {
+    fn default() -> HubConfig {
+        let d = HubServerConfig::default();
+        HubConfig {
+            listen: d.listen,
+            max_connections: d.max_connections,
+            idle_timeout_ms: u64::try_from(d.idle_timeout.as_millis()).unwrap_or(60_000),
+            max_body_bytes: d.max_body_bytes,
+            max_blob_bytes: d.max_blob_bytes,
+            user: None,
+        }
+    }
+}
+
+impl HubConfig {
+    /// The server settings, listening on `listen` when given.
+    pub(crate) fn server(&self, listen: Option<String>) -> HubServerConfig {
+        HubServerConfig {
+            listen: listen.unwrap_or_else(|| self.listen.clone()),
+            max_connections: self.max_connections,
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            max_body_bytes: self.max_body_bytes,
+            max_blob_bytes: self.max_blob_bytes,
+        }
+    }
+
+    /// Who local records name as owner and creator.
+    pub(crate) fn local_user(&self) -> String {
+        self.user
+            .clone()
+            .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+            .unwrap_or_else(|| "local".into())
+    }
+}
+
+/// DATA-DIR/hub.
+pub(crate) fn hub_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("hub")
+}
+
+/// Carries a hub error's category to the exit code.
+pub(crate) fn categorized(err: strata_hub::Error) -> anyhow::Error {
+    anyhow::Error::new(Failure { category: err.category(), message: err.to_string() })
+}
+
+/// Opens a hub store: its own redb file at `redb_path`, or the configured etcd under
+/// `etcd_prefix`.
+pub(crate) fn open_store(
+    config: &Config,
+    redb_path: &Path,
+    etcd_prefix: &str,
+) -> anyhow::Result<Hub> {
+    match config.kv.engine {
+        EngineKind::Redb => {
+            if let Some(dir) = redb_path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("create {}", dir.display()))?;
+            }
+            let store =
+                Store::redb(redb_path).with_context(|| format!("open {}", redb_path.display()))?;
+            Ok(Hub::new(store, ""))
+        }
+        EngineKind::Etcd => {
+            let store = Store::etcd(&config.kv.etcd).with_context(|| {
+                format!("open the kv store on etcd {}", config.kv.etcd.endpoints.join(","))
+            })?;
+            Ok(Hub::new(store, etcd_prefix))
+        }
+    }
+}
+
+/// The hub server's service on DATA-DIR/hub.
+pub(crate) fn open_service(config: &Config, data_dir: &Path) -> anyhow::Result<HubService> {
+    let dir = hub_dir(data_dir);
+    let hub = open_store(config, &dir.join("store.redb"), "hub/")?;
+    let blobs = BlobStore::open(&dir.join("blobs"))
+        .with_context(|| format!("open {}", dir.join("blobs").display()))?;
+    Ok(HubService::new(hub, blobs))
+}
+
+/// Binds the hub server: what `strata hub serve` and `strata serve` run.
+pub(crate) async fn bind(
+    config: &Config,
+    data_dir: &Path,
+    listen: Option<String>,
+) -> anyhow::Result<strata_hub::Server> {
+    let service = open_service(config, data_dir)?;
+    let server_config = config.hub.server(listen);
+    let tokens = strata_hub::tokens::Tokens::open(&hub_dir(data_dir));
+    strata_hub::Server::bind(server_config.clone(), service, tokens)
+        .await
+        .map_err(categorized)
+        .with_context(|| {
+            format!(
+                "hub: listen on {} (choose another with --listen or hub.listen)",
+                server_config.listen
+            )
+        })
+}
+
+pub(crate) fn run(args: HubArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
+    match args.command {
+        HubCommand::Serve { listen } => {
+            let runtime = super::serve::runtime()?;
+            runtime.block_on(async {
+                let server = bind(config, data_dir, listen).await?;
+                tracing::info!(addr = %server.local_addr(), dir = %hub_dir(data_dir).display(), "hub listening");
+                server.run(super::serve::shutdown_signal()).await.map_err(categorized)
+            })
+        }
+        HubCommand::Grant { volset, user, remote, token } => {
+            use strata_hub::Remote as _;
+            let client = strata_hub::Client::new(&remote, &token).map_err(categorized)?;
+            let runtime = super::serve::runtime()?;
+            let vs = runtime.block_on(async {
+                let vs = client.find_volset(&volset).await?.ok_or_else(|| {
+                    strata_hub::Error::NotFound(format!(
+                        "no volume set {volset:?} of yours on {remote}"
+                    ))
+                })?;
+                client.grant(&vs.id, &user).await?;
+                Ok::<_, strata_hub::Error>(vs)
+            });
+            let vs = vs.map_err(categorized)?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "shared volume set {} ({}) with {user}", vs.name, vs.id)?;
+            out.flush()?;
+            Ok(())
+        }
+        HubCommand::Token { command: TokenCommand::Create { user, json } } => {
+            let token =
+                strata_hub::tokens::create_token(&hub_dir(data_dir), &user).map_err(categorized)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                writeln!(out, "{}", serde_json::json!({ "user": user, "token": token }))?;
+            } else {
+                writeln!(out, "{token}")?;
+            }
+            out.flush()?;
+            Ok(())
+        }
+    }
 }

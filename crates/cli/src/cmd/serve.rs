@@ -26,7 +26,7 @@ use crate::config::Config;
 /// DATA-DIR/snapshotter.sock (layers and metadata in DATA-DIR/snapshotter), and the tlog
 /// server on 127.0.0.1:11211 (aggregates in DATA-DIR/tlog, encrypted with DATA-DIR/tlog.key,
 /// made on first start), and the checkpoint service on 127.0.0.1:33123 (committed values in
-/// the KV store), and the NBD server
+/// the KV store), and the hub server on 127.0.0.1:7070 (DATA-DIR/hub), and the NBD server
 /// on 127.0.0.1:10809 (every vdisk, journaled to this
 /// process's tlog server). DATA-DIR/run/status.json says what runs where.
 #[derive(Debug, Args)]
@@ -44,6 +44,10 @@ pub(crate) struct ServeArgs {
     /// server [default: nbd.listen of the config, 127.0.0.1:10809].
     #[arg(long, value_name = "ADDR")]
     nbd_listen: Option<SocketAddr>,
+    /// The hub server's address (volume sets pushed with `strata push`, kept in
+    /// DATA-DIR/hub) [default: hub.listen of the config, 127.0.0.1:7070].
+    #[arg(long, value_name = "ADDR")]
+    hub_listen: Option<SocketAddr>,
 }
 
 /// How long services get to finish after a signal before the process exits anyway.
@@ -73,6 +77,10 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
             .await
             .with_context(|| format!("ckpt: listen on {} (choose another with --ckpt-listen)", ckpt_config.listen))?;
         let ckpt_addr = ckpt.local_addr();
+        let hub = super::hub::bind(config, data_dir, args.hub_listen.map(|a| a.to_string()))
+            .await
+            .context("choose another address with --hub-listen")?;
+        let hub_addr = hub.local_addr();
         let nbd_listen = match args.nbd_listen {
             Some(listen) => listen,
             None => config.nbd.listen_addr()?,
@@ -121,6 +129,11 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
         });
         let shutdown = until_stop();
         services.spawn(async move {
+            hub.run(shutdown).await.map_err(super::hub::categorized).context("hub server")?;
+            Ok("hub")
+        });
+        let shutdown = until_stop();
+        services.spawn(async move {
             let served = nbd.serve(nbd_listeners, shutdown).await;
             let _ = nbd_done.send(true);
             served.context("nbd server")?;
@@ -135,6 +148,7 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
                 "snapshotter": { "socket": socket, "root": snapshotter_root },
                 "tlog": { "address": tlog_addr.to_string(), "dir": data_dir.join("tlog") },
                 "ckpt": { "address": ckpt_addr.to_string() },
+                "hub": { "address": hub_addr.to_string(), "dir": data_dir.join("hub") },
                 "nbd": { "address": nbd_addr.to_string(), "vdisks": data_dir.join("vdisks") },
             },
         }))?;
@@ -144,6 +158,7 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
             snapshotter = %socket.display(),
             tlog = %tlog_addr,
             ckpt = %ckpt_addr,
+            hub = %hub_addr,
             nbd = %nbd_addr,
             "strata serving"
         );

@@ -1,0 +1,178 @@
+//! What a hub does for one authenticated user, independent of HTTP: visibility, import,
+//! export, sync and blob bookkeeping. The HTTP server calls these; so does the in-process
+//! [`Remote`](crate::Remote) that tests use against a real store without a socket.
+
+use std::io::{Read as _, Write as _};
+
+use strata_volume::{BlobId, BlobStore};
+
+use crate::model::VolumeSet;
+use crate::store::{Hub, Query};
+use crate::sync::{Export, ImportRequest, ImportResponse, SyncRequest, SyncResponse};
+use crate::{Error, Result};
+
+/// A hub's store and blobs.
+#[derive(Debug, Clone)]
+pub struct HubService {
+    /// Metadata.
+    pub hub: Hub,
+    /// Blob contents.
+    pub blobs: BlobStore,
+}
+
+/// Parses a blob id.
+pub fn blob_id(id: &str) -> Result<BlobId> {
+    id.parse::<BlobId>()
+        .map_err(|_| Error::InvalidArgument(format!("{id:?} is not a blob id (64 hex digits)")))
+}
+
+impl HubService {
+    /// A service over `hub` and `blobs`.
+    pub fn new(hub: Hub, blobs: BlobStore) -> HubService {
+        HubService { hub, blobs }
+    }
+
+    /// The volume set `id` if `user` may see it; NotFound otherwise (not telling whether it
+    /// exists).
+    pub fn volset_for(&self, user: &str, id: &str) -> Result<VolumeSet> {
+        crate::model::validate_id("volume set", id)?;
+        let not_found = || Error::NotFound(format!("no volume set with id {id}"));
+        let volset = match self.hub.volset(id) {
+            Ok(v) => v,
+            Err(Error::NotFound(_)) => return Err(not_found()),
+            Err(err) => return Err(err),
+        };
+        if self.hub.can_access(&volset, user)? { Ok(volset) } else { Err(not_found()) }
+    }
+
+    /// The volume sets `user` may see.
+    pub fn volsets(&self, user: &str, query: &Query) -> Result<Vec<VolumeSet>> {
+        let unpaged = Query { offset: 0, limit: 0, ..query.clone() };
+        let mut visible = Vec::new();
+        for v in self.hub.volsets(&unpaged)? {
+            if self.hub.can_access(&v, user)? {
+                visible.push(v);
+            }
+        }
+        let it = visible.into_iter().skip(query.offset);
+        Ok(if query.limit == 0 { it.collect() } else { it.take(query.limit).collect() })
+    }
+
+    /// Everything about one visible volume set.
+    pub fn export(&self, user: &str, vsid: &str) -> Result<Export> {
+        self.volset_for(user, vsid)?;
+        self.hub.export(vsid)
+    }
+
+    /// [`HubService::export`] as JSON, without decoding the records.
+    pub fn export_json(&self, user: &str, vsid: &str) -> Result<Vec<u8>> {
+        self.volset_for(user, vsid)?;
+        self.hub.export_json(vsid)
+    }
+
+    /// Imports new snapshots and branch moves. A set new here is created owned by `user`;
+    /// snapshots' creator is `user`. Every snapshot's blob must be uploaded first.
+    pub fn import(
+        &self,
+        user: &str,
+        vsid: &str,
+        request: &ImportRequest,
+    ) -> Result<ImportResponse> {
+        if request.volumeset.id != vsid {
+            return Err(Error::InvalidArgument(format!(
+                "the body's volume set {} is not the path's {vsid}",
+                request.volumeset.id
+            )));
+        }
+        let mut response = ImportResponse::default();
+        match self.volset_for(user, vsid) {
+            Ok(_) => {}
+            Err(Error::NotFound(_)) if self.hub.volset(vsid).is_err() => {
+                let mut volset = request.volumeset.clone();
+                volset.owner = user.into();
+                volset.creator = user.into();
+                response.created_volumeset = self.hub.import_volset(&volset)?;
+            }
+            Err(err) => return Err(err),
+        }
+        for snap in &request.snapshots {
+            if let Some(blob) = &snap.blob_id
+                && !self.blobs.has(&blob_id(blob)?)
+            {
+                return Err(Error::FailedPrecondition(format!(
+                    "blob {blob} of snapshot {} is not uploaded; upload it first",
+                    snap.id
+                )));
+            }
+        }
+        let mut snaps = request.snapshots.clone();
+        snaps.sort_by_key(|s| s.depth);
+        response.added = self.hub.import_snapshots(vsid, &snaps, Some(user))?;
+        let mut branches = request.branches.clone();
+        let mut depth = std::collections::HashMap::new();
+        for b in &branches {
+            depth.insert(b.id.clone(), self.hub.snapshot(&b.tip).map_or(0, |s| s.depth));
+        }
+        branches.sort_by_key(|b| depth.get(&b.id).copied().unwrap_or(0));
+        for branch in &branches {
+            if branch.volset_id != vsid {
+                return Err(Error::InvalidArgument(format!(
+                    "branch {} is in another volume set",
+                    branch.id
+                )));
+            }
+            response.branches.push((branch.id.clone(), self.hub.import_branch(branch)?));
+        }
+        Ok(response)
+    }
+
+    /// Three-way sync of metadata on a visible set.
+    pub fn sync(&self, user: &str, vsid: &str, request: &SyncRequest) -> Result<SyncResponse> {
+        self.volset_for(user, vsid)?;
+        self.hub.apply_sync(vsid, request)
+    }
+
+    /// Which of `ids` the blob store lacks.
+    pub fn missing_blobs(&self, ids: &[String]) -> Result<Vec<String>> {
+        let mut missing = Vec::new();
+        for id in ids {
+            if !self.blobs.has(&blob_id(id)?) {
+                missing.push(id.clone());
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Checks that `user` may download `blob` through volume set `vsid`.
+    pub fn check_blob_access(&self, user: &str, vsid: &str, blob: &str) -> Result<BlobId> {
+        self.volset_for(user, vsid)?;
+        let id = blob_id(blob)?;
+        if !self.hub.volset_has_blob(vsid, blob)? || !self.blobs.has(&id) {
+            return Err(Error::NotFound(format!("no blob {blob} in volume set {vsid}")));
+        }
+        Ok(id)
+    }
+}
+
+/// Copies blob `id` from one store to another, verifying its hash; calls `progress` with
+/// each chunk's length.
+pub fn copy_blob(
+    from: &BlobStore,
+    to: &BlobStore,
+    id: &BlobId,
+    progress: &dyn Fn(u64),
+) -> Result<()> {
+    let mut file = from.open_blob(id).map_err(Error::blob)?;
+    let mut writer = to.writer().map_err(Error::blob)?;
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io("read a blob", e))?;
+        if n == 0 {
+            break;
+        }
+        writer.write_all(&buf[..n]).map_err(|e| Error::io("write a blob", e))?;
+        progress(n as u64);
+    }
+    writer.finish_expecting(id).map_err(Error::blob)?;
+    Ok(())
+}
