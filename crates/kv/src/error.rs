@@ -66,6 +66,10 @@ pub enum Error {
     /// The embedded engine failed (I/O error, file locked by another process, ...).
     #[error("redb: {0}")]
     Redb(String),
+
+    /// Another process has the redb file open (redb allows one at a time).
+    #[error("{0}")]
+    Busy(String),
     /// The etcd engine answered with an error.
     #[error("etcd: {0}")]
     Etcd(String),
@@ -77,7 +81,7 @@ impl Error {
         match self {
             Error::Conflict(_) => Category::Conflict,
             Error::InvalidArgument(_) => Category::InvalidArgument,
-            Error::Unavailable(_) | Error::Etcd(_) => Category::Unavailable,
+            Error::Unavailable(_) | Error::Etcd(_) | Error::Busy(_) => Category::Unavailable,
             Error::Poisoned(_) | Error::Redb(_) => Category::FailedPrecondition,
             Error::Corrupted(_) => Category::Corrupted,
         }

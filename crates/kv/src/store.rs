@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::engine::Engine;
 use crate::engine::etcd::EtcdEngine;
 use crate::engine::redb::RedbEngine;
-use crate::{EngineKind, EtcdConfig, KvConfig, ReadTxn, Result, WriteTxn};
+use crate::{EngineKind, Error, EtcdConfig, KvConfig, ReadTxn, Result, WriteTxn};
 
 /// How long [`Store::with_txn`] keeps retrying a transaction that lost conflicts.
 const RETRY_FOR: Duration = Duration::from_secs(30);
@@ -39,6 +39,21 @@ impl Store {
     /// Opens or creates a redb file.
     pub fn redb(path: &Path) -> Result<Store> {
         Ok(Store { engine: Arc::new(RedbEngine::open(path)?) })
+    }
+
+    /// Opens or creates a redb file, waiting up to `wait` while another process has it
+    /// open (for commands that open a file a server may hold for a moment).
+    pub fn redb_waiting(path: &Path, wait: Duration) -> Result<Store> {
+        let deadline = Instant::now() + wait;
+        loop {
+            match Store::redb(path) {
+                Err(Error::Busy(why)) if Instant::now() < deadline => {
+                    tracing::debug!(why, "redb file busy; retrying");
+                    std::thread::sleep(Duration::from_millis(5 + fastrand::u64(0..20)));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Connects to etcd.

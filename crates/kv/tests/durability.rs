@@ -105,3 +105,29 @@ fn child(spec: &str) -> anyhow::Result<()> {
     });
     Ok(())
 }
+
+#[test]
+fn a_redb_file_held_elsewhere_is_busy_and_waiting_opens_it_once_released() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("kv.redb");
+    let holder = Store::redb(&path)?;
+    let err = Store::redb(&path).err().context("a second open succeeded")?;
+    ensure!(err.category() == strata_kv::Category::Unavailable, "{err}");
+    ensure!(err.to_string().contains("already open"), "{err}");
+    let short = Store::redb_waiting(&path, Duration::from_millis(50)).err();
+    ensure!(short.is_some(), "waiting 50 ms opened a file still held");
+
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        drop(holder);
+    });
+    let started = Instant::now();
+    let store = Store::redb_waiting(&path, Duration::from_secs(10))?;
+    ensure!(started.elapsed() >= Duration::from_millis(150), "opened before the release");
+    release.join().map_err(|_| anyhow::anyhow!("release thread panicked"))?;
+    store.with_txn(|txn| {
+        txn.put(b"k", b"v");
+        Ok::<_, strata_kv::Error>(())
+    })?;
+    Ok(())
+}

@@ -8,7 +8,7 @@
 //! disk can be created while a server runs. On etcd they live in the shared kv store.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use strata_kv::{AsConflict, Read, Store, WriteTxn};
@@ -101,23 +101,10 @@ impl Records {
                     std::fs::create_dir_all(dir)
                         .map_err(Error::io(format!("create {}", dir.display())))?;
                 }
-                let deadline = Instant::now() + OPEN_RETRY_FOR;
-                let store = loop {
-                    match Store::redb(path) {
-                        Ok(store) => break store,
-                        // Another process holds the file for its own brief transaction.
-                        Err(err) if Instant::now() < deadline => {
-                            tracing::trace!(error = %err, "vdisk records busy; retrying");
-                            std::thread::sleep(Duration::from_millis(5 + fastrand::u64(0..20)));
-                        }
-                        Err(err) => {
-                            return Err(Error::Unavailable(format!(
-                                "open vdisk records {}: {err}",
-                                path.display()
-                            )));
-                        }
-                    }
-                };
+                // Another process may hold the file for its own brief transaction.
+                let store = Store::redb_waiting(path, OPEN_RETRY_FOR).map_err(|err| {
+                    Error::Unavailable(format!("open vdisk records {}: {err}", path.display()))
+                })?;
                 body(&store)
             }
         }

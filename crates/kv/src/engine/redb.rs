@@ -57,7 +57,7 @@ impl RedbEngine {
     /// Opens or creates the file at `path`.
     pub(crate) fn open(path: &Path) -> Result<RedbEngine> {
         let db = Database::builder().create(path).map_err(|err| match err {
-            redb::DatabaseError::DatabaseAlreadyOpen => Error::Redb(format!(
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::Busy(format!(
                 "{}: already open in another process; stop it or use another --data-dir",
                 path.display()
             )),
