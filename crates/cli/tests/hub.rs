@@ -382,3 +382,25 @@ fn send_signal(pid: i32, signal: i32) -> anyhow::Result<()> {
     ensure!(status.success(), "kill -{signal} {pid} failed");
     Ok(())
 }
+
+#[test]
+fn volume_commands_run_side_by_side_on_one_data_directory() -> anyhow::Result<()> {
+    let s = Strata::new()?;
+    // Each command holds the local store's redb file while it runs; the others wait.
+    let children = (0..6)
+        .map(|i| {
+            s.command()
+                .args(["volumeset", "create", &format!("set{i}")])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for child in children {
+        let out = child.wait_with_output()?;
+        ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let listed = json(&s.ok(&["volumeset", "ls", "--json"])?)?;
+    ensure!(listed.as_array().is_some_and(|sets| sets.len() == 6), "{listed}");
+    Ok(())
+}

@@ -3,7 +3,8 @@
 //! of one new snapshot on that set.
 //!
 //! `cargo bench -p strata-hub --bench hub` (sizes: STRATA_BENCH_SNAPSHOTS, STRATA_BENCH_BRANCHES,
-//! STRATA_BENCH_BLOB_BYTES). Prints a Markdown table.
+//! STRATA_BENCH_BLOB_BYTES; STRATA_BENCH_PROFILE=1 prints where a sync's time goes). Prints a
+//! Markdown table.
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};
@@ -86,6 +87,16 @@ fn build(l: &Local, count: u64, branches: u64, blob_bytes: u64) -> anyhow::Resul
     Ok(vs.id)
 }
 
+/// A table row for a transfer of `(snapshots, blobs)` and `bytes` that took `el`.
+fn blob_row(what: &str, (snaps, blobs): (usize, usize), bytes: u64, el: Duration) -> String {
+    let mb = bytes as f64 / 1e6;
+    let rate = mb / el.as_secs_f64();
+    format!(
+        "| {what} | {snaps} snapshots, {blobs} blobs, {mb:.0} MB | {} | {rate:.0} MB/s |",
+        secs(el)
+    )
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
@@ -159,6 +170,28 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(client.find_volset(&vsid))?;
             eprintln!("find_volset {:?}", t.elapsed());
         }
+        // What an incremental sync reads instead, after one new snapshot.
+        runtime.block_on(a.sync(&client, &vsid, &NoProgress))?;
+        let mark = a.hub.sync_mark(&vsid)?.ok_or_else(|| anyhow::anyhow!("no sync mark"))?;
+        let tip = a.hub.find_branch(&vsid, "branch-9")?.tip;
+        a.hub.extend(
+            &vsid,
+            &tip,
+            &NewSnapshot { name: "probe".into(), ..NewSnapshot::default() },
+        )?;
+        let t = Instant::now();
+        let e = runtime.block_on(client.export_since(&vsid, &mark.remote))?;
+        eprintln!(
+            "export since the last sync: {:?} ({} snapshots)",
+            t.elapsed(),
+            e.snapshots.len()
+        );
+        let t = Instant::now();
+        let c = a.hub.changes(&vsid, &mark.local)?.map_or(0, |c| c.changed.len());
+        eprintln!("local changes since the last sync: {:?} ({c})", t.elapsed());
+        let t = Instant::now();
+        runtime.block_on(a.sync(&client, &vsid, &NoProgress))?;
+        eprintln!("incremental sync: {:?}", t.elapsed());
         let t = Instant::now();
         let x = a.hub.export(&vsid)?;
         eprintln!("local export: {:?} ({})", t.elapsed(), x.snapshots.len());
@@ -168,6 +201,20 @@ fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let _: strata_hub::sync::Export = serde_json::from_slice(&bytes)?;
         eprintln!("decode: {:?}", t.elapsed());
+    }
+
+    // The first sync after a push reads both sides whole (no revisions remembered yet); the
+    // ones after it read only what changed since the last.
+    if a.hub.sync_mark(&vsid)?.is_none() {
+        let tip = a.hub.find_branch(&vsid, "branch-7")?.tip;
+        let first = NewSnapshot { name: "first".into(), ..NewSnapshot::default() };
+        a.hub.extend(&vsid, &tip, &first)?;
+        let t = Instant::now();
+        runtime.block_on(a.sync(&client, &vsid, &NoProgress))?;
+        rows.push(format!(
+            "| first sync after the push, reading everything | 1 snapshot | {:.0} ms | |",
+            t.elapsed().as_secs_f64() * 1e3
+        ));
     }
 
     // Incremental sync of one new snapshot.
@@ -202,27 +249,13 @@ fn main() -> anyhow::Result<()> {
         eprintln!("built {count} snapshots with {per_blob}-byte blobs in {}", secs(t.elapsed()));
         let t = Instant::now();
         let pushed = runtime.block_on(c.push(&client, &vsid, &NoProgress))?;
-        let el = t.elapsed();
-        rows.push(format!(
-            "| push with blobs | {} snapshots, {} blobs, {:.0} MB | {} | {:.0} MB/s |",
-            pushed.snapshots_pushed,
-            pushed.blobs_pushed,
-            pushed.bytes as f64 / 1e6,
-            secs(el),
-            pushed.bytes as f64 / 1e6 / el.as_secs_f64()
-        ));
+        let (moved, el) = ((pushed.snapshots_pushed, pushed.blobs_pushed), t.elapsed());
+        rows.push(blob_row("push with blobs", moved, pushed.bytes, el));
         let d = local(dir.path(), "d")?;
         let t = Instant::now();
         let pulled = runtime.block_on(d.pull(&client, &vsid, &NoProgress))?;
-        let el = t.elapsed();
-        rows.push(format!(
-            "| pull with blobs onto an empty store | {} snapshots, {} blobs, {:.0} MB | {} | {:.0} MB/s |",
-            pulled.snapshots_pulled,
-            pulled.blobs_pulled,
-            pulled.bytes as f64 / 1e6,
-            secs(el),
-            pulled.bytes as f64 / 1e6 / el.as_secs_f64()
-        ));
+        let (moved, el) = ((pulled.snapshots_pulled, pulled.blobs_pulled), t.elapsed());
+        rows.push(blob_row("pull with blobs onto an empty store", moved, pulled.bytes, el));
     }
     let _ = stop.send(());
     let _ = runtime.block_on(done);

@@ -1,7 +1,7 @@
 //! The hub's HTTP client: JSON requests with a bearer token, streamed blob uploads and
 //! downloads (verified by hash as they are stored). A [`Remote`] for push, pull and sync.
 
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,9 +16,9 @@ use serde::de::DeserializeOwned;
 use strata_volume::BlobStore;
 
 use crate::model::{Branch, Snapshot, VolumeSet};
-use crate::service::blob_id;
+use crate::service::{blob_id, receive_blob};
 use crate::sync::{Export, ImportRequest, ImportResponse, SyncRequest, SyncResponse};
-use crate::transfer::Remote;
+use crate::transfer::{Remote, Tick};
 use crate::{Error, Result};
 
 type Body = BoxBody<Bytes, std::io::Error>;
@@ -163,6 +163,19 @@ impl Client {
     }
 }
 
+/// `text` with everything but unreserved URL characters percent-encoded.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 impl Remote for Client {
     async fn find_volset(&self, name_or_id: &str) -> Result<Option<VolumeSet>> {
         Ok(self.volsets().await?.into_iter().find(|v| v.id == name_or_id || v.name == name_or_id))
@@ -170,6 +183,12 @@ impl Remote for Client {
 
     async fn export(&self, vsid: &str) -> Result<Export> {
         self.call(Method::GET, &format!("/v1/volumesets/{vsid}/export"), None::<&()>).await
+    }
+
+    async fn export_since(&self, vsid: &str, since: &str) -> Result<Export> {
+        let since = percent_encode(since);
+        self.call(Method::GET, &format!("/v1/volumesets/{vsid}/export?since={since}"), None::<&()>)
+            .await
     }
 
     async fn import(&self, vsid: &str, request: &ImportRequest) -> Result<ImportResponse> {
@@ -226,30 +245,28 @@ impl Remote for Client {
         Ok(())
     }
 
-    async fn download_blob(
-        &self,
-        vsid: &str,
-        id: &str,
-        blobs: &BlobStore,
-        progress: &dyn Fn(u64),
-    ) -> Result<()> {
+    async fn download_blob(&self, vs: &str, id: &str, to: &BlobStore, on: Tick<'_>) -> Result<()> {
         let blob = blob_id(id)?;
-        let request = self.request(
-            Method::GET,
-            &format!("/v1/blobs/{id}?volumeset={vsid}"),
-            full(Vec::new()),
-        )?;
+        let request =
+            self.request(Method::GET, &format!("/v1/blobs/{id}?volumeset={vs}"), full(Vec::new()))?;
         let mut body = self.send(request).await?.into_body();
-        let mut writer = blobs.writer().map_err(Error::blob)?;
+        // Written, hashed and fsynced on a blocking thread: the lanes of a pull overlap.
+        let (sender, writer) = receive_blob(to.clone(), blob);
         while let Some(frame) = body.frame().await {
             let frame =
                 frame.map_err(|e| Error::Unavailable(format!("downloading blob {id}: {e}")))?;
             if let Ok(data) = frame.into_data() {
-                writer.write_all(&data).map_err(|e| Error::io("write a downloaded blob", e))?;
-                progress(data.len() as u64);
+                let len = data.len() as u64;
+                if sender.send(data).await.is_err() {
+                    break;
+                }
+                on(len);
             }
         }
-        writer.finish_expecting(&blob).map_err(Error::blob)?;
+        drop(sender);
+        writer.await.map_err(|e| {
+            Error::Unavailable(format!("storing blob {id}: the writer failed: {e}"))
+        })??;
         Ok(())
     }
 }

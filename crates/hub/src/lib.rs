@@ -30,7 +30,9 @@ pub use crate::model::{
 };
 pub use crate::server::{HubServerConfig, Server};
 pub use crate::service::HubService;
-pub use crate::store::{BranchOutcome, Hub, IMPORT_CHUNK, NewSnapshot, Query, SortBy};
+pub use crate::store::{
+    BranchOutcome, Changes, Hub, IMPORT_CHUNK, NewSnapshot, Query, SortBy, SyncMark,
+};
 pub use crate::sync::{Decision, decide};
 pub use crate::transfer::{Conflict, InProcess, Local, NoProgress, Progress, Remote, Report};
 

@@ -11,80 +11,74 @@ use crate::{Error, Result};
 /// Free-form key/value attributes.
 pub type Attrs = BTreeMap<String, String>;
 
-/// A named collection of snapshots on branches.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VolumeSet {
-    /// Random UUID, the same on every store the set is synced to.
-    pub id: String,
-    /// The user-facing name, unique per owner.
-    pub name: String,
-    /// A namespace prefix (free-form, may be empty).
-    #[serde(default)]
-    pub prefix: String,
-    /// Free text.
-    #[serde(default)]
-    pub description: String,
-    /// Attributes.
-    #[serde(default)]
-    pub attrs: Attrs,
-    /// Sum of the sizes of its snapshots' blobs, in bytes.
-    #[serde(default)]
-    pub size: u64,
-    /// Who created it.
-    #[serde(default)]
-    pub creator: String,
-    /// Who owns it.
-    #[serde(default)]
-    pub owner: String,
-    /// Creation time, Unix nanoseconds.
-    #[serde(default)]
-    pub created_at: u64,
-    /// Last metadata change, Unix nanoseconds.
-    #[serde(default)]
-    pub updated_at: u64,
+/// Declares a record with its own fields followed by those volume sets and snapshots share:
+/// free text, attributes, size, creator, owner and times.
+macro_rules! record {
+    ($(#[$attr:meta])* pub struct $name:ident { $($(#[$f_attr:meta])* pub $f:ident: $t:ty,)* }) => {
+        $(#[$attr])*
+        pub struct $name {
+            $($(#[$f_attr])* pub $f: $t,)*
+            /// Free text.
+            #[serde(default)]
+            pub description: String,
+            /// Attributes.
+            #[serde(default)]
+            pub attrs: Attrs,
+            /// Bytes: a snapshot's blob size; a volume set's, the sum of its snapshots'.
+            #[serde(default)]
+            pub size: u64,
+            /// Who created it.
+            #[serde(default)]
+            pub creator: String,
+            /// Who owns it (a snapshot: its volume set's owner).
+            #[serde(default)]
+            pub owner: String,
+            /// Creation time, Unix nanoseconds.
+            #[serde(default)]
+            pub created_at: u64,
+            /// Last metadata change, Unix nanoseconds.
+            #[serde(default)]
+            pub updated_at: u64,
+        }
+    };
 }
 
-/// One recorded state of a volume.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Snapshot {
-    /// Random UUID, globally unique.
-    pub id: String,
-    /// The snapshot it was taken on top of; `None` for a root.
-    pub parent_id: Option<String>,
-    /// Its volume set.
-    pub volset_id: String,
-    /// Name (not unique).
-    #[serde(default)]
-    pub name: String,
-    /// Free text.
-    #[serde(default)]
-    pub description: String,
-    /// Attributes.
-    #[serde(default)]
-    pub attrs: Attrs,
-    /// Its blob's size in bytes.
-    #[serde(default)]
-    pub size: u64,
-    /// Who created it.
-    #[serde(default)]
-    pub creator: String,
-    /// Who owns it (the volume set's owner).
-    #[serde(default)]
-    pub owner: String,
-    /// Creation time, Unix nanoseconds.
-    #[serde(default)]
-    pub created_at: u64,
-    /// Last metadata change, Unix nanoseconds.
-    #[serde(default)]
-    pub updated_at: u64,
-    /// The blob holding the difference from the parent; `None` until one is set.
-    #[serde(default)]
-    pub blob_id: Option<String>,
-    /// The parent's blob, the base this snapshot's blob applies to.
-    #[serde(default)]
-    pub prev_blob_id: Option<String>,
-    /// 1 for a root, parent's depth + 1 otherwise.
-    pub depth: u64,
+record! {
+    /// A named collection of snapshots on branches.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct VolumeSet {
+        /// Random UUID, the same on every store the set is synced to.
+        pub id: String,
+        /// The user-facing name, unique per owner.
+        pub name: String,
+        /// A namespace prefix (free-form, may be empty).
+        #[serde(default)]
+        pub prefix: String,
+    }
+}
+
+record! {
+    /// One recorded state of a volume.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Snapshot {
+        /// Random UUID, globally unique.
+        pub id: String,
+        /// The snapshot it was taken on top of; `None` for a root.
+        pub parent_id: Option<String>,
+        /// Its volume set.
+        pub volset_id: String,
+        /// Name (not unique).
+        #[serde(default)]
+        pub name: String,
+        /// The blob holding the difference from the parent; `None` until one is set.
+        #[serde(default)]
+        pub blob_id: Option<String>,
+        /// The parent's blob, the base this snapshot's blob applies to.
+        #[serde(default)]
+        pub prev_blob_id: Option<String>,
+        /// 1 for a root, parent's depth + 1 otherwise.
+        pub depth: u64,
+    }
 }
 
 /// A line of snapshots; its tip is its newest snapshot.

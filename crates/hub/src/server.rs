@@ -7,7 +7,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::service::{HubService, blob_id};
+use crate::service::{HubService, blob_id, receive_blob};
 use crate::store::{Query, SortBy};
 use crate::sync::{ImportRequest, SyncRequest};
 use crate::tokens::Tokens;
@@ -474,7 +474,8 @@ async fn dispatch(
         }
         (_, "/v1/volumesets/{id}") => ok(&blocking(move || service.volset_for(&user, &id)).await?),
         (_, "/v1/volumesets/{id}/export") => {
-            let body = blocking(move || service.export_json(&user, &id)).await?;
+            let since = params.iter().find(|(k, _)| k == "since").map(|(_, v)| v.clone());
+            let body = blocking(move || service.export_json(&user, &id, since.as_deref())).await?;
             let mut response = Response::new(full(body));
             response
                 .headers_mut()
@@ -570,19 +571,7 @@ async fn upload(
             &serde_json::json!({ "id": id, "stored": false }),
         ));
     }
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(8);
-    let expected = blob.clone();
-    let writer = tokio::task::spawn_blocking(move || -> Result<u64> {
-        let mut writer = blobs.writer().map_err(Error::blob)?;
-        while let Some(chunk) = receiver.blocking_recv() {
-            writer.write_all(&chunk).map_err(|e| Error::io("write an uploaded blob", e))?;
-        }
-        let len = writer.len();
-        writer
-            .finish_expecting(&expected)
-            .map_err(|e| Error::InvalidArgument(format!("uploaded blob rejected: {e}")))?;
-        Ok(len)
-    });
+    let (sender, writer) = receive_blob(blobs, blob);
     let max = state.config.max_blob_bytes;
     let mut received = 0u64;
     let mut failed = None;
@@ -622,7 +611,9 @@ async fn upload(
             &serde_json::json!({ "id": id, "stored": true, "size": len }),
         )),
         Ok(Err(err)) => Err(match err {
-            Error::InvalidArgument(m) => failure(StatusCode::UNPROCESSABLE_ENTITY, m),
+            Error::Corrupted(m) => {
+                failure(StatusCode::UNPROCESSABLE_ENTITY, format!("uploaded blob rejected: {m}"))
+            }
             other => other.into(),
         }),
         Err(err) => {

@@ -58,16 +58,17 @@ impl HubService {
         Ok(if query.limit == 0 { it.collect() } else { it.take(query.limit).collect() })
     }
 
-    /// Everything about one visible volume set.
-    pub fn export(&self, user: &str, vsid: &str) -> Result<Export> {
+    /// Everything about one visible volume set, or with `since` only the snapshots changed
+    /// after that revision (everything when the revision is unknown here).
+    pub fn export(&self, user: &str, vsid: &str, since: Option<&str>) -> Result<Export> {
         self.volset_for(user, vsid)?;
-        self.hub.export(vsid)
+        self.hub.export_since(vsid, since)
     }
 
     /// [`HubService::export`] as JSON, without decoding the records.
-    pub fn export_json(&self, user: &str, vsid: &str) -> Result<Vec<u8>> {
+    pub fn export_json(&self, user: &str, vsid: &str, since: Option<&str>) -> Result<Vec<u8>> {
         self.volset_for(user, vsid)?;
-        self.hub.export_json(vsid)
+        self.hub.export_json(vsid, since)
     }
 
     /// Imports new snapshots and branch moves. A set new here is created owned by `user`;
@@ -152,6 +153,31 @@ impl HubService {
         }
         Ok(id)
     }
+}
+
+/// Receives one blob on a blocking thread, so that receiving several at once overlaps their
+/// writes and fsyncs: chunks sent to the returned sender are written and hashed as they
+/// arrive; once the sender is dropped, the blob is stored if it hashes to `expected`, and
+/// the task answers its length. A blob that does not hash to `expected` is
+/// [`Error::Corrupted`] and leaves nothing behind.
+pub(crate) fn receive_blob(
+    blobs: BlobStore,
+    expected: BlobId,
+) -> (tokio::sync::mpsc::Sender<bytes::Bytes>, tokio::task::JoinHandle<Result<u64>>) {
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
+    let task = tokio::task::spawn_blocking(move || -> Result<u64> {
+        let mut writer = blobs.writer().map_err(Error::blob)?;
+        while let Some(chunk) = receiver.blocking_recv() {
+            writer.write_all(&chunk).map_err(|e| Error::io("write a received blob", e))?;
+        }
+        let len = writer.len();
+        writer.finish_expecting(&expected).map_err(|e| match e {
+            strata_volume::Error::BlobMismatch { .. } => Error::Corrupted(e.to_string()),
+            other => Error::blob(other),
+        })?;
+        Ok(len)
+    });
+    (sender, task)
 }
 
 /// Copies blob `id` from one store to another, verifying its hash; calls `progress` with

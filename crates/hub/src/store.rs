@@ -17,6 +17,15 @@
 //! | `vol/{volid}` | [`Volume`] (JSON) |
 //! | `grant/{vsid}/{user}` | empty: users the owner shared the set with |
 //! | `init/vs/{id}`, `init/snap/{id}`, `init/br/{id}` | the metadata last synced (local store) |
+//! | `init/mark/{vsid}` | [`SyncMark`] (JSON): both sides' revisions at the end of the last sync |
+//! | `srev/{vsid}` | the set's snapshot revision, `EPOCH:N` (N counts snapshot changes) |
+//! | `slog/{vsid}/{N:016x}` | id of the snapshot created, changed or deleted at revision N |
+//!
+//! Every write of a snapshot record bumps its set's revision and logs the snapshot's id
+//! in the same transaction, so "what changed since revision R" is one range scan of the
+//! log. The epoch (a random id made with the counter) tells one store's revisions from
+//! another's: a revision of another epoch is unknown here, and the caller falls back to
+//! reading everything.
 //!
 //! Snapshots' parent, volume set and depth never change once written, so ancestry is read
 //! outside write transactions; a branch move re-reads the branch in its transaction and
@@ -26,7 +35,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use strata_kv::{Read, ReadTxn, Store, WriteTxn};
+use strata_kv::{Read, ReadTxn, Store, WriteTxn, prefix_end};
 
 use crate::model::{
     Attrs, Branch, BranchMeta, Bush, Snapshot, SnapshotMeta, Volume, VolumeSet, VolumeSetMeta,
@@ -123,6 +132,44 @@ fn text(bytes: Vec<u8>) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// A set's snapshot revision, `EPOCH:N`, parsed.
+fn parse_revision(revision: &str) -> Option<(&str, u64)> {
+    let (epoch, n) = revision.rsplit_once(':')?;
+    Some((epoch, n.parse().ok()?))
+}
+
+/// Where a local store and a hub stood at the end of the last sync of a set: every
+/// snapshot was the same on both sides as of these two revisions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SyncMark {
+    /// The hub's revision of the set, as the sync's export read it.
+    pub remote: String,
+    /// This store's revision of the set when the sync began.
+    pub local: String,
+}
+
+/// The snapshots of a set changed after a revision.
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
+    /// The set's revision now.
+    pub revision: String,
+    /// Snapshots created or changed since.
+    pub changed: Vec<Snapshot>,
+    /// Snapshots deleted since.
+    pub deleted: Vec<String>,
+}
+
+/// [`Changes`] with the records as stored (JSON).
+#[derive(Debug, Clone, Default)]
+struct RawChanges {
+    /// The set's revision now.
+    pub revision: String,
+    /// Snapshots created or changed since, as stored.
+    pub changed: Vec<Vec<u8>>,
+    /// Snapshots deleted since.
+    pub deleted: Vec<String>,
+}
+
 impl Hub {
     /// A hub on `store`, its keys under `prefix` (may be empty).
     pub fn new(store: Store, prefix: impl Into<String>) -> Hub {
@@ -170,25 +217,52 @@ impl Hub {
     }
 
     /// The JSON of [`crate::sync::Export`] for `vsid`, assembled from the stored records
-    /// without decoding them (snapshots in key order, not by depth).
-    pub fn export_json(&self, vsid: &str) -> Result<Vec<u8>> {
+    /// without decoding them (snapshots in key or log order, not by depth). With `since`, a
+    /// revision of this store's, only the snapshots changed after it are listed (and those
+    /// deleted, by id); with no `since`, or one this store does not know, all of them.
+    pub fn export_json(&self, vsid: &str, since: Option<&str>) -> Result<Vec<u8>> {
         let mut txn = self.read()?;
         let volset = txn
             .get(&self.key(&["vs", vsid]))?
             .ok_or_else(|| Error::NotFound(format!("no volume set with id {vsid}")))?;
+        let changes = match since {
+            Some(since) => self.changes_in(&mut txn, vsid, since)?,
+            None => None,
+        };
+        let revision = match &changes {
+            Some(c) => Some(c.revision.clone()),
+            None => txn.get(&self.key(&["srev", vsid]))?.map(text),
+        };
         let mut out = Vec::with_capacity(1 << 20);
         out.extend_from_slice(b"{\"volumeset\":");
         out.extend_from_slice(&volset);
-        for (name, parts) in [("branches", ["br", vsid, ""]), ("snapshots", ["s", vsid, ""])] {
+        let list = |out: &mut Vec<u8>, name: &str, items: &mut dyn Iterator<Item = Vec<u8>>| {
             out.extend_from_slice(format!(",\"{name}\":[").as_bytes());
-            for (i, (_, value)) in txn.prefix(&self.key(&parts))?.into_iter().enumerate() {
+            for (i, value) in items.enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
                 out.extend_from_slice(&value);
             }
             out.push(b']');
+        };
+        let branches = txn.prefix(&self.key(&["br", vsid, ""]))?;
+        list(&mut out, "branches", &mut branches.into_iter().map(|(_, v)| v));
+        match changes {
+            Some(changes) => {
+                list(&mut out, "snapshots", &mut changes.changed.into_iter());
+                let deleted = changes.deleted.iter().map(encode);
+                list(&mut out, "deleted_snapshots", &mut deleted.into_iter());
+                out.extend_from_slice(b",\"since\":");
+                out.extend_from_slice(&encode(&since));
+            }
+            None => {
+                let snaps = txn.prefix(&self.key(&["s", vsid, ""]))?;
+                list(&mut out, "snapshots", &mut snaps.into_iter().map(|(_, v)| v));
+            }
         }
+        out.extend_from_slice(b",\"revision\":");
+        out.extend_from_slice(&encode(&revision));
         out.push(b'}');
         Ok(out)
     }
@@ -383,6 +457,33 @@ impl Hub {
         Ok(page(all, query))
     }
 
+    /// The snapshots among `ids` that this store has, read at one point in time.
+    pub fn snapshots_by_id(&self, ids: &[&str]) -> Result<Vec<Snapshot>> {
+        let mut txn = self.read()?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(snap) = self.snapshot_in(&mut txn, id)? {
+                out.push(snap);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The synced copies of the snapshots among `ids` that have one.
+    pub fn snapshot_inits(
+        &self,
+        ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, SnapshotMeta>> {
+        let mut txn = self.read()?;
+        let mut out = std::collections::HashMap::new();
+        for id in ids {
+            if let Some(meta) = self.get_json(&mut txn, &["init", "snap", id])? {
+                out.insert(id.to_string(), meta);
+            }
+        }
+        Ok(out)
+    }
+
     /// The snapshots from the root to `id`, root first.
     pub fn chain(&self, id: &str) -> Result<Vec<Snapshot>> {
         let mut txn = self.read()?;
@@ -457,19 +558,92 @@ impl Hub {
             prev_blob_id: parent.and_then(|p| p.blob_id.clone()),
             depth: parent.map_or(1, |p| p.depth + 1),
         };
-        self.write_new_snapshot(txn, &snap);
+        self.write_new_snapshot(txn, &snap)?;
         Ok(snap)
     }
 
-    fn write_new_snapshot(&self, txn: &mut WriteTxn, snap: &Snapshot) {
+    fn write_new_snapshot(&self, txn: &mut WriteTxn, snap: &Snapshot) -> Result<()> {
         txn.put(&self.key(&["snap", &snap.id]), snap.volset_id.as_bytes());
-        txn.put(&self.key(&["s", &snap.volset_id, &snap.id]), &encode(snap));
+        self.put_snapshot(txn, snap)?;
         if let Some(parent) = &snap.parent_id {
             txn.put(&self.key(&["child", parent, &snap.id]), b"");
         }
         if let Some(blob) = &snap.blob_id {
             txn.put(&self.key(&["vsblob", &snap.volset_id, blob]), b"");
         }
+        Ok(())
+    }
+
+    /// Writes a snapshot's record and logs the change.
+    fn put_snapshot(&self, txn: &mut WriteTxn, snap: &Snapshot) -> Result<()> {
+        txn.put(&self.key(&["s", &snap.volset_id, &snap.id]), &encode(snap));
+        self.log_snapshot(txn, &snap.volset_id, &snap.id)
+    }
+
+    /// Bumps `vsid`'s snapshot revision and logs that snapshot `id` changed at it.
+    fn log_snapshot(&self, txn: &mut WriteTxn, vsid: &str, id: &str) -> Result<()> {
+        let key = self.key(&["srev", vsid]);
+        let current = txn.get(&key)?.map(text);
+        let (epoch, n) = match current.as_deref().and_then(parse_revision) {
+            Some((epoch, n)) => (epoch.to_string(), n + 1),
+            None => (new_id(), 1),
+        };
+        txn.put(&key, format!("{epoch}:{n}").as_bytes());
+        txn.put(&self.key(&["slog", vsid, &format!("{n:016x}")]), id.as_bytes());
+        Ok(())
+    }
+
+    /// `vsid`'s snapshot revision now (`None` while no snapshot of it was ever written).
+    pub fn revision(&self, vsid: &str) -> Result<Option<String>> {
+        Ok(self.read()?.get(&self.key(&["srev", vsid]))?.map(text))
+    }
+
+    /// The snapshots of `vsid` created, changed or deleted after revision `since`, read in
+    /// `txn`; `None` when `since` is not a revision of this store's (another epoch, ahead of
+    /// it, malformed): then only a full read will do.
+    fn changes_in(
+        &self,
+        txn: &mut impl Read,
+        vsid: &str,
+        since: &str,
+    ) -> Result<Option<RawChanges>> {
+        let Some(revision) = txn.get(&self.key(&["srev", vsid]))?.map(text) else {
+            return Ok(None);
+        };
+        let (Some((epoch, now)), Some((their_epoch, from))) =
+            (parse_revision(&revision), parse_revision(since))
+        else {
+            return Ok(None);
+        };
+        if epoch != their_epoch || from > now {
+            return Ok(None);
+        }
+        let start = self.key(&["slog", vsid, &format!("{:016x}", from + 1)]);
+        let end = prefix_end(&self.key(&["slog", vsid, ""]))
+            .ok_or_else(|| Error::Corrupted("the change log's key has no end".into()))?;
+        let mut seen = std::collections::HashSet::new();
+        let mut out = RawChanges { revision: revision.clone(), ..RawChanges::default() };
+        for (_, id) in txn.range(&start, &end)? {
+            let id = text(id);
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            match txn.get(&self.key(&["s", vsid, &id]))? {
+                Some(record) => out.changed.push(record),
+                None => out.deleted.push(id),
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// The snapshots of `vsid` created, changed or deleted after revision `since`; `None`
+    /// when `since` is not a revision of this store's (another epoch, ahead, malformed).
+    pub fn changes(&self, vsid: &str, since: &str) -> Result<Option<Changes>> {
+        let Some(raw) = self.changes_in(&mut self.read()?, vsid, since)? else {
+            return Ok(None);
+        };
+        let changed = raw.changed.iter().map(|r| decode("snapshot", r)).collect::<Result<_>>()?;
+        Ok(Some(Changes { revision: raw.revision, changed, deleted: raw.deleted }))
     }
 
     fn write_branch(&self, txn: &mut WriteTxn, old: Option<&Branch>, branch: &Branch) {
@@ -638,7 +812,7 @@ impl Hub {
                     if let Some(creator) = creator {
                         snap.creator = creator.into();
                     }
-                    self.write_new_snapshot(txn, &snap);
+                    self.write_new_snapshot(txn, &snap)?;
                     made.push(snap);
                     added += 1;
                 }
@@ -677,7 +851,7 @@ impl Hub {
             });
         }
         snap.blob_id = Some(blob.into());
-        txn.put(&self.key(&["s", &snap.volset_id, &snap.id]), &encode(&snap));
+        self.put_snapshot(txn, &snap)?;
         txn.put(&self.key(&["vsblob", &snap.volset_id, blob]), b"");
         Ok(snap)
     }
@@ -694,7 +868,7 @@ impl Hub {
                 .snapshot_in(txn, id)?
                 .ok_or_else(|| Error::NotFound(format!("no snapshot with id {id}")))?;
             snap.set_meta(meta);
-            txn.put(&self.key(&["s", &snap.volset_id, id]), &encode(&snap));
+            self.put_snapshot(txn, &snap)?;
             Ok(snap)
         })
     }
@@ -746,7 +920,7 @@ impl Hub {
             }
             txn.delete(&self.key(&["snap", id]));
             txn.delete(&self.key(&["s", &vsid, id]));
-            Ok(())
+            self.log_snapshot(txn, &vsid, id)
         })
     }
 
@@ -999,6 +1173,46 @@ impl Hub {
             out.insert(id, decode(kind, &value)?);
         }
         Ok(out)
+    }
+
+    /// Where this store and the hub stood at the end of the last sync of `vsid`, if known.
+    pub fn sync_mark(&self, vsid: &str) -> Result<Option<SyncMark>> {
+        self.get_json(&mut self.read()?, &["init", "mark", vsid])
+    }
+
+    /// Records where this store and the hub stood at the end of a sync of `vsid`.
+    pub fn set_sync_mark(&self, vsid: &str, mark: &SyncMark) -> Result<()> {
+        self.store.with_txn(|txn| {
+            txn.put(&self.key(&["init", "mark", vsid]), &encode(mark));
+            Ok::<_, Error>(())
+        })
+    }
+
+    /// Records the synced copies a push or pull settled, and `mark` for `vsid` with the last
+    /// of them, in as few durable commits as the store's transaction size allows.
+    pub fn set_synced(
+        &self,
+        vsid: &str,
+        volsets: &[(String, VolumeSetMeta)],
+        snapshots: &[(String, SnapshotMeta)],
+        branches: &[(String, BranchMeta)],
+        mark: Option<&SyncMark>,
+    ) -> Result<()> {
+        let mut puts: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let init = |kind: &str, id: &str| self.key(&["init", kind, id]);
+        puts.extend(volsets.iter().map(|(id, m)| (init("vs", id), encode(m))));
+        puts.extend(snapshots.iter().map(|(id, m)| (init("snap", id), encode(m))));
+        puts.extend(branches.iter().map(|(id, m)| (init("br", id), encode(m))));
+        puts.extend(mark.map(|m| (init("mark", vsid), encode(m))));
+        for chunk in puts.chunks(self.chunk() * 4) {
+            self.store.with_txn(|txn| {
+                for (key, value) in chunk {
+                    txn.put(key, value);
+                }
+                Ok::<_, Error>(())
+            })?;
+        }
+        Ok(())
     }
 
     /// Records the metadata of `kind` `id` as last synced, for many objects at once.

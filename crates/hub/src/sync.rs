@@ -92,14 +92,27 @@ pub struct SyncResponse {
 }
 
 /// Everything a store holds about one volume set: what a pull or push compares against.
+/// Asked for with a revision (`since`), only the snapshots changed after it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Export {
     /// The set.
     pub volumeset: VolumeSet,
-    /// Its branches.
+    /// Its branches (always all of them).
     pub branches: Vec<Branch>,
-    /// Its snapshots, in no particular order (sort by depth for parents first).
+    /// Its snapshots, in no particular order (sort by depth for parents first); only those
+    /// created or changed after `since` when that is set.
     pub snapshots: Vec<Snapshot>,
+    /// The revision the answer lists changes after; `None` when it lists every snapshot
+    /// (none was asked for, or the one asked for is unknown to the store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Snapshots deleted after `since`, by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deleted_snapshots: Vec<String>,
+    /// The set's snapshot revision as of this answer (`None` while no snapshot of it was
+    /// ever written): what to ask for changes after next time.
+    #[serde(default)]
+    pub revision: Option<String>,
 }
 
 /// New snapshots and branch moves sent to the target.
@@ -184,15 +197,19 @@ impl Hub {
         Ok(response)
     }
 
-    /// Everything about `vsid`.
+    /// Everything about `vsid`, snapshots by depth.
     pub fn export(&self, vsid: &str) -> Result<Export> {
-        let volumeset = self.volset(vsid)?;
-        let query = crate::store::Query { sort: crate::store::SortBy::Depth, ..Default::default() };
-        Ok(Export {
-            volumeset,
-            branches: self.branches(vsid)?,
-            snapshots: self.snapshots(vsid, &query)?,
-        })
+        let mut export = self.export_since(vsid, None)?;
+        export.snapshots.sort_by(|a, b| a.depth.cmp(&b.depth).then_with(|| a.id.cmp(&b.id)));
+        export.branches.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+        Ok(export)
+    }
+
+    /// Everything about `vsid`, or with `since` (a revision of this store's) only the
+    /// snapshots changed after it; see [`Hub::export_json`].
+    pub fn export_since(&self, vsid: &str, since: Option<&str>) -> Result<Export> {
+        serde_json::from_slice(&self.export_json(vsid, since)?)
+            .map_err(|e| Error::Corrupted(format!("export of volume set {vsid}: {e}")))
     }
 }
 

@@ -6,6 +6,12 @@
 //! reconcile changed metadata three ways on the target. Pull: the same decisions made
 //! locally, never writing the target. Sync: pull, then push. The local store keeps the
 //! "initial" copy of every object as last synced (`init/…` keys).
+//!
+//! A sync (and a push that leaves both sides the same) remembers both sides' revisions of
+//! the set (`init/mark/…`); the next sync
+//! reads only the snapshots written since on either side (`export?since=` and the local
+//! change log) and decides over those alone, falling back to everything when a revision is
+//! unknown or a snapshot was deleted (see `read_changes`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -14,7 +20,7 @@ use strata_volume::BlobStore;
 
 use crate::model::{Branch, BranchMeta, Snapshot, SnapshotMeta, VolumeSet, VolumeSetMeta};
 use crate::service::{HubService, blob_id, copy_blob};
-use crate::store::{BranchOutcome, Hub, Query};
+use crate::store::{BranchOutcome, Changes, Hub, Query, SyncMark};
 use crate::sync::{
     Decision, Export, ImportRequest, ImportResponse, SyncItem, SyncOutcome, SyncRequest,
     SyncResponse, decide,
@@ -31,6 +37,10 @@ pub trait Remote {
     async fn find_volset(&self, name_or_id: &str) -> Result<Option<VolumeSet>>;
     /// Everything about a visible volume set.
     async fn export(&self, vsid: &str) -> Result<Export>;
+    /// The visible volume set with only the snapshots changed after revision `since` (see
+    /// [`Export`]); everything, with `since` unset in the answer, when the remote does not
+    /// know that revision.
+    async fn export_since(&self, vsid: &str, since: &str) -> Result<Export>;
     /// Imports new snapshots and branch moves.
     async fn import(&self, vsid: &str, request: &ImportRequest) -> Result<ImportResponse>;
     /// Reconciles metadata three ways.
@@ -39,15 +49,12 @@ pub trait Remote {
     async fn missing_blobs(&self, ids: &[String]) -> Result<Vec<String>>;
     /// Uploads blob `id` from `blobs`.
     async fn upload_blob(&self, blobs: &BlobStore, id: &str, progress: &dyn Fn(u64)) -> Result<()>;
-    /// Downloads blob `id` of volume set `vsid` into `blobs`, verifying its hash.
-    async fn download_blob(
-        &self,
-        vsid: &str,
-        id: &str,
-        blobs: &BlobStore,
-        progress: &dyn Fn(u64),
-    ) -> Result<()>;
+    /// Downloads blob `id` of volume set `vs` into `to`, verifying its hash.
+    async fn download_blob(&self, vs: &str, id: &str, to: &BlobStore, on: Tick<'_>) -> Result<()>;
 }
+
+/// Told how many more bytes of a blob moved.
+pub type Tick<'a> = &'a dyn Fn(u64);
 
 /// A remote hub in this process, acting for `user`: the server's logic without HTTP.
 #[derive(Debug, Clone)]
@@ -64,7 +71,10 @@ impl Remote for InProcess {
         Ok(all.into_iter().find(|v| v.id == name_or_id || v.name == name_or_id))
     }
     async fn export(&self, vsid: &str) -> Result<Export> {
-        self.service.export(&self.user, vsid)
+        self.service.export(&self.user, vsid, None)
+    }
+    async fn export_since(&self, vsid: &str, since: &str) -> Result<Export> {
+        self.service.export(&self.user, vsid, Some(since))
     }
     async fn import(&self, vsid: &str, request: &ImportRequest) -> Result<ImportResponse> {
         self.service.import(&self.user, vsid, request)
@@ -78,15 +88,9 @@ impl Remote for InProcess {
     async fn upload_blob(&self, blobs: &BlobStore, id: &str, progress: &dyn Fn(u64)) -> Result<()> {
         copy_blob(blobs, &self.service.blobs, &blob_id(id)?, progress)
     }
-    async fn download_blob(
-        &self,
-        vsid: &str,
-        id: &str,
-        blobs: &BlobStore,
-        progress: &dyn Fn(u64),
-    ) -> Result<()> {
-        let id = self.service.check_blob_access(&self.user, vsid, id)?;
-        copy_blob(&self.service.blobs, blobs, &id, progress)
+    async fn download_blob(&self, vs: &str, id: &str, to: &BlobStore, on: Tick<'_>) -> Result<()> {
+        let id = self.service.check_blob_access(&self.user, vs, id)?;
+        copy_blob(&self.service.blobs, to, &id, on)
     }
 }
 
@@ -181,23 +185,26 @@ impl Local {
             Err(Error::Rejected { status: 404, .. }) => None,
             Err(err) => return Err(err),
         };
-        self.push_onto(remote, vsid, target, None, progress).await
+        self.push_onto(remote, vsid, target, None, None, progress).await
     }
 
     /// Push against `target`, the remote's state as just read (`None`: the set is new there).
     /// `local`, when given, is this store's snapshots of the set and their synced copies as
-    /// they are now (what a pull just read and wrote).
+    /// they are now (what a pull just read and wrote). `mark`, when given, is recorded with
+    /// the synced copies at the end; without `local`, the push records one itself when it
+    /// leaves both sides the same (the hub had nothing this store lacks).
     async fn push_onto(
         &self,
         remote: &impl Remote,
         vsid: &str,
         target: Option<Export>,
         local: Option<Scanned>,
+        mark: Option<SyncMark>,
         progress: &dyn Progress,
     ) -> Result<Report> {
-        let (local, snap_inits) = match local {
-            Some(scanned) => (Some(scanned.snapshots), Some(scanned.snap_inits)),
-            None => (None, None),
+        let (local, snap_inits, complete) = match local {
+            Some(scanned) => (Some(scanned.snapshots), Some(scanned.snap_inits), scanned.complete),
+            None => (None, None, true),
         };
         let mut report = Report { volset_id: vsid.into(), ..Report::default() };
         let volset = self.hub.volset(vsid)?;
@@ -209,29 +216,40 @@ impl Local {
             .as_ref()
             .map(|t| t.branches.iter().map(|b| (b.id.clone(), b.clone())).collect())
             .unwrap_or_default();
+        // This store's revision before it is read, for the mark of a push alone.
+        let revision = if local.is_none() { self.hub.revision(vsid)? } else { None };
         let mut local_snaps = match local {
             Some(snaps) => snaps,
             None => self.hub.snapshots(vsid, &Query::default())?,
         };
         local_snaps.sort_by_key(|s| s.depth);
-        let local_by_id: HashMap<&str, &Snapshot> =
-            local_snaps.iter().map(|s| (s.id.as_str(), s)).collect();
+        let snap_inits = match snap_inits {
+            Some(inits) => inits,
+            None => self.hub.inits::<SnapshotMeta>("snap")?,
+        };
+        // Whether the remote has a local snapshot. When the target lists only what changed
+        // since the last sync, a snapshot it does not list is there exactly when it was
+        // synced before (it has a synced copy here): that sync left both sides the same.
+        let remote_has =
+            |id: &str| remote_snaps.contains_key(id) || (!complete && snap_inits.contains_key(id));
 
         // Decide every branch before sending anything.
         let mut branches = self.hub.branches(vsid)?;
-        branches.sort_by_key(|b| local_by_id.get(b.tip.as_str()).map_or(0, |s| s.depth));
+        let tips: Vec<&str> = branches.iter().map(|b| b.tip.as_str()).collect();
+        let depth: HashMap<String, u64> =
+            self.hub.snapshots_by_id(&tips)?.into_iter().map(|s| (s.id, s.depth)).collect();
+        branches.sort_by_key(|b| depth.get(&b.tip).copied().unwrap_or(0));
         let mut send_branches = Vec::new();
         for branch in &branches {
             let outcome = match remote_branches.get(&branch.id) {
                 None => BranchOutcome::Created,
                 Some(r) if r.tip == branch.tip => BranchOutcome::Unchanged,
+                Some(r) if self.hub.is_ancestor(&r.tip, &branch.tip)? => BranchOutcome::Extended,
+                // A partial target's snapshots are all here already (a pull just took them).
                 Some(r)
-                    if local_by_id.contains_key(r.tip.as_str())
-                        && self.hub.is_ancestor(&r.tip, &branch.tip)? =>
+                    if (complete && ancestor_in(&remote_snaps, &branch.tip, &r.tip))
+                        || (!complete && self.hub.is_ancestor(&branch.tip, &r.tip)?) =>
                 {
-                    BranchOutcome::Extended
-                }
-                Some(r) if ancestor_in(&remote_snaps, &branch.tip, &r.tip) => {
                     BranchOutcome::TargetAhead
                 }
                 Some(r) => {
@@ -249,7 +267,22 @@ impl Local {
             report.branches.push((branch_label(branch), outcome));
         }
         let new_snaps: Vec<Snapshot> =
-            local_snaps.iter().filter(|s| !remote_snaps.contains_key(&s.id)).cloned().collect();
+            local_snaps.iter().filter(|s| !remote_has(&s.id)).cloned().collect();
+        // A push alone leaves both sides the same when the hub has no snapshot this store
+        // lacks and every branch of the hub's ends where this store's does: then it remembers
+        // the revisions, and the next sync reads only what changed since, as after a sync.
+        let mark = match (mark, revision, target.as_ref().and_then(|t| t.revision.clone())) {
+            (Some(mark), _, _) => Some(mark),
+            (None, Some(local), Some(remote)) => {
+                let here: HashSet<&str> = local_snaps.iter().map(|s| s.id.as_str()).collect();
+                let tips: HashSet<&str> = branches.iter().map(|b| b.id.as_str()).collect();
+                let same = remote_snaps.keys().all(|id| here.contains(id.as_str()))
+                    && remote_branches.keys().all(|id| tips.contains(id.as_str()))
+                    && report.branches.iter().all(|(_, o)| *o != BranchOutcome::TargetAhead);
+                same.then_some(SyncMark { remote, local })
+            }
+            (None, _, _) => None,
+        };
 
         // Blobs the hub lacks.
         let wanted: Vec<String> = {
@@ -317,14 +350,14 @@ impl Local {
                 request.volumeset = Some(SyncItem { id: vsid.into(), cur: volset.meta(), init });
             }
         }
-        let snap_inits = match snap_inits {
-            Some(inits) => inits,
-            None => self.hub.inits::<SnapshotMeta>("snap")?,
-        };
         for s in &local_snaps {
-            let Some(r) = remote_snaps.get(&s.id) else { continue };
+            if !remote_has(&s.id) {
+                continue;
+            }
             let init = snap_inits.get(&s.id);
-            if init != Some(&s.meta()) || r.meta() != s.meta() {
+            // Not listed by a partial target: unchanged there since it equalled `init`.
+            let differs = remote_snaps.get(&s.id).is_some_and(|r| r.meta() != s.meta());
+            if init != Some(&s.meta()) || differs {
                 request.snapshots.push(SyncItem {
                     id: s.id.clone(),
                     cur: s.meta(),
@@ -368,9 +401,7 @@ impl Local {
                 init_branches.push((out.id.clone(), settled(out)));
             }
         }
-        self.hub.set_inits("vs", &init_vs)?;
-        self.hub.set_inits("snap", &init_snaps)?;
-        self.hub.set_inits("br", &init_branches)?;
+        self.hub.set_synced(vsid, &init_vs, &init_snaps, &init_branches, mark.as_ref())?;
         Ok(report)
     }
 
@@ -423,7 +454,14 @@ impl Local {
         name_or_id: &str,
         progress: &dyn Progress,
     ) -> Result<(Report, Export, Scanned)> {
-        let vsid = match self.volset(name_or_id) {
+        let vsid = self.resolve(remote, name_or_id).await?;
+        let (target, scanned) = self.read_everything(remote, &vsid, None).await?;
+        self.pull_onto(&vsid, target, scanned, remote, progress).await
+    }
+
+    /// The id of the volume set named or with id `name_or_id` here, or else on the remote.
+    async fn resolve(&self, remote: &impl Remote, name_or_id: &str) -> Result<String> {
+        Ok(match self.volset(name_or_id) {
             Ok(v) => v.id,
             Err(Error::NotFound(_)) => {
                 remote
@@ -435,15 +473,87 @@ impl Local {
                     .id
             }
             Err(err) => return Err(err),
-        };
+        })
+    }
+
+    /// The remote's whole state of `vsid` (`target`, when already read) and this store's.
+    async fn read_everything(
+        &self,
+        remote: &impl Remote,
+        vsid: &str,
+        target: Option<Export>,
+    ) -> Result<(Export, Scanned)> {
+        let revision = self.hub.revision(vsid)?;
         // Read the local side while the hub assembles its answer.
-        let (target, scanned) = tokio::join!(remote.export(&vsid), async {
-            let snapshots = self.hub.snapshots(&vsid, &Query::default());
-            (snapshots, self.hub.inits::<SnapshotMeta>("snap"))
+        let (target, scanned) = tokio::join!(
+            async {
+                match target {
+                    Some(target) => Ok(target),
+                    None => remote.export(vsid).await,
+                }
+            },
+            async {
+                let snapshots = self.hub.snapshots(vsid, &Query::default());
+                (snapshots, self.hub.inits::<SnapshotMeta>("snap"))
+            }
+        );
+        let (snapshots, snap_inits) = scanned;
+        let scanned =
+            Scanned { snapshots: snapshots?, snap_inits: snap_inits?, complete: true, revision };
+        Ok((target?, scanned))
+    }
+
+    /// Both sides' snapshots of `vsid` changed since the last sync, when that sync's
+    /// revisions are known on both sides and nothing was deleted since; otherwise both
+    /// sides' whole state.
+    async fn read_changes(&self, remote: &impl Remote, vsid: &str) -> Result<(Export, Scanned)> {
+        let Some(mark) = self.hub.sync_mark(vsid)? else {
+            return self.read_everything(remote, vsid, None).await;
+        };
+        let (target, changes) = tokio::join!(remote.export_since(vsid, &mark.remote), async {
+            self.hub.changes(vsid, &mark.local)
         });
         let target = target?;
-        let (local_snapshots, snap_inits) = scanned;
-        let (local_snapshots, mut snap_inits) = (local_snapshots?, snap_inits?);
+        // A whole answer (the hub did not know the revision) serves a full read as it is.
+        let whole = |target: Export| if target.since.is_none() { Some(target) } else { None };
+        let Some(Changes { revision, changed, deleted }) = changes? else {
+            return self.read_everything(remote, vsid, whole(target)).await;
+        };
+        if target.since.is_none() || !target.deleted_snapshots.is_empty() || !deleted.is_empty() {
+            // A deletion on either side is undone by a sync; the whole state shows how.
+            return self.read_everything(remote, vsid, whole(target)).await;
+        }
+        // This store's copies of what changed on either side, and their synced copies.
+        let mut local: HashMap<String, Snapshot> =
+            changed.into_iter().map(|s| (s.id.clone(), s)).collect();
+        let theirs: Vec<&str> = target
+            .snapshots
+            .iter()
+            .map(|s| s.id.as_str())
+            .filter(|id| !local.contains_key(*id))
+            .collect();
+        for s in self.hub.snapshots_by_id(&theirs)? {
+            local.insert(s.id.clone(), s);
+        }
+        let ids: Vec<&str> = local.keys().map(String::as_str).collect();
+        let snap_inits = self.hub.snapshot_inits(&ids)?;
+        let snapshots = local.into_values().collect();
+        Ok((target, Scanned { snapshots, snap_inits, complete: false, revision: Some(revision) }))
+    }
+
+    /// Pull of `vsid` against `target`, the remote's state as just read, and `scanned`,
+    /// this store's as just read (both whole, or both only what changed since the last
+    /// sync). Returns the target and this store's state as the pull left it.
+    async fn pull_onto(
+        &self,
+        vsid: &str,
+        target: Export,
+        scanned: Scanned,
+        remote: &impl Remote,
+        progress: &dyn Progress,
+    ) -> Result<(Report, Export, Scanned)> {
+        let vsid = vsid.to_string();
+        let Scanned { snapshots: local_snapshots, mut snap_inits, complete, revision } = scanned;
         let mut report = Report { volset_id: vsid.clone(), ..Report::default() };
         let mut init_vs = Vec::new();
         let mut init_snaps = Vec::new();
@@ -489,11 +599,21 @@ impl Local {
         init_snaps.extend(new_snaps.iter().map(|s| (s.id.clone(), s.meta())));
 
         let mut branches = target.branches.clone();
-        let depth: HashMap<&str, u64> =
-            target.snapshots.iter().map(|s| (s.id.as_str(), s.depth)).collect();
-        branches.sort_by_key(|b| depth.get(b.tip.as_str()).copied().unwrap_or(0));
         let local_branches: HashMap<String, Branch> =
             self.hub.branches(&vsid)?.into_iter().map(|b| (b.id.clone(), b)).collect();
+        // Tips' depths: from the target, or (a partial target) from this store, which has
+        // every tip it has not listed.
+        let mut depth: HashMap<&str, u64> =
+            target.snapshots.iter().map(|s| (s.id.as_str(), s.depth)).collect();
+        let unlisted: Vec<&str> = if complete {
+            Vec::new()
+        } else {
+            branches.iter().map(|b| b.tip.as_str()).filter(|t| !depth.contains_key(t)).collect()
+        };
+        let here: HashMap<String, u64> =
+            self.hub.snapshots_by_id(&unlisted)?.into_iter().map(|s| (s.id, s.depth)).collect();
+        depth.extend(here.iter().map(|(id, d)| (id.as_str(), *d)));
+        branches.sort_by_key(|b| depth.get(b.tip.as_str()).copied().unwrap_or(0));
         for b in &branches {
             let outcome = match local_branches.get(&b.id) {
                 Some(have) if have.tip == b.tip => BranchOutcome::Unchanged,
@@ -541,9 +661,7 @@ impl Local {
                 init_branches.push((t.id.clone(), meta));
             }
         }
-        self.hub.set_inits("vs", &init_vs)?;
-        self.hub.set_inits("snap", &init_snaps)?;
-        self.hub.set_inits("br", &init_branches)?;
+        self.hub.set_synced(&vsid, &init_vs, &init_snaps, &init_branches, None)?;
         // What the store holds now: the snapshots it had (with the metadata just taken)
         // and the new ones as imported.
         let mut now: Vec<Snapshot> = local.into_values().collect();
@@ -552,7 +670,7 @@ impl Local {
             now.push(s);
         }
         snap_inits.extend(init_snaps.iter().cloned());
-        Ok((report, target, Scanned { snapshots: now, snap_inits }))
+        Ok((report, target, Scanned { snapshots: now, snap_inits, complete, revision }))
     }
 
     /// The pull side of one decision: the copy to store locally (and as initial), if any.
@@ -601,14 +719,27 @@ impl Local {
             Err(err) => return Err(err),
         };
         let (mut report, target, local) = if exists_remotely {
-            let (report, target, local) = self.pull_export(remote, name_or_id, progress).await?;
+            let vsid = self.resolve(remote, name_or_id).await?;
+            let (target, scanned) = match self.hub.volset(&vsid) {
+                Ok(_) => self.read_changes(remote, &vsid).await?,
+                Err(Error::NotFound(_)) => self.read_everything(remote, &vsid, None).await?,
+                Err(err) => return Err(err),
+            };
+            let (report, target, local) =
+                self.pull_onto(&vsid, target, scanned, remote, progress).await?;
             (report, Some(target), Some(local))
         } else {
             (Report { volset_id: self.volset(name_or_id)?.id, ..Report::default() }, None, None)
         };
+        let vsid = report.volset_id.clone();
+        // Where both sides stood: the remote as read, this store as it was before the pull.
+        let mark = match (&target, &local) {
+            (Some(t), Some(l)) => t.revision.clone().zip(l.revision.clone()),
+            _ => None,
+        };
+        let mark = mark.map(|(remote, local)| SyncMark { remote, local });
         // A pull never changes the remote: its state as the pull read it is the target.
-        let pushed =
-            self.push_onto(remote, &report.volset_id.clone(), target, local, progress).await?;
+        let pushed = self.push_onto(remote, &vsid, target, local, mark, progress).await?;
         report.snapshots_pushed = pushed.snapshots_pushed;
         report.blobs_pushed = pushed.blobs_pushed;
         report.bytes += pushed.bytes;
@@ -620,10 +751,14 @@ impl Local {
     }
 }
 
-/// A store's snapshots of one set and their synced copies, as a pull leaves them.
+/// A store's snapshots of one set and their synced copies: all of them (`complete`), or
+/// those changed on either side since the last sync.
 struct Scanned {
     snapshots: Vec<Snapshot>,
     snap_inits: HashMap<String, SnapshotMeta>,
+    complete: bool,
+    /// The store's revision of the set when it was read.
+    revision: Option<String>,
 }
 
 /// The copy both sides hold after the target decided.

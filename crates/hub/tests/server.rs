@@ -220,6 +220,34 @@ fn push_and_pull_with_blobs_and_grants() -> anyhow::Result<()> {
     assert!(copy == content, "the pulled blob is byte-identical");
     assert_eq!(b.hub.snapshot(&s1.id)?.blob_id, Some(blob.to_string()));
     assert!(hub.runtime.block_on(bob.missing_blobs(&[blob.to_string()]))?.is_empty());
+
+    // Syncs over HTTP: the first reads everything and remembers revisions; the next ones ask
+    // the hub only for what changed since.
+    hub.runtime.block_on(a.sync(&alice, &vs.id, &NoProgress))?;
+    hub.runtime.block_on(b.sync(&bob, &vs.id, &NoProgress))?;
+    let mark = a.hub.sync_mark(&vs.id)?.ok_or_else(|| anyhow::anyhow!("no sync mark"))?;
+    let mut writer = a.blobs.writer()?;
+    writer.write_all(b"the second snapshot's blob")?;
+    let blob2 = writer.finish()?;
+    let spec = strata_hub::NewSnapshot { blob_id: Some(blob2.to_string()), ..snap("two") };
+    let (_, s2) = a.hub.extend(&vs.id, &s1.id, &spec)?;
+    let report = hub.runtime.block_on(a.sync(&alice, &vs.id, &NoProgress))?;
+    assert_eq!((report.snapshots_pushed, report.blobs_pushed), (1, 1));
+    let delta = hub.runtime.block_on(alice.export_since(&vs.id, &mark.remote))?;
+    assert_eq!(delta.since.as_deref(), Some(mark.remote.as_str()));
+    let listed: Vec<&str> = delta.snapshots.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(listed, [s2.id.as_str()], "only the new snapshot");
+    for unknown in ["nonsense", "other-epoch:1", "a b&since=x:1"] {
+        let full = hub.runtime.block_on(alice.export_since(&vs.id, unknown))?;
+        assert_eq!((full.since, full.snapshots.len()), (None, 2), "revision {unknown:?}");
+    }
+    let mut meta = b.hub.snapshot(&s1.id)?.meta();
+    meta.description = "described by bob".into();
+    b.hub.update_snapshot_meta(&s1.id, &meta)?;
+    let report = hub.runtime.block_on(b.sync(&bob, &vs.id, &NoProgress))?;
+    assert_eq!((report.snapshots_pulled, report.blobs_pulled, report.metadata_pushed), (1, 1, 1));
+    hub.runtime.block_on(a.sync(&alice, &vs.id, &NoProgress))?;
+    assert_eq!(a.hub.snapshot(&s1.id)?.description, "described by bob");
     Ok(())
 }
 

@@ -143,8 +143,8 @@ pub(crate) fn categorized(err: strata_hub::Error) -> anyhow::Error {
     anyhow::Error::new(Failure { category: err.category(), message: err.to_string() })
 }
 
-/// Opens a hub store: its own redb file at `redb_path`, or the configured etcd under
-/// `etcd_prefix`.
+/// Opens a hub store: its own redb file at `redb_path` (waiting up to 10 s while another
+/// process has it open), or the configured etcd under `etcd_prefix`.
 pub(crate) fn open_store(
     config: &Config,
     redb_path: &Path,
@@ -156,8 +156,9 @@ pub(crate) fn open_store(
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("create {}", dir.display()))?;
             }
-            let store =
-                Store::redb(redb_path).with_context(|| format!("open {}", redb_path.display()))?;
+            // Another volume command may hold the file for a moment: wait for it.
+            let store = Store::redb_waiting(redb_path, std::time::Duration::from_secs(10))
+                .with_context(|| format!("open {}", redb_path.display()))?;
             Ok(Hub::new(store, ""))
         }
         EngineKind::Etcd => {
