@@ -153,13 +153,15 @@ fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let i = a.hub.inits::<strata_hub::SnapshotMeta>("snap")?;
         eprintln!("local inits scan: {:?} ({})", t.elapsed(), i.len());
-        for _ in 0..3 {
+        // One new snapshot on a branch of `a`.
+        let probe = || -> anyhow::Result<()> {
             let tip = a.hub.find_branch(&vsid, "branch-9")?.tip;
-            a.hub.extend(
-                &vsid,
-                &tip,
-                &NewSnapshot { name: "probe".into(), ..NewSnapshot::default() },
-            )?;
+            let new = NewSnapshot { name: "probe".into(), ..NewSnapshot::default() };
+            a.hub.extend(&vsid, &tip, &new)?;
+            Ok(())
+        };
+        for _ in 0..3 {
+            probe()?;
             let t = Instant::now();
             runtime.block_on(a.pull(&client, &vsid, &NoProgress))?;
             let pull = t.elapsed();
@@ -173,12 +175,7 @@ fn main() -> anyhow::Result<()> {
         // What an incremental sync reads instead, after one new snapshot.
         runtime.block_on(a.sync(&client, &vsid, &NoProgress))?;
         let mark = a.hub.sync_mark(&vsid)?.ok_or_else(|| anyhow::anyhow!("no sync mark"))?;
-        let tip = a.hub.find_branch(&vsid, "branch-9")?.tip;
-        a.hub.extend(
-            &vsid,
-            &tip,
-            &NewSnapshot { name: "probe".into(), ..NewSnapshot::default() },
-        )?;
+        probe()?;
         let t = Instant::now();
         let e = runtime.block_on(client.export_since(&vsid, &mark.remote))?;
         eprintln!(

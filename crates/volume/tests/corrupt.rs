@@ -79,11 +79,7 @@ fn a_materialize_with_a_damaged_blob_leaves_nothing() -> anyhow::Result<()> {
     let err = materialize(&fx.store, std::slice::from_ref(&fx.blob), &out).expect_err("damaged");
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     assert!(!out.exists());
-    let leftovers: Vec<_> = fs::read_dir(fx.tmp.path())?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().contains("materialize"))
-        .collect();
-    assert!(leftovers.is_empty(), "staging left behind: {leftovers:?}");
+    no_staging_left(fx.tmp.path())?;
     Ok(())
 }
 
@@ -163,7 +159,13 @@ fn a_chain_broken_after_its_first_blob_leaves_nothing() -> anyhow::Result<()> {
         materialize(&fx.store, &[fx.blob.clone(), broken.clone()], &out).expect_err("broken chain");
     assert!(matches!(err, Error::Corrupt { ref id, .. } if *id == broken), "{err}");
     assert!(!out.exists());
-    let leftovers: Vec<_> = fs::read_dir(fx.tmp.path())?
+    no_staging_left(fx.tmp.path())?;
+    Ok(())
+}
+
+/// Fails if a materialize left its staging directory in `dir`.
+fn no_staging_left(dir: &std::path::Path) -> anyhow::Result<()> {
+    let leftovers: Vec<_> = fs::read_dir(dir)?
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().contains("materialize"))
         .collect();

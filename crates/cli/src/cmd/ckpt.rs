@@ -176,7 +176,8 @@ fn serve(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()
 }
 
 async fn serve_until_signal(ckpt: &CkptConfig, store: strata_kv::Store) -> anyhow::Result<()> {
-    strata_ckpt::serve(ckpt, store, super::serve::shutdown_signal())
+    let shutdown = super::serve::shutdown_signal();
+    strata_ckpt::serve(ckpt, store, shutdown)
         .await
         .map_err(categorized)
         .with_context(|| format!("ckpt serve on {}", ckpt.listen))

@@ -204,9 +204,10 @@ pub(crate) fn run(args: HubArgs, config: &Config, data_dir: &Path) -> anyhow::Re
         HubCommand::Serve { listen } => {
             let runtime = super::serve::runtime()?;
             runtime.block_on(async {
+                let shutdown = super::serve::shutdown_signal();
                 let server = bind(config, data_dir, listen).await?;
                 tracing::info!(addr = %server.local_addr(), dir = %hub_dir(data_dir).display(), "hub listening");
-                server.run(super::serve::shutdown_signal()).await.map_err(categorized)
+                server.run(shutdown).await.map_err(categorized)
             })
         }
         HubCommand::Grant { volset, user, remote, token } => {

@@ -157,6 +157,7 @@ fn serve(args: NbdServeArgs, config: &Config, data_dir: &Path) -> anyhow::Result
     let server = NbdServer::new(records, server_config.clone())?;
     let runtime = super::serve::runtime()?;
     runtime.block_on(async {
+        let shutdown = super::serve::shutdown_signal();
         let listeners = bind(listen, socket.as_deref()).await?;
         tracing::info!(
             listen = %listen,
@@ -164,7 +165,7 @@ fn serve(args: NbdServeArgs, config: &Config, data_dir: &Path) -> anyhow::Result
             tlog = %server_config.tlog_servers.join(","),
             "nbd serving"
         );
-        server.serve(listeners, super::serve::shutdown_signal()).await?;
+        server.serve(listeners, shutdown).await?;
         Ok(())
     })
 }

@@ -65,17 +65,23 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
     let mut published = Published::open(data_dir)?;
     let runtime = super::serve::runtime()?;
     runtime.block_on(async {
-        let tlog_listener = tokio::net::TcpListener::bind(args.tlog_listen)
-            .await
-            .with_context(|| format!("tlog: listen on {} (choose another with --tlog-listen)", args.tlog_listen))?;
+        let mut signals = Signals::install()?;
+        let tlog_listener =
+            tokio::net::TcpListener::bind(args.tlog_listen).await.with_context(|| {
+                format!("tlog: listen on {} (choose another with --tlog-listen)", args.tlog_listen)
+            })?;
         let tlog_addr = tlog_listener.local_addr()?;
         let mut ckpt_config = config.ckpt.clone();
         if let Some(listen) = args.ckpt_listen {
             ckpt_config.listen = listen.to_string();
         }
-        let ckpt = strata_ckpt::Server::bind(&ckpt_config, store.clone())
-            .await
-            .with_context(|| format!("ckpt: listen on {} (choose another with --ckpt-listen)", ckpt_config.listen))?;
+        let ckpt =
+            strata_ckpt::Server::bind(&ckpt_config, store.clone()).await.with_context(|| {
+                format!(
+                    "ckpt: listen on {} (choose another with --ckpt-listen)",
+                    ckpt_config.listen
+                )
+            })?;
         let ckpt_addr = ckpt.local_addr();
         let hub = super::hub::bind(config, data_dir, args.hub_listen.map(|a| a.to_string()))
             .await
@@ -163,7 +169,10 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
             "strata serving"
         );
         let outcome = tokio::select! {
-            signal = wait_for_shutdown() => signal.map(|s| tracing::info!(signal = s, "shutting down")),
+            signal = signals.recv() => {
+                tracing::info!(signal, "shutting down");
+                Ok(())
+            }
             Some(ended) = services.join_next() => Err(match ended {
                 Ok(Ok(name)) => anyhow::anyhow!("{name} stopped unexpectedly"),
                 Ok(Err(err)) => err,
@@ -200,28 +209,52 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("start the async runtime")
 }
 
-/// Completes on SIGINT or SIGTERM, logging which. Without signal handlers (which cannot
-/// happen on Linux short of running out of file descriptors) it logs why and never completes,
-/// leaving the signals' default action to end the process.
-pub(crate) async fn shutdown_signal() {
-    match wait_for_shutdown().await {
-        Ok(signal) => tracing::info!(signal, "shutting down"),
-        Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "cannot wait for signals");
-            std::future::pending::<()>().await;
+/// Completes on SIGINT or SIGTERM, logging which. The handlers are installed when this is
+/// called (not when the future is first polled), so call it before announcing that the
+/// process serves: a signal that comes early is then never left to its default action.
+/// Without signal handlers (which cannot happen on Linux short of running out of file
+/// descriptors) it logs why and never completes, leaving the default action to end the
+/// process. Needs a runtime.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    let signals = Signals::install();
+    async move {
+        match signals {
+            Ok(mut signals) => {
+                let signal = signals.recv().await;
+                tracing::info!(signal, "shutting down");
+            }
+            Err(err) => {
+                tracing::error!(error = format!("{err:#}"), "cannot wait for signals");
+                std::future::pending::<()>().await;
+            }
         }
     }
 }
 
-/// Waits for SIGINT or SIGTERM and names the one that came.
-pub(crate) async fn wait_for_shutdown() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// Handlers for SIGINT and SIGTERM, installed on creation.
+pub(crate) struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers (from here on the signals no longer end the process). Needs a
+    /// runtime.
+    pub(crate) fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("install the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("install the SIGINT handler")?,
+        })
+    }
+
+    /// Waits for SIGINT or SIGTERM and names the one that came.
+    pub(crate) async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
 
 /// `<data-dir>/run/`: what this process serves, for other programs to read or watch.

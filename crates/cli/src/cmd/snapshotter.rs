@@ -58,6 +58,7 @@ pub(crate) async fn serve(
     snapshotter: strata_snapshots::Snapshotter,
     socket: PathBuf,
 ) -> anyhow::Result<()> {
+    let mut signals = super::serve::Signals::install()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(async move {
         grpc::serve(snapshotter, &socket, async {
@@ -66,8 +67,8 @@ pub(crate) async fn serve(
         .await
     });
     let outcome = tokio::select! {
-        signal = super::serve::wait_for_shutdown() => {
-            tracing::info!(signal = signal?, "shutting down");
+        signal = signals.recv() => {
+            tracing::info!(signal, "shutting down");
             let _ = stop.send(());
             server.await
         }

@@ -215,10 +215,10 @@ fn serve(args: TlogServeArgs, tlog: &TlogConfig, data_dir: &Path) -> anyhow::Res
         args.listen.or(tlog.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 11211)));
     let runtime = super::serve::runtime()?;
     runtime.block_on(async {
+        let shutdown = super::serve::shutdown_signal();
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listen on {listen}"))?;
-        let shutdown = super::serve::shutdown_signal();
         strata_tlog::server::serve(listener, config, storage, shutdown).await?;
         Ok(())
     })
