@@ -22,6 +22,12 @@ use crate::cmd;
 ///   ckpt       a strongly consistent checkpoint service over HTTP for clients of an
 ///              eventually consistent object store, authorized by the store itself
 ///
+///   vdisk, nbd virtual disks served over NBD, every write journaled through the tlog
+///
+///   hub        volume sets of filesystem volumes with snapshots on branches, pushed to
+///              and pulled from a hub server with three-way sync (volumeset, volume, log,
+///              push, pull, sync)
+///
 ///   project    atomic projection of a set of files into a directory (the ..data swap)
 ///
 ///   serve      runs every strata service in one process, on embedded defaults under one
