@@ -52,6 +52,6 @@ pub use crate::error::{Error, PayloadError, Result};
 pub use crate::fs::{Fs, RealFs};
 pub use crate::layout::{DATA_LINK, DATA_TMP_LINK, LOCK_FILE, is_version_dir_name};
 pub use crate::payload::{
-    DIR_MODE, FileProjection, MAX_ELEMENT_LEN, MAX_PATH_LEN, Payload, clean_path,
+    DIR_MODE, FileProjection, MAX_ELEMENT_LEN, MAX_PATH_LEN, Payload, check_payload, clean_path,
 };
 pub use crate::writer::{AtomicWriter, Outcome};

@@ -78,6 +78,15 @@ pub fn clean_path(path: &Path) -> Result<PathBuf, PayloadError> {
     }
 }
 
+/// Checks every path and mode of `payload` against the rules [`AtomicWriter::write`] applies,
+/// without touching the disk: a caller can refuse a payload before it creates or opens a
+/// target.
+///
+/// [`AtomicWriter::write`]: crate::AtomicWriter::write
+pub fn check_payload(payload: &Payload) -> Result<(), PayloadError> {
+    CheckedPayload::new(payload).map(drop)
+}
+
 /// A payload that passed every rule, keyed by clean paths, with what a write derives from it.
 #[derive(Debug)]
 pub(crate) struct CheckedPayload<'a> {

@@ -1,6 +1,7 @@
 //! `strata project` end to end: from a directory, from a JSON payload, and its errors.
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use anyhow::ensure;
 
@@ -38,15 +39,42 @@ fn project_from_dir_then_from_payload() -> anyhow::Result<()> {
 fn project_refuses_bad_payloads_clearly() -> anyhow::Result<()> {
     let strata = Strata::new()?;
     let target = strata.dir.path().join("target");
-    let target_arg = target.to_string_lossy();
     let cases = [
         (r#"{"../escape": {"text": "x"}}"#, ".."),
         (r#"{"/abs": {"text": "x"}}"#, "abs"),
         (r#"{"a": {"text": "x", "mode": "999"}}"#, "mode"),
         (r#"{"a": {"data": "not base64!"}}"#, "base64"),
         ("not json", "JSON"),
+        (r#"{"..bar": {"text": "x"}}"#, "..bar"),
+        (r#"{"a/../b": {"text": "x"}}"#, "a/../b"),
+        (r#"{"/etc/passwd": {"text": "x"}}"#, "/etc/passwd"),
+        (r#"{"": {"text": "x"}}"#, "empty"),
     ];
-    for (json, needle) in cases {
+    // A refused payload leaves the target untouched: first a target that does not exist yet,
+    // then one that exists with a file of its own.
+    for existing in [false, true] {
+        if existing {
+            std::fs::create_dir_all(&target)?;
+            std::fs::write(target.join("mine"), "keep")?;
+        }
+        check_refused(&strata, &target, &cases)?;
+        if existing {
+            let names: Vec<_> = std::fs::read_dir(&target)?
+                .map(|entry| entry.map(|e| e.file_name()))
+                .collect::<Result<_, _>>()?;
+            ensure!(names == ["mine"], "a refused payload changed the target: {names:?}");
+        } else {
+            ensure!(!target.exists(), "a refused payload created the target");
+        }
+    }
+    Ok(())
+}
+
+/// Projects each JSON payload of `cases` into `target` and checks that it is refused with an
+/// error containing the case's needle.
+fn check_refused(strata: &Strata, target: &Path, cases: &[(&str, &str)]) -> anyhow::Result<()> {
+    let target_arg = target.to_string_lossy();
+    for &(json, needle) in cases {
         let payload = strata.dir.path().join("p.json");
         std::fs::write(&payload, json)?;
         let out = strata.run(&[
@@ -66,6 +94,51 @@ fn project_refuses_bad_payloads_clearly() -> anyhow::Result<()> {
             !out.status.success() && stderr.to_lowercase().contains(&needle.to_lowercase()),
             "{json}: {stderr}"
         );
+    }
+    Ok(())
+}
+
+#[test]
+fn project_watch_follows_the_source_and_skips_a_bad_change() -> anyhow::Result<()> {
+    let strata = Strata::new()?;
+    let (src, target) = (strata.dir.path().join("src"), strata.dir.path().join("target"));
+    std::fs::create_dir_all(src.join("conf"))?;
+    std::fs::write(src.join("conf/app.toml"), "v = 1\n")?;
+    let mut child = strata
+        .command()
+        .args(["project", "--watch", "--debounce-ms", "20", "--target"])
+        .arg(&target)
+        .arg("--from-dir")
+        .arg(&src)
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let watched = (|| {
+        let file = target.join("conf/app.toml");
+        wait_for(|| std::fs::read_to_string(&file).is_ok_and(|text| text == "v = 1\n"))?;
+        // A change in a directory read after the start is seen too.
+        std::fs::write(src.join("conf/app.toml"), "v = 2\n")?;
+        wait_for(|| std::fs::read_to_string(&file).is_ok_and(|text| text == "v = 2\n"))?;
+        // A name the writer keeps for itself is refused; the target keeps its last version
+        // and the watcher goes on.
+        std::fs::write(src.join("..data_x"), "no")?;
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        ensure!(child.try_wait()?.is_none(), "the watcher stopped on a refused payload");
+        ensure!(std::fs::read_to_string(&file)? == "v = 2\n");
+        std::fs::remove_file(src.join("..data_x"))?;
+        std::fs::write(src.join("conf/app.toml"), "v = 3\n")?;
+        wait_for(|| std::fs::read_to_string(&file).is_ok_and(|text| text == "v = 3\n"))
+    })();
+    child.kill()?;
+    child.wait()?;
+    watched
+}
+
+/// Waits up to ten seconds for `done`.
+fn wait_for(mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done() {
+        ensure!(std::time::Instant::now() < deadline, "timed out");
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
     Ok(())
 }

@@ -61,12 +61,24 @@ pub struct ProjectArgs {
 }
 
 /// Projects once, or keeps projecting with `--watch`.
+///
+/// The first payload is read and checked before the target is created or opened, so a
+/// refused payload leaves the target as it was (no directory, no lock file).
 pub fn run(args: ProjectArgs) -> anyhow::Result<()> {
     let plan = Plan::new(args)?;
-    let mut writer = open(&plan.target)?;
     match (&plan.source, plan.debounce) {
-        (Source::Dir(src), Some(debounce)) => watch(writer, &plan.target, src, debounce),
-        (source, _) => project(&mut writer, source, &mut |_| Ok(())),
+        (Source::Dir(src), Some(debounce)) => {
+            let (inotify, mut add_watch) = watcher()?;
+            let payload = read_payload(&plan.source, &mut add_watch)?;
+            let mut writer = create_and_open(&plan.target, &payload)?;
+            write(&mut writer, &payload)?;
+            watch(writer, &plan.target, src, debounce, &inotify, &mut add_watch)
+        }
+        (source, _) => {
+            let payload = read_payload(source, &mut |_| Ok(()))?;
+            let mut writer = create_and_open(&plan.target, &payload)?;
+            write(&mut writer, &payload)
+        }
     }
 }
 
@@ -91,7 +103,7 @@ struct Plan {
 }
 
 impl Plan {
-    /// Checks the arguments; creates the target directory if missing.
+    /// Checks the arguments.
     fn new(args: ProjectArgs) -> anyhow::Result<Plan> {
         let source = match (args.from_dir, args.payload) {
             (Some(dir), None) => Source::Dir(dir),
@@ -109,8 +121,6 @@ impl Plan {
         } else {
             ensure!(!args.watch, "--watch needs --from-dir");
         }
-        std::fs::create_dir_all(&args.target)
-            .with_context(|| format!("create target {}", args.target.display()))?;
         let debounce = args.watch.then(|| Duration::from_millis(args.debounce_ms));
         Ok(Plan { target: args.target, source, debounce })
     }
@@ -132,40 +142,43 @@ fn resolve(path: &Path) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// Checks `payload`, then creates `target` if missing and opens its writer.
+fn create_and_open(target: &Path, payload: &Payload) -> anyhow::Result<AtomicWriter> {
+    strata_atomic::check_payload(payload).context("refused payload")?;
+    std::fs::create_dir_all(target)
+        .with_context(|| format!("create target {}", target.display()))?;
+    open(target)
+}
+
 /// Opens the writer of `target`.
 fn open(target: &Path) -> anyhow::Result<AtomicWriter> {
     AtomicWriter::open(target).with_context(|| format!("open target {}", target.display()))
 }
 
-/// Reads the payload from `source` and writes it; `on_dir` sees each directory read.
-fn project(
-    writer: &mut AtomicWriter,
+/// Reads the payload from `source`; `on_dir` sees each directory read.
+fn read_payload(
     source: &Source,
     on_dir: &mut dyn FnMut(&Path) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let payload = match source {
-        Source::Dir(src) => read_dir_payload(src, on_dir)?,
-        Source::Json(file) => read_json_payload(file)?,
-    };
+) -> anyhow::Result<Payload> {
+    match source {
+        Source::Dir(src) => read_dir_payload(src, on_dir),
+        Source::Json(file) => read_json_payload(file),
+    }
+}
+
+/// Writes `payload` into the writer's target.
+fn write(writer: &mut AtomicWriter, payload: &Payload) -> anyhow::Result<()> {
     let outcome = writer
-        .write(&payload)
+        .write(payload)
         .with_context(|| format!("project into {}", writer.target().display()))?;
     let dir = writer.target().display();
     tracing::info!(%dir, files = payload.len(), ?outcome, "projected");
     Ok(())
 }
 
-/// Projects from `src` into `target` now and after every change under `src`, until killed.
-///
-/// A failed projection is logged and retried on the next change; a writer poisoned by a
-/// failed sync is opened again. Killing the process at any moment is safe: the protocol
-/// leaves the old or the new version, and the kernel drops the lock.
-fn watch(
-    mut writer: AtomicWriter,
-    target: &Path,
-    src: &Path,
-    debounce: Duration,
-) -> anyhow::Result<()> {
+/// An inotify instance and the function that watches a directory with it, before it is read,
+/// so no change after the read is missed.
+fn watcher() -> anyhow::Result<(OwnedFd, impl FnMut(&Path) -> anyhow::Result<()>)> {
     let inotify = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)
         .context("create inotify instance")?;
     let flags = WatchFlags::CREATE
@@ -178,15 +191,34 @@ fn watch(
         | WatchFlags::DELETE_SELF
         | WatchFlags::MOVE_SELF
         | WatchFlags::ONLYDIR;
-    // Each directory is watched before it is read, so no change after the read is missed.
-    let mut add_watch = |dir: &Path| -> anyhow::Result<()> {
-        inotify::add_watch(&inotify, dir, flags)
+    let fd = inotify.try_clone().context("clone inotify descriptor")?;
+    let add_watch = move |dir: &Path| -> anyhow::Result<()> {
+        inotify::add_watch(&fd, dir, flags)
             .with_context(|| format!("watch {}", dir.display()))
             .map(drop)
     };
+    Ok((inotify, add_watch))
+}
+
+/// Projects from `src` into `target` after every change under `src`, until killed.
+///
+/// A failed projection is logged and retried on the next change; a writer poisoned by a
+/// failed sync is opened again. Killing the process at any moment is safe: the protocol
+/// leaves the old or the new version, and the kernel drops the lock.
+fn watch(
+    mut writer: AtomicWriter,
+    target: &Path,
+    src: &Path,
+    debounce: Duration,
+    inotify: &OwnedFd,
+    add_watch: &mut dyn FnMut(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     tracing::info!(src = %src.display(), dir = %target.display(), "watching");
     loop {
-        if let Err(err) = project(&mut writer, &Source::Dir(src.to_path_buf()), &mut add_watch) {
+        wait_for_change(inotify, debounce)?;
+        let projected = read_payload(&Source::Dir(src.to_path_buf()), add_watch)
+            .and_then(|payload| write(&mut writer, &payload));
+        if let Err(err) = projected {
             tracing::error!("{err:#}");
             let poisoned = err.chain().any(|cause| {
                 matches!(cause.downcast_ref(), Some(strata_atomic::Error::Poisoned { .. }))
@@ -196,7 +228,6 @@ fn watch(
                 writer = open(target)?;
             }
         }
-        wait_for_change(&inotify, debounce)?;
     }
 }
 
