@@ -60,7 +60,11 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let dir = tempfile::tempdir()?;
     let store = strata_kv::Store::redb(&dir.path().join("kv.redb"))?;
-    let config = CkptConfig { listen: "127.0.0.1:0".into(), ..CkptConfig::default() };
+    let config = CkptConfig {
+        listen: "127.0.0.1:0".into(),
+        storage_hosts: vec![swift.url()],
+        ..CkptConfig::default()
+    };
     let server = runtime.block_on(Server::bind(&config, store))?;
     let url = server.url();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

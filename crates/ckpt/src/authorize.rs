@@ -1,4 +1,9 @@
-//! Authorization by the object store: a GET of the storage URL with the caller's token.
+//! Authorization by the object store: a GET of the storage URL with the caller's token
+//! (and, with `authorization = "container"`, a HEAD of its container too).
+//!
+//! A storage URL that is not on a configured object store (`storage_hosts`) is refused
+//! before any request leaves the service, so a caller cannot make the service fetch an
+//! address of its choosing with its token and hand back the body.
 //!
 //! Any 2xx authorizes, and its body is what a GET falls back to when no value is committed.
 //! 401, 403 and 404 are answers about the request and are passed on at once. Anything that
@@ -14,7 +19,9 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use tokio::sync::Semaphore;
 
+use crate::config::Authorization;
 use crate::http_client::{self, ClientSettings, HttpClient};
+use crate::names::StoragePrefix;
 use crate::{CkptConfig, Error, Result, StorageUrl};
 
 /// The longest a TCP connect to the store may take, within `swift_timeout`.
@@ -32,6 +39,10 @@ pub(crate) struct Authorizer {
     retry: RetryPolicy,
     /// The largest object body kept; bigger ones cannot be returned by a GET.
     max_body: usize,
+    /// The object stores requests may go to (`storage_hosts`).
+    stores: Vec<StoragePrefix>,
+    /// Whether the container is probed too.
+    authorization: Authorization,
 }
 
 /// When to retry a failed request to the store, and how long to wait before each retry.
@@ -85,15 +96,33 @@ impl Authorizer {
                 limit: config.swift_retry_limit,
             },
             max_body: config.max_body_bytes,
+            stores: config.storage_prefixes()?,
+            authorization: config.authorization,
         })
     }
 
-    /// GETs `url` with `token`, retrying what may pass, and says whether it authorizes.
+    /// Checks that `url` is on a configured object store, then GETs it with `token` (and
+    /// HEADs its container, if so configured), retrying what may pass, and says whether
+    /// that authorizes.
     pub(crate) async fn authorize(&self, url: &StorageUrl, token: &str) -> Result<Authorized> {
+        if !self.stores.iter().any(|store| store.admits(url)) {
+            return Err(Error::StorageUrlNotAllowed { url: url.to_string() });
+        }
+        let authorized = self.request(Method::GET, url, token).await?;
+        if self.authorization == Authorization::Container {
+            let container =
+                url.container().ok_or_else(|| Error::NoContainer { url: url.to_string() })?;
+            self.request(Method::HEAD, &container, token).await?;
+        }
+        Ok(authorized)
+    }
+
+    /// Sends `method` to `url` with `token`, retrying what may pass.
+    async fn request(&self, method: Method, url: &StorageUrl, token: &str) -> Result<Authorized> {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match self.attempt(url, token).await? {
+            match self.attempt(method.clone(), url, token).await? {
                 Ok(authorized) => return Ok(authorized),
                 Err(Transient(cause)) if attempts > self.retry.limit => {
                     return Err(Error::StoreUnavailable { url: url.to_string(), attempts, cause });
@@ -109,11 +138,12 @@ impl Authorizer {
     /// One GET: `Ok(Ok(_))` authorizes, `Ok(Err(_))` may pass on a retry, `Err(_)` is final.
     async fn attempt(
         &self,
+        method: Method,
         url: &StorageUrl,
         token: &str,
     ) -> Result<std::result::Result<Authorized, Transient>> {
         let request = Request::builder()
-            .method(Method::GET)
+            .method(method)
             .uri(url.as_str())
             .header("x-auth-token", token)
             .body(Full::new(Bytes::new()))

@@ -142,6 +142,17 @@ impl ConfMap {
                 "MaxConnections" => config.max_connections = number(value).map_err(|e| bad(&e))?,
                 "IdleTimeout" => config.idle_timeout_ms = millis(value).map_err(|e| bad(&e))?,
                 "MaxStagedBytes" => config.max_staged_bytes = number(value).map_err(|e| bad(&e))?,
+                "StorageHosts" => {
+                    config.storage_hosts = value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|entry| !entry.is_empty())
+                        .map(String::from)
+                        .collect()
+                }
+                "Authorization" => {
+                    config.authorization = value.parse().map_err(|e: String| bad(&e))?
+                }
                 _ => return Err(bad("unknown key")),
             }
         }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::names::StoragePrefix;
 use crate::{Error, Result};
 
 /// `[ckpt]` in `strata.toml`. Every field has a default; [`CkptConfig::validate`] checks the
@@ -48,6 +49,40 @@ pub struct CkptConfig {
     pub idle_timeout_ms: u64,
     /// How many bytes all staged changes together may hold; a PUT or DELETE beyond gets 503.
     pub max_staged_bytes: usize,
+    /// The object store(s) the service sends requests to, as URL prefixes such as
+    /// `"http://swift.internal:8080/v1/"`. A storage URL is accepted only when its scheme,
+    /// host and port are those of an entry and its path starts with the entry's path; any
+    /// other gets 400 before the service sends anything anywhere. Empty (the default): every
+    /// request is refused until the object store is configured.
+    pub storage_hosts: Vec<String>,
+    /// What authorizes a request: `"object"` (the default), a GET of the object with the
+    /// caller's token, so read access to an object authorizes changes to its checkpoint; or
+    /// `"container"`, that GET and also a HEAD of the object's container
+    /// (`/v1/ACCOUNT/CONTAINER`), which the store allows only to those who may list it.
+    pub authorization: Authorization,
+}
+
+/// What authorizes a request; see [`CkptConfig::authorization`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Authorization {
+    /// A GET of the object with the caller's token.
+    #[default]
+    Object,
+    /// The object's GET and a HEAD of its container, both with the caller's token.
+    Container,
+}
+
+impl std::str::FromStr for Authorization {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Authorization, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "object" => Ok(Authorization::Object),
+            "container" => Ok(Authorization::Container),
+            _ => Err(format!("{text:?}: not object or container")),
+        }
+    }
 }
 
 impl Default for CkptConfig {
@@ -67,6 +102,8 @@ impl Default for CkptConfig {
             max_connections: 1024,
             idle_timeout_ms: 60_000,
             max_staged_bytes: 64 << 20,
+            storage_hosts: Vec::new(),
+            authorization: Authorization::Object,
         }
     }
 }
@@ -108,7 +145,19 @@ impl CkptConfig {
         if self.listen.trim().is_empty() {
             return Err(Error::Config("listen: empty".into()));
         }
+        self.storage_prefixes()?;
         Ok(())
+    }
+
+    /// `storage_hosts`, parsed.
+    pub(crate) fn storage_prefixes(&self) -> Result<Vec<StoragePrefix>> {
+        self.storage_hosts
+            .iter()
+            .map(|entry| {
+                StoragePrefix::parse(entry)
+                    .map_err(|why| Error::Config(format!("storage_hosts: {entry:?}: {why}")))
+            })
+            .collect()
     }
 
     /// The TLS files when all three are given, `None` when none is, and an error naming
@@ -178,6 +227,19 @@ mod tests {
         };
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("missing: key_file (KeyFilePath), ca_cert_file"), "{err}");
+    }
+
+    #[test]
+    fn storage_hosts_must_be_http_url_prefixes() {
+        let config = |hosts: &[&str]| CkptConfig {
+            storage_hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            ..CkptConfig::default()
+        };
+        config(&["http://127.0.0.1:8080", "https://swift.internal/v1/"]).validate().unwrap();
+        for bad in ["swift.internal:8080", "ftp://swift", "http://swift/v1?x=1", ""] {
+            let err = config(&[bad]).validate().unwrap_err().to_string();
+            assert!(err.contains("storage_hosts"), "{bad}: {err}");
+        }
     }
 
     #[test]

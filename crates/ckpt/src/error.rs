@@ -24,6 +24,21 @@ pub enum Error {
     /// The request body did not arrive within the idle timeout, or broke off.
     #[error("request body: {0}")]
     BodyIncomplete(String),
+    /// The storage URL is not on an object store of `storage_hosts`.
+    #[error(
+        "storage url {url}: not on an object store this service is configured for \
+         (ckpt.storage_hosts, StorageHosts in [ICKPT])"
+    )]
+    StorageUrlNotAllowed {
+        /// The storage URL of the request.
+        url: String,
+    },
+    /// `authorization = "container"` and the storage URL names no object in a container.
+    #[error("storage url {url}: names no object in a container (/v1/ACCOUNT/CONTAINER/OBJECT)")]
+    NoContainer {
+        /// The storage URL of the request.
+        url: String,
+    },
     /// The request has no token, or the object store refused it (401).
     #[error("storage url {url}: unauthorized ({reason})")]
     Unauthorized {
@@ -133,6 +148,8 @@ impl Error {
     pub fn category(&self) -> Category {
         match self {
             Error::InvalidRequest(_)
+            | Error::StorageUrlNotAllowed { .. }
+            | Error::NoContainer { .. }
             | Error::MethodNotAllowed(_)
             | Error::BodyTooLarge { .. }
             | Error::BodyIncomplete(_)

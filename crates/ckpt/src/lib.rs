@@ -64,7 +64,7 @@ pub use bytes::Bytes;
 
 pub use crate::client::{Checkpoint, Client, ClientConfig, Target};
 pub use crate::conf::{ConfMap, IckptConf, SECTION, parse_go_duration};
-pub use crate::config::{CkptConfig, TlsFiles};
+pub use crate::config::{Authorization, CkptConfig, TlsFiles};
 pub use crate::error::{Error, Result};
 pub use crate::names::{MAX_STORAGE_URL_LEN, MAX_TXID_LEN, StorageUrl, TxId};
 pub use crate::request::{AUTH_TOKEN_HEADER, STORAGE_URL_HEADER};

@@ -61,6 +61,60 @@ impl StorageUrl {
     pub fn as_str(&self) -> &str {
         &self.normalized
     }
+
+    /// The scheme, host and port (`http://host:8080`), and the path with the query (`/v1/…`).
+    fn split(&self) -> (&str, &str) {
+        let after_scheme = self.normalized.find("://").map_or(0, |at| at + 3);
+        let path_at = self.normalized[after_scheme..]
+            .find('/')
+            .map_or(self.normalized.len(), |at| at + after_scheme);
+        self.normalized.split_at(path_at)
+    }
+
+    /// The URL of the container that holds the object, Swift's way: the first three path
+    /// elements (`/v1/ACCOUNT/CONTAINER`). `None` when the path has no object element.
+    pub(crate) fn container(&self) -> Option<StorageUrl> {
+        let (origin, path) = self.split();
+        let path = path.split(['?', '#']).next().unwrap_or(path);
+        let elements: Vec<&str> = path.split('/').skip(1).collect();
+        if elements.len() < 4 || elements[..4].iter().any(|e| e.is_empty()) {
+            return None;
+        }
+        Some(StorageUrl { normalized: format!("{origin}/{}", elements[..3].join("/")) })
+    }
+}
+
+/// An entry of `storage_hosts`: the scheme, host and port of an object store, and a path
+/// prefix every storage URL on it must have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoragePrefix {
+    origin: String,
+    path: String,
+}
+
+impl StoragePrefix {
+    /// Parses an http or https URL without query, normalized as a [`StorageUrl`] is.
+    pub(crate) fn parse(text: &str) -> std::result::Result<StoragePrefix, String> {
+        let url = StorageUrl::parse(text).map_err(|err| match err {
+            Error::InvalidRequest(why) => why,
+            other => other.to_string(),
+        })?;
+        let (origin, path) = url.split();
+        if path.contains(['?', '#']) {
+            return Err("a prefix has no query".into());
+        }
+        Ok(StoragePrefix { origin: origin.into(), path: path.into() })
+    }
+
+    /// Whether `url` is on this object store, under this prefix's path. A path prefix ends
+    /// at an element boundary: `/v1/AUTH_a` admits `/v1/AUTH_a/c/o`, not `/v1/AUTH_ab/c/o`.
+    pub(crate) fn admits(&self, url: &StorageUrl) -> bool {
+        let (origin, path) = url.split();
+        origin == self.origin
+            && path.strip_prefix(&self.path).is_some_and(|rest| {
+                self.path.ends_with('/') || rest.is_empty() || rest.starts_with(['/', '?'])
+            })
+    }
 }
 
 impl fmt::Display for StorageUrl {
@@ -112,6 +166,38 @@ impl fmt::Display for TxId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefixes_admit_their_store_only() {
+        let prefix = |text| StoragePrefix::parse(text).unwrap();
+        let url = |text| StorageUrl::parse(text).unwrap();
+        let store = prefix("HTTP://Swift:8080");
+        assert!(store.admits(&url("http://swift:8080/v1/AUTH_a/c/o")));
+        for other in [
+            "http://swift:8081/v1/AUTH_a/c/o",
+            "https://swift:8080/v1/AUTH_a/c/o",
+            "http://swift.evil:8080/v1/AUTH_a/c/o",
+            "http://169.254.169.254/latest/meta-data",
+        ] {
+            assert!(!store.admits(&url(other)), "{other}");
+        }
+        let account = prefix("http://swift:8080/v1/AUTH_a");
+        assert!(account.admits(&url("http://swift:8080/v1/AUTH_a/c/o")));
+        assert!(!account.admits(&url("http://swift:8080/v1/AUTH_ab/c/o")));
+        assert!(!account.admits(&url("http://swift:8080/v1/AUTH_b/c/o")));
+        assert!(prefix("http://swift:8080/v1/").admits(&url("http://swift:8080/v1/AUTH_b/c")));
+    }
+
+    #[test]
+    fn the_container_is_the_first_three_path_elements() {
+        let container = |text| StorageUrl::parse(text).unwrap().container().map(|c| c.to_string());
+        assert_eq!(
+            container("http://s:8080/v1/AUTH_a/c/dir/o?x").as_deref(),
+            Some("http://s:8080/v1/AUTH_a/c")
+        );
+        assert_eq!(container("http://s:8080/v1/AUTH_a/c"), None);
+        assert_eq!(container("http://s:8080/v1/AUTH_a/c/"), None);
+    }
 
     #[test]
     fn storage_urls_are_normalized() {

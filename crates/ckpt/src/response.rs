@@ -32,7 +32,10 @@ pub(crate) type HttpResponse = Response<Full<Bytes>>;
 /// The status `err` is answered with.
 pub(crate) fn status_of(err: &Error) -> StatusCode {
     match err {
-        Error::InvalidRequest(_) | Error::BodyIncomplete(_) => StatusCode::BAD_REQUEST,
+        Error::InvalidRequest(_)
+        | Error::BodyIncomplete(_)
+        | Error::StorageUrlNotAllowed { .. }
+        | Error::NoContainer { .. } => StatusCode::BAD_REQUEST,
         Error::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
         Error::Forbidden { .. } => StatusCode::FORBIDDEN,
         Error::ObjectNotFound { .. } => StatusCode::NOT_FOUND,

@@ -67,6 +67,12 @@ impl Server {
     /// Committed values are kept in `store`.
     pub async fn bind(config: &CkptConfig, store: Store) -> Result<Server> {
         config.validate()?;
+        if config.storage_hosts.is_empty() {
+            tracing::warn!(
+                "ckpt: storage_hosts is empty, so every request is refused with 400; set \
+                 [ckpt] storage_hosts (StorageHosts in [ICKPT]) to the object store's URL"
+            );
+        }
         let tls = match config.tls_files()? {
             Some(files) => Some(TlsAcceptor::from(Arc::new(crate::tls::server_config(&files)?))),
             None => None,

@@ -22,6 +22,7 @@ async fn swift_stopped_gives_503_after_the_retries_and_loses_no_commit() -> anyh
         swift_retry_delay_ms: 100,
         swift_retry_limit: 3,
         transaction_timeout_ms: 600_000,
+        storage_hosts: vec![swift.url()],
         ..test_config()
     };
     let server = Running::start(&config, Store::redb(&path)?).await?;

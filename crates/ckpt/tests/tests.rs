@@ -6,5 +6,6 @@ mod etcd;
 mod http;
 mod outage;
 mod protocol;
+mod storage_hosts;
 mod tls;
 mod util;

@@ -50,6 +50,7 @@ pub fn test_config() -> CkptConfig {
         swift_retry_delay_ms: 20,
         swift_retry_limit: 3,
         idle_timeout_ms: 5_000,
+        storage_hosts: vec![shared_swift().url()],
         ..CkptConfig::default()
     }
 }

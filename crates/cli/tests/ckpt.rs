@@ -22,7 +22,9 @@ fn put_get_delete_through_the_binary() -> anyhow::Result<()> {
     std::fs::write(
         &conf,
         format!(
-            "[ICKPT]\nIPAddr: 127.0.0.1\nPort: {port}\nTransactionTimeout: 10s\nSwiftRetryLimit: 1\n"
+            "[ICKPT]\nIPAddr: 127.0.0.1\nPort: {port}\nTransactionTimeout: 10s\nSwiftRetryLimit: 1\n\
+             StorageHosts: {}\n",
+            swift.url()
         ),
     )?;
     let mut server = strata
