@@ -216,24 +216,10 @@ impl Branch {
     }
 }
 
-/// A new random id in UUID v4 form.
+/// A new random id: a UUID v4 from the operating system's secure RNG, so that knowing some
+/// ids tells nothing about others.
 pub fn new_id() -> String {
-    let a = fastrand::u64(..);
-    let b = fastrand::u64(..);
-    let bytes: Vec<u8> = a.to_be_bytes().into_iter().chain(b.to_be_bytes()).collect();
-    let mut hex = String::with_capacity(36);
-    for (i, byte) in bytes.iter().enumerate() {
-        let byte = match i {
-            6 => (byte & 0x0f) | 0x40,
-            8 => (byte & 0x3f) | 0x80,
-            _ => *byte,
-        };
-        if matches!(i, 4 | 6 | 8 | 10) {
-            hex.push('-');
-        }
-        hex.push_str(&format!("{byte:02x}"));
-    }
-    hex
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// Checks that `id` looks like an id this crate makes (hex and dashes, 1..=64 bytes), so it

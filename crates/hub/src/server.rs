@@ -522,7 +522,8 @@ async fn dispatch(
             let body: FindBaseBody = read_json(request.into_body(), limit).await?;
             ok(&blocking(move || {
                 service.volset_for(&user, &id)?;
-                let base = service.hub.find_non_missing_snapshot(&body.target, &body.candidates)?;
+                let base =
+                    service.hub.find_non_missing_snapshot(&id, &body.target, &body.candidates)?;
                 Ok(serde_json::json!({
                     "snapshot": base.as_ref().map(|b| b.0.clone()),
                     "blob": base.map(|b| b.1),
@@ -540,9 +541,10 @@ async fn dispatch(
         .await?),
         (_, "/v1/blobs/missing") => {
             let body: BlobIds = read_json(request.into_body(), limit).await?;
-            ok(&blocking(move || Ok(BlobIds { ids: service.missing_blobs(&body.ids)? })).await?)
+            ok(&blocking(move || Ok(BlobIds { ids: service.missing_blobs(&user, &body.ids)? }))
+                .await?)
         }
-        (Method::PUT, "/v1/blobs/{id}") => upload(&state, &id, request.into_body()).await,
+        (Method::PUT, "/v1/blobs/{id}") => upload(&state, user, &id, request.into_body()).await,
         (_, "/v1/blobs/{id}") => {
             let vsid = params.iter().find(|(k, _)| k == "volumeset").map(|(_, v)| v.clone()).ok_or_else(|| {
                 failure(StatusCode::BAD_REQUEST, "GET /v1/blobs/{id} needs ?volumeset=ID, a volume set that refers to the blob")
@@ -557,21 +559,26 @@ fn ok<T: Serialize>(value: &T) -> std::result::Result<Response<Body>, Failure> {
     Ok(json_response(StatusCode::OK, value))
 }
 
-/// Streams an upload into the blob store; the bytes must hash to `id`.
+/// Streams an upload into the blob store; the bytes must hash to `id`. Once they did, `user`
+/// may refer to the blob. A blob the hub holds already is received and checked all the
+/// same unless `user` may use it already: having the bytes is what proves the right.
 async fn upload(
     state: &State,
+    user: String,
     id: &str,
     mut body: Incoming,
 ) -> std::result::Result<Response<Body>, Failure> {
     let blob = blob_id(id).map_err(Failure::from)?;
     let blobs = state.service.blobs.clone();
-    if blobs.has(&blob) {
+    let service = state.service.clone();
+    let (who, name, have) = (user.clone(), id.to_string(), blob.clone());
+    if blocking(move || Ok(service.blobs.has(&have) && service.may_use_blob(&who, &name)?)).await? {
         return Ok(json_response(
             StatusCode::OK,
             &serde_json::json!({ "id": id, "stored": false }),
         ));
     }
-    let (sender, writer) = receive_blob(blobs, blob);
+    let (sender, writer) = receive_blob(blobs, blob.clone());
     let max = state.config.max_blob_bytes;
     let mut received = 0u64;
     let mut failed = None;
@@ -606,10 +613,14 @@ async fn upload(
         return Err(f);
     }
     match writer.await {
-        Ok(Ok(len)) => Ok(json_response(
-            StatusCode::CREATED,
-            &serde_json::json!({ "id": id, "stored": true, "size": len }),
-        )),
+        Ok(Ok(len)) => {
+            let service = state.service.clone();
+            blocking(move || service.uploaded(&user, &blob)).await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &serde_json::json!({ "id": id, "stored": true, "size": len }),
+            ))
+        }
         Ok(Err(err)) => Err(match err {
             Error::Corrupted(m) => {
                 failure(StatusCode::UNPROCESSABLE_ENTITY, format!("uploaded blob rejected: {m}"))

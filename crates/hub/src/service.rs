@@ -97,8 +97,10 @@ impl HubService {
             Err(err) => return Err(err),
         }
         for snap in &request.snapshots {
+            // The same answer whether the hub lacks the blob or the user may not use it, so
+            // an import cannot probe for other users' blobs.
             if let Some(blob) = &snap.blob_id
-                && !self.blobs.has(&blob_id(blob)?)
+                && !(self.blobs.has(&blob_id(blob)?) && self.may_use_blob(user, blob)?)
             {
                 return Err(Error::FailedPrecondition(format!(
                     "blob {blob} of snapshot {} is not uploaded; upload it first",
@@ -133,15 +135,36 @@ impl HubService {
         self.hub.apply_sync(vsid, request)
     }
 
-    /// Which of `ids` the blob store lacks.
-    pub fn missing_blobs(&self, ids: &[String]) -> Result<Vec<String>> {
+    /// Which of `ids` `user` must upload: those the blob store lacks, and those `user` may
+    /// not use yet (see [`HubService::may_use_blob`]), so that the answer says nothing of
+    /// other users' blobs.
+    pub fn missing_blobs(&self, user: &str, ids: &[String]) -> Result<Vec<String>> {
         let mut missing = Vec::new();
         for id in ids {
-            if !self.blobs.has(&blob_id(id)?) {
+            if !self.blobs.has(&blob_id(id)?) || !self.may_use_blob(user, id)? {
                 missing.push(id.clone());
             }
         }
         Ok(missing)
+    }
+
+    /// Whether `user`'s snapshots may refer to `blob`: the user sent its bytes once (and
+    /// so knows them), or a volume set the user may see refers to it already.
+    pub fn may_use_blob(&self, user: &str, blob: &str) -> Result<bool> {
+        if self.hub.has_blob_claim(blob, user)? {
+            return Ok(true);
+        }
+        for volset in self.volsets(user, &Query::default())? {
+            if self.hub.volset_has_blob(&volset.id, blob)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Records that `user` sent the bytes of `blob`, which the store now holds.
+    pub fn uploaded(&self, user: &str, blob: &BlobId) -> Result<()> {
+        self.hub.claim_blob(&blob.to_string(), user)
     }
 
     /// Checks that `user` may download `blob` through volume set `vsid`.

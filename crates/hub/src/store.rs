@@ -774,6 +774,13 @@ impl Hub {
                         )));
                     }
                     if let Some(have) = self.snapshot_in(txn, &offered.id)? {
+                        if have.volset_id != vsid {
+                            // Never touch, nor describe, a snapshot of another set.
+                            return Err(Error::AlreadyExists(format!(
+                                "snapshot id {} is taken; snapshots get new ids",
+                                offered.id
+                            )));
+                        }
                         if have.parent_id != offered.parent_id {
                             return Err(Error::AlreadyExists(format!(
                                 "snapshot {} exists already with another parent",
@@ -790,22 +797,20 @@ impl Hub {
                         None => None,
                         Some(pid) => match made.iter().find(|s| &s.id == pid) {
                             Some(p) => Some(p.clone()),
-                            None => Some(self.snapshot_in(txn, pid)?.ok_or_else(|| {
-                                Error::FailedPrecondition(format!(
-                                    "snapshot {}'s parent {pid} is missing; import parents first",
-                                    offered.id
-                                ))
-                            })?),
+                            // A parent in another set is as missing as one nowhere.
+                            None => Some(
+                                self.snapshot_in(txn, pid)?
+                                    .filter(|p| p.volset_id == vsid)
+                                    .ok_or_else(|| {
+                                        Error::FailedPrecondition(format!(
+                                            "snapshot {}'s parent {pid} is missing; import \
+                                             parents first",
+                                            offered.id
+                                        ))
+                                    })?,
+                            ),
                         },
                     };
-                    if let Some(p) = &parent
-                        && p.volset_id != vsid
-                    {
-                        return Err(Error::InvalidArgument(format!(
-                            "snapshot {}'s parent is in another volume set",
-                            offered.id
-                        )));
-                    }
                     let mut snap = offered.clone();
                     snap.depth = parent.as_ref().map_or(1, |p| p.depth + 1);
                     snap.owner = volset.owner.clone();
@@ -859,6 +864,20 @@ impl Hub {
     /// True when some snapshot of `vsid` refers to `blob`.
     pub fn volset_has_blob(&self, vsid: &str, blob: &str) -> Result<bool> {
         Ok(self.read()?.contains(&self.key(&["vsblob", vsid, blob]))?)
+    }
+
+    /// Records that `user` sent the bytes of `blob` (they hashed to its id), which lets the
+    /// user's snapshots refer to it.
+    pub fn claim_blob(&self, blob: &str, user: &str) -> Result<()> {
+        self.store.with_txn(|txn| {
+            txn.put(&self.key(&["blobclaim", blob, user]), b"");
+            Ok(())
+        })
+    }
+
+    /// True when `user` sent the bytes of `blob` at some time.
+    pub fn has_blob_claim(&self, blob: &str, user: &str) -> Result<bool> {
+        Ok(self.read()?.contains(&self.key(&["blobclaim", blob, user]))?)
     }
 
     /// Replaces a snapshot's metadata.
@@ -924,18 +943,21 @@ impl Hub {
         })
     }
 
-    /// FindNonMissingSnapshot: the base to upload `target` against. NotFound when the
-    /// target is missing, "already have blob" when it has one, else the newest of
-    /// `candidates` (oldest first) that has a blob here, with that blob; `None` to start
-    /// from empty.
+    /// FindNonMissingSnapshot: the base to upload `target` against, both in volume set
+    /// `vsid`. NotFound when the target is missing from `vsid`, "already have blob" when it
+    /// has one, else the newest of `candidates` (oldest first) of `vsid` that has a blob
+    /// here, with that blob; `None` to start from empty. Snapshots of other sets are never
+    /// looked at.
     pub fn find_non_missing_snapshot(
         &self,
+        vsid: &str,
         target: &str,
         candidates: &[String],
     ) -> Result<Option<(String, String)>> {
         let mut txn = self.read()?;
         let target = self
             .snapshot_in(&mut txn, target)?
+            .filter(|s| s.volset_id == vsid)
             .ok_or_else(|| Error::NotFound(format!("no snapshot with id {target}")))?;
         if let Some(blob) = target.blob_id {
             return Err(Error::AlreadyHaveBlob {
@@ -946,6 +968,7 @@ impl Hub {
         }
         for id in candidates.iter().rev() {
             if let Some(snap) = self.snapshot_in(&mut txn, id)?
+                && snap.volset_id == vsid
                 && let Some(blob) = snap.blob_id
             {
                 return Ok(Some((snap.id, blob)));
@@ -954,22 +977,26 @@ impl Hub {
         Ok(None)
     }
 
-    /// RequestBlobDiff: the newest of `candidates` (oldest first) that has a blob here, with
-    /// its blob, and the target's blob. NotFound when the target is missing or has no blob.
+    /// RequestBlobDiff: the newest of `candidates` (oldest first) of volume set `vsid` that
+    /// has a blob here, with its blob, and the target's blob. NotFound when the target is
+    /// missing from `vsid` or has no blob.
     pub fn request_blob_diff(
         &self,
+        vsid: &str,
         target: &str,
         candidates: &[String],
     ) -> Result<(Option<(String, String)>, String)> {
         let mut txn = self.read()?;
         let snap = self
             .snapshot_in(&mut txn, target)?
+            .filter(|s| s.volset_id == vsid)
             .ok_or_else(|| Error::NotFound(format!("no snapshot with id {target}")))?;
         let blob = snap
             .blob_id
             .ok_or_else(|| Error::NotFound(format!("snapshot {target} has no blob here")))?;
         for id in candidates.iter().rev() {
             if let Some(base) = self.snapshot_in(&mut txn, id)?
+                && base.volset_id == vsid
                 && let Some(base_blob) = base.blob_id
             {
                 return Ok((Some((base.id, base_blob)), blob));
@@ -1053,16 +1080,11 @@ impl Hub {
                     offered.id
                 ))));
             }
-            let tip = self.snapshot_in(txn, &offered.tip)?.ok_or_else(|| {
-                Error::FailedPrecondition(format!(
+            // A tip in another set is as missing as one nowhere.
+            if self.snapshot_in(txn, &offered.tip)?.is_none_or(|t| t.volset_id != vsid) {
+                return Err(Error::FailedPrecondition(format!(
                     "branch tip {} is missing; import it first",
                     offered.tip
-                ))
-            })?;
-            if tip.volset_id != vsid {
-                return Err(Error::InvalidArgument(format!(
-                    "branch tip {} is in another volume set",
-                    tip.id
                 )));
             }
             let mut branch = match &now_here {

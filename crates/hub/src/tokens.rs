@@ -4,7 +4,7 @@
 //! so tokens work without a restart.
 
 use std::collections::HashMap;
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -79,9 +79,8 @@ pub fn create_token(dir: &Path, user: &str) -> Result<String> {
     crate::model::validate_name("user", user)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
     let mut random = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut random))
-        .map_err(|e| Error::io("read /dev/urandom", e))?;
+    getrandom::fill(&mut random)
+        .map_err(|e| Error::io("the secure RNG", std::io::Error::other(e.to_string())))?;
     let token: String = random.iter().map(|b| format!("{b:02x}")).collect();
     let path = dir.join(TOKENS_FILE);
     let mut file = read_file(&path)?;

@@ -83,10 +83,12 @@ impl Remote for InProcess {
         self.service.sync(&self.user, vsid, request)
     }
     async fn missing_blobs(&self, ids: &[String]) -> Result<Vec<String>> {
-        self.service.missing_blobs(ids)
+        self.service.missing_blobs(&self.user, ids)
     }
     async fn upload_blob(&self, blobs: &BlobStore, id: &str, progress: &dyn Fn(u64)) -> Result<()> {
-        copy_blob(blobs, &self.service.blobs, &blob_id(id)?, progress)
+        let id = blob_id(id)?;
+        copy_blob(blobs, &self.service.blobs, &id, progress)?;
+        self.service.uploaded(&self.user, &id)
     }
     async fn download_blob(&self, vs: &str, id: &str, to: &BlobStore, on: Tick<'_>) -> Result<()> {
         let id = self.service.check_blob_access(&self.user, vs, id)?;

@@ -96,7 +96,7 @@ fn blob_compare_and_swap_and_the_find_rules() -> anyhow::Result<()> {
         let (_, s3) = hub.extend(&vs.id, &s2.id, &snap("three"))?;
         let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         // Nothing has a blob: start from empty.
-        assert_eq!(hub.find_non_missing_snapshot(&s3.id, &ids(&[&s1.id, &s2.id]))?, None);
+        assert_eq!(hub.find_non_missing_snapshot(&vs.id, &s3.id, &ids(&[&s1.id, &s2.id]))?, None);
         hub.set_blob(&s1.id, None, "b1")?;
         hub.set_blob(&s1.id, None, "b1")?; // the same blob again: no-op
         let err = hub.set_blob(&s1.id, None, "other").unwrap_err();
@@ -107,30 +107,42 @@ fn blob_compare_and_swap_and_the_find_rules() -> anyhow::Result<()> {
         ));
         hub.set_blob(&s2.id, None, "b2")?;
         assert_eq!(
-            hub.find_non_missing_snapshot(&s3.id, &ids(&[&s1.id, &s2.id]))?,
+            hub.find_non_missing_snapshot(&vs.id, &s3.id, &ids(&[&s1.id, &s2.id]))?,
             Some((s2.id.clone(), "b2".to_string()))
         );
         assert_eq!(
-            hub.find_non_missing_snapshot(&s3.id, &ids(&[&s1.id, "unknown-00"]))?,
+            hub.find_non_missing_snapshot(&vs.id, &s3.id, &ids(&[&s1.id, "unknown-00"]))?,
             Some((s1.id.clone(), "b1".to_string()))
         );
         assert!(matches!(
-            hub.find_non_missing_snapshot("0000-missing", &[]),
+            hub.find_non_missing_snapshot(&vs.id, "0000-missing", &[]),
             Err(Error::NotFound(_))
         ));
         assert!(matches!(
-            hub.find_non_missing_snapshot(&s2.id, &[]),
+            hub.find_non_missing_snapshot(&vs.id, &s2.id, &[]),
             Err(Error::AlreadyHaveBlob { .. })
         ));
         // RequestBlobDiff: the newest base with a blob, and the target's blob.
-        assert!(matches!(hub.request_blob_diff(&s3.id, &[]), Err(Error::NotFound(_))));
+        assert!(matches!(hub.request_blob_diff(&vs.id, &s3.id, &[]), Err(Error::NotFound(_))));
         hub.set_blob(&s3.id, None, "b3")?;
         assert_eq!(
-            hub.request_blob_diff(&s3.id, &ids(&[&s1.id, &s2.id]))?,
+            hub.request_blob_diff(&vs.id, &s3.id, &ids(&[&s1.id, &s2.id]))?,
             (Some((s2.id.clone(), "b2".into())), "b3".into())
         );
-        assert_eq!(hub.request_blob_diff(&s3.id, &[])?, (None, "b3".into()));
+        assert_eq!(hub.request_blob_diff(&vs.id, &s3.id, &[])?, (None, "b3".into()));
         assert!(hub.volset_has_blob(&vs.id, "b3")?);
+        // Another set sees none of these snapshots, as target or as candidate.
+        let other = hub.create_volset("other", "", "mallory")?;
+        let (_, o1) = hub.fork(&other.id, None, "main", &snap("mine"))?;
+        assert!(matches!(
+            hub.find_non_missing_snapshot(&other.id, &s3.id, &[]),
+            Err(Error::NotFound(_))
+        ));
+        assert_eq!(
+            hub.find_non_missing_snapshot(&other.id, &o1.id, &ids(&[&s1.id, &s2.id]))?,
+            None
+        );
+        assert!(matches!(hub.request_blob_diff(&other.id, &s3.id, &[]), Err(Error::NotFound(_))));
         Ok(())
     })
 }

@@ -286,3 +286,126 @@ fn idle_connections_are_closed_and_connections_are_bounded() -> anyhow::Result<(
     assert!(answered >= released, "the second connection was served only after the first closed");
     Ok(())
 }
+
+/// Writes `bytes` as a blob of `local` and returns its id.
+fn blob_of(local: &Local, bytes: &[u8]) -> anyhow::Result<strata_volume::BlobId> {
+    let mut writer = local.blobs.writer()?;
+    writer.write_all(bytes)?;
+    Ok(writer.finish()?)
+}
+
+#[test]
+fn knowing_other_users_ids_opens_nothing() -> anyhow::Result<()> {
+    let hub = Running::start(8 << 20)?;
+    let alice = Client::new(&hub.url(), &hub.token("alice")?)?;
+    let bob = Client::new(&hub.url(), &hub.token("bob")?)?;
+    let mallory = hub.token("mallory")?;
+    let m = Some(mallory.as_str());
+    let work = tempfile::tempdir()?;
+    let (a, b) = (local(work.path(), "a")?, local(work.path(), "b")?);
+
+    // Alice's set: a snapshot with a blob, and a child that has no blob (yet).
+    let secret = b"alice's secret bytes".repeat(1000);
+    let blob = blob_of(&a, &secret)?;
+    let vs = a.hub.create_volset("private", "", "me")?;
+    let with_blob = strata_hub::NewSnapshot { blob_id: Some(blob.to_string()), ..snap("one") };
+    let (_, s1) = a.hub.fork(&vs.id, None, "main", &with_blob)?;
+    let (_, s2) = a.hub.extend(&vs.id, &s1.id, &snap("no blob"))?;
+    hub.runtime.block_on(a.push(&alice, &vs.id, &NoProgress))?;
+    let (vsid, blob) = (vs.id.clone(), blob.to_string());
+
+    // Mallory knows every id. The hub's blob store holds alice's blob, but for mallory it
+    // is missing, as any blob she never sent.
+    let (status, body) =
+        hub.raw("POST", "/v1/blobs/missing", m, format!(r#"{{"ids":["{blob}"]}}"#).as_bytes())?;
+    assert_eq!((status, body.contains(&blob)), (200, true), "{body}");
+
+    // Her own set, with a snapshot.
+    let own = "cccc-0000-0000-0001";
+    let import = |snapshots: serde_json::Value| {
+        let body = serde_json::json!({
+            "volumeset": {"id": own, "name": "mine"},
+            "snapshots": snapshots,
+            "branches": [],
+        });
+        hub.raw("POST", &format!("/v1/volumesets/{own}/import"), m, body.to_string().as_bytes())
+    };
+    let (status, body) = import(serde_json::json!([
+        {"id": "cccc-0000-0000-0002", "parent_id": null, "volset_id": own, "depth": 1}
+    ]))?;
+    assert_eq!(status, 200, "{body}");
+
+    // find-base through her set finds none of alice's snapshots, as target or as base.
+    let find = |target: &str| {
+        let body = serde_json::json!({"target": target, "candidates": [s1.id, s2.id]});
+        hub.raw("POST", &format!("/v1/volumesets/{own}/find-base"), m, body.to_string().as_bytes())
+    };
+    let (status, body) = find(&s1.id)?;
+    assert_eq!(status, 404, "{body}");
+    assert!(!body.contains(&blob), "{body}");
+    let (status, body) = find("cccc-0000-0000-0002")?;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains(&blob) && !body.contains(&s1.id), "{body}");
+
+    // A snapshot of hers that names alice's blob is refused, so the blob cannot be
+    // downloaded through her set.
+    let (status, body) = import(serde_json::json!([
+        {"id": "cccc-0000-0000-0003", "parent_id": null, "volset_id": own, "depth": 1,
+         "blob_id": blob}
+    ]))?;
+    assert_eq!(status, 409, "{body}");
+    let (status, _) = hub.raw("GET", &format!("/v1/blobs/{blob}?volumeset={own}"), m, b"")?;
+    assert_eq!(status, 404);
+    let (status, _) = hub.raw("GET", &format!("/v1/blobs/{blob}?volumeset={vsid}"), m, b"")?;
+    assert_eq!(status, 404);
+
+    // Importing alice's blobless snapshot's id into her set, with a blob of her own, does not
+    // set that blob on alice's snapshot; neither does naming alice's set as the parent.
+    let mine = blob_of(&b, b"mallory's bytes")?;
+    let (status, body) = hub.raw("PUT", &format!("/v1/blobs/{mine}"), m, b"mallory's bytes")?;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = import(serde_json::json!([
+        {"id": s2.id, "parent_id": null, "volset_id": own, "depth": 1, "blob_id": mine.to_string()}
+    ]))?;
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = import(serde_json::json!([
+        {"id": "cccc-0000-0000-0004", "parent_id": s1.id, "volset_id": own, "depth": 2}
+    ]))?;
+    assert_eq!(status, 409, "{body}");
+    assert!(!body.contains(&vsid), "{body}");
+    assert_eq!(hub.runtime.block_on(alice.snapshot(&s2.id))?.blob_id, None);
+    let (status, _) = hub.raw("GET", &format!("/v1/snapshots/{}", s2.id), m, b"")?;
+    assert_eq!(status, 404);
+    let (status, _) = hub.raw("GET", &format!("/v1/volumesets/{vsid}/export"), m, b"")?;
+    assert_eq!(status, 404);
+
+    // Bob holds the same bytes as alice: he sends them once, and then may use the blob.
+    let bobs = b.hub.create_volset("bobs", "", "me")?;
+    let same = blob_of(&b, &secret)?;
+    let spec = strata_hub::NewSnapshot { blob_id: Some(same.to_string()), ..snap("bob's") };
+    b.hub.fork(&bobs.id, None, "main", &spec)?;
+    let pushed = hub.runtime.block_on(b.push(&bob, &bobs.id, &NoProgress))?;
+    assert_eq!((pushed.snapshots_pushed, pushed.blobs_pushed), (1, 1));
+    assert!(hub.runtime.block_on(bob.missing_blobs(&[same.to_string()]))?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn ids_are_random_uuids() {
+    let ids: std::collections::HashSet<String> =
+        (0..1000).map(|_| strata_hub::model::new_id()).collect();
+    assert_eq!(ids.len(), 1000);
+    for id in &ids {
+        let parsed = uuid_version(id);
+        assert_eq!(parsed, Some(4), "{id}");
+    }
+}
+
+/// The version nibble of a UUID in its hyphenated form.
+fn uuid_version(id: &str) -> Option<u32> {
+    let groups: Vec<&str> = id.split('-').collect();
+    let lengths: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+    (lengths == [8, 4, 4, 4, 12] && id.chars().all(|c| c == '-' || c.is_ascii_hexdigit()))
+        .then(|| groups[2].chars().next().and_then(|c| c.to_digit(16)))
+        .flatten()
+}
