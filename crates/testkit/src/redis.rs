@@ -90,6 +90,24 @@ impl RedisServers {
         }
     }
 
+    /// Stops server `i` with SIGSTOP: it keeps its connections and data but answers
+    /// nothing, as a server that hangs or is being restarted, until [`RedisServers::resume`].
+    pub fn pause(&self, i: usize) -> anyhow::Result<()> {
+        self.signal(i, "-STOP")
+    }
+
+    /// Lets server `i` go on after [`RedisServers::pause`].
+    pub fn resume(&self, i: usize) -> anyhow::Result<()> {
+        self.signal(i, "-CONT")
+    }
+
+    fn signal(&self, i: usize, signal: &str) -> anyhow::Result<()> {
+        let process = self.processes.get(i).and_then(Option::as_ref).context("no such server")?;
+        let status = Command::new("kill").args([signal, &process.pid().to_string()]).status()?;
+        anyhow::ensure!(status.success(), "kill {signal} redis server {i}: {status}");
+        Ok(())
+    }
+
     /// Sends one inline command (such as `FLUSHALL`) to server `i`; its first reply line.
     pub fn command(&self, i: usize, command: &str) -> anyhow::Result<String> {
         let port = *self.ports.get(i).context("no such redis server")?;

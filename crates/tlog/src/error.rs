@@ -26,6 +26,10 @@ pub enum Error {
     /// Stored data is damaged: a hash, chain link, decryption or frame check failed.
     #[error("tlog data corrupted: {0}")]
     Corrupted(String),
+    /// An append named a `prev` that is no longer the head: another writer appended since
+    /// this one read the head (a fenced, stale writer). Nothing was made head.
+    #[error("stale writer: {0}")]
+    StaleHead(String),
     /// A server could not be reached, or a flush failed.
     #[error("{0}")]
     Unavailable(String),
@@ -49,7 +53,7 @@ impl Error {
             Error::Protocol(_) | Error::Decode(_) | Error::InvalidArgument(_) => {
                 Category::InvalidArgument
             }
-            Error::Handshake(_) => Category::FailedPrecondition,
+            Error::Handshake(_) | Error::StaleHead(_) => Category::FailedPrecondition,
             Error::NotFound(_) => Category::NotFound,
             Error::Corrupted(_) => Category::Corrupted,
             Error::Unavailable(_) | Error::Io(_) | Error::File { .. } => Category::Unavailable,

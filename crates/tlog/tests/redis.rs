@@ -299,3 +299,96 @@ fn servers_answering_garbage_fail_writes_cleanly_and_reads_rebuild() -> anyhow::
     ensure!(good.head("vd")?.map(|h| h.hash) == Some(*sealed.hash()));
     Ok(())
 }
+
+/// A 2+1 store on `servers` that gives up on a silent server quickly.
+fn small_store(servers: Vec<String>) -> anyhow::Result<RedisStore> {
+    Ok(RedisStore::connect(RedisConfig {
+        servers,
+        data_shards: 2,
+        parity_shards: 1,
+        timeout: Duration::from_millis(300),
+        retries: 0,
+    })?)
+}
+
+#[test]
+fn a_head_that_cannot_be_read_now_is_unavailable_never_an_older_head() -> anyhow::Result<()> {
+    let redis = RedisServers::start(3)?;
+    let store = small_store(redis.addresses())?;
+    let blocks = |first| (first..first + 4).map(block).collect::<Vec<_>>();
+    let older = crate::storage::append_blocks(&store, "vd", None, blocks(1))?;
+    let newest = crate::storage::append_blocks(&store, "vd", None, blocks(5))?;
+    // The newest aggregate loses its shard on server 0, and server 1 hangs (SIGSTOP): the
+    // head lists still answer on two servers, but the newest head cannot be rebuilt now.
+    // Falling back to the older head here would fork the chain and drop blocks 5..8.
+    redis.command(0, &format!("DEL {}", strata_tlog::aggregate::hex(newest.hash())))?;
+    redis.pause(1)?;
+    let read = store.head("vd");
+    redis.resume(1)?;
+    match read {
+        Err(strata_tlog::Error::Unavailable(message)) => {
+            ensure!(message.contains("cannot be read now"), "{message}")
+        }
+        other => anyhow::bail!("head while a server hangs: {other:?} (older is {})", {
+            strata_tlog::aggregate::hex(older.hash())
+        }),
+    }
+    // Once the server answers, the head is the newest aggregate and the chain goes on.
+    let head = store.head("vd")?.ok_or_else(|| anyhow::anyhow!("no head"))?;
+    ensure!(head.hash == *newest.hash(), "head is not the newest aggregate");
+    crate::storage::append_blocks(&store, "vd", None, blocks(9))?;
+    let sequences = crate::harness::stored_sequences(&store, "vd")?;
+    ensure!(sequences == (1..=12).collect::<Vec<_>>(), "{sequences:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_tlog_server_cannot_move_the_head_after_a_failover() -> anyhow::Result<()> {
+    let redis = RedisServers::start(3)?;
+    // Two tlog servers for one vdisk, each with its own connections to the same Redis.
+    let storage_a: Arc<dyn Storage> = Arc::new(small_store(redis.addresses())?);
+    let storage_b: Arc<dyn Storage> = Arc::new(small_store(redis.addresses())?);
+    let server_a = Server::on(storage_a.clone(), config(100)).await?;
+    let server_b = Server::on(storage_b.clone(), config(100)).await?;
+
+    let mut on_a = Raw::attach(server_a.addr, "vd", 1, false).await?;
+    for seq in 1..=10 {
+        on_a.block(&block(seq)).await?;
+    }
+    on_a.command(MessageType::ForceFlushAtSeq, 10).await?;
+    on_a.until(|r| r.status == status::FLUSH_OK && r.sequences.last() == Some(&10)).await?;
+    // Blocks 11 and 12 wait in A's buffer when the client fails over to B.
+    for seq in [11, 12] {
+        on_a.block(&block(seq)).await?;
+    }
+    let mut on_b = Raw::attach(server_b.addr, "vd", 11, false).await?;
+    for seq in 11..=20 {
+        on_b.block(&block(seq)).await?;
+    }
+    on_b.command(MessageType::ForceFlushAtSeq, 20).await?;
+    on_b.until(|r| r.status == status::FLUSH_OK && r.sequences.last() == Some(&20)).await?;
+
+    // A's late flush chains to the head it knew: fenced, never the head.
+    on_a.command(MessageType::ForceFlushAtSeq, 12).await?;
+    let late = on_a.until(|r| r.status == status::FLUSH_OK || r.status == status::FLUSH_FAILED);
+    ensure!(late.await?.status == status::FLUSH_FAILED, "a stale server's flush succeeded");
+    server_a.stop().await?;
+    server_b.stop().await?;
+
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().to_path_buf();
+    blocking(move || {
+        let sequences = crate::harness::stored_sequences(&*storage_b, "vd")?;
+        ensure!(sequences == (1..=20).collect::<Vec<_>>(), "{sequences:?}");
+        let image = dir.join("failover.img");
+        let done = replay(&*storage_b, "vd", None, Bounds::default(), &image, |_| {})?;
+        ensure!(done.last_sequence == Some(20), "replayed to {:?}", done.last_sequence);
+        let bytes = std::fs::read(&image)?;
+        for seq in 1..=20u64 {
+            let at = (seq * 4096) as usize;
+            ensure!(bytes[at..at + 4096] == data(seq)[..], "block {seq} differs");
+        }
+        Ok(())
+    })
+    .await
+}

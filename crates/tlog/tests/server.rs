@@ -134,6 +134,31 @@ async fn reset_first_sequence_by_a_second_client() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn after_a_reset_flush_ok_means_stored_and_nothing_else() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), config(100)).await?;
+    let mut first = Raw::attach(server.addr, "vd", 1, false).await?;
+    for seq in 1..=3 {
+        first.block(&block(seq)).await?;
+    }
+    first.command(MessageType::ForceFlushAtSeq, 3).await?;
+    first.until(|r| r.status == status::FLUSH_OK && r.sequences == [1, 2, 3]).await?;
+    let mut second = Raw::attach(server.addr, "vd", 100, true).await?;
+    second.block(&block(100)).await?;
+    second.command(MessageType::ForceFlushAtSeq, 100).await?;
+    second.until(|r| r.status == status::FLUSH_OK && r.sequences == [100]).await?;
+    // Resends: a stored block is FlushOK again; a sequence the reset skipped was never
+    // stored, and is refused rather than answered FlushOK.
+    for (seq, want) in [(2, status::FLUSH_OK), (50, status::RECV_FAILED), (100, status::FLUSH_OK)] {
+        second.block(&block(seq)).await?;
+        let answer = second.until(|r| r.sequences == [seq]).await?;
+        ensure!(answer.status == want, "block {seq}: status {} not {want}", answer.status);
+    }
+    ensure!(stored_sequences(&*server.storage, "vd")? == [1, 2, 3, 100]);
+    Ok(())
+}
+
+#[tokio::test]
 async fn handshakes_are_checked() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let server = Server::start(dir.path(), config(5)).await?;

@@ -142,6 +142,7 @@ fn appends_must_extend_the_head_and_ids_must_be_valid() -> anyhow::Result<()> {
     }
     .seal(None)?;
     let err = store.append("vd", &stale).unwrap_err();
+    assert!(matches!(err, Error::StaleHead(_)), "a stale writer is fenced: {err}");
     assert!(err.to_string().contains(&format!("the head is {}", hex(&first))), "{err}");
     let err = store.append("../etc", &stale).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
@@ -250,6 +251,47 @@ fn damage_before_valid_records_is_corruption_named_by_segment_and_offset() -> an
         assert!(message.contains(&format!("offset {second}")), "{message}");
         assert!(message.contains("valid record follows"), "{message}");
     }
+    Ok(())
+}
+
+#[test]
+fn zeros_before_valid_records_are_damage_not_the_end() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let kept = fill(&SegmentStore::open(tmp.path())?, "vd", None, 6, 4)?;
+    let seg = segments(tmp.path(), "vd")?.pop().unwrap();
+    // Zero the third record's header and envelope, as media damage might: before the fix
+    // the scan took the zeros for the end and silently dropped the last four aggregates.
+    let list = SegmentStore::open_read_only(tmp.path())?.list("vd")?;
+    let third = 16 + list[0].len + 40 + list[1].len + 40;
+    let mut bytes = std::fs::read(&seg)?;
+    bytes[third as usize..(third + 40 + list[2].len) as usize].fill(0);
+    std::fs::write(&seg, &bytes)?;
+    for result in [SegmentStore::open(tmp.path()).map(|_| ()), {
+        let reader = SegmentStore::open_read_only(tmp.path())?;
+        reader.list("vd").map(|_| ())
+    }] {
+        let err = result.unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, Error::Corrupted(_)), "{message}");
+        assert!(message.contains(&seg.display().to_string()), "{message}");
+        assert!(message.contains(&format!("offset {third}")), "{message}");
+        assert!(message.contains("valid record follows"), "{message}");
+    }
+    assert_eq!(kept.len(), 6);
+    Ok(())
+}
+
+#[test]
+fn reopening_an_existing_vdisk_directory_syncs_its_parent() -> anyhow::Result<()> {
+    // A vdisk directory left by a process that crashed before syncing its parent: opening
+    // and appending must work, and the directory stays in place across a reopen.
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path().join("log");
+    std::fs::create_dir_all(root.join("vd"))?;
+    let store = SegmentStore::open(&root)?;
+    let kept = fill(&store, "vd", None, 2, 2)?;
+    drop(store);
+    assert_eq!(names(&SegmentStore::open(&root)?, "vd")?, kept);
     Ok(())
 }
 

@@ -89,6 +89,10 @@ impl Registry {
             ordered: Vec::new(),
             waiting: BTreeMap::new(),
             flushed_to: head.map(|h| h.header.last_sequence),
+            // The log as found counts as stored up to its head (`strata tlog verify`
+            // checks it has no gaps); a reset starts a new run.
+            durable: head.map(|h| (0, h.header.last_sequence)).into_iter().collect(),
+            run_start: 0,
             head: head.map_or(NO_PREV, |h| h.hash),
             force_at: None,
             clients: HashMap::new(),
@@ -123,8 +127,13 @@ struct VdiskTask {
     ordered: Vec<(Block, OwnedSemaphorePermit)>,
     /// Blocks that arrived ahead of a gap.
     waiting: BTreeMap<u64, (Block, OwnedSemaphorePermit)>,
-    /// The highest sequence flushed (every earlier one is flushed too).
+    /// The highest sequence flushed.
     flushed_to: Option<u64>,
+    /// The sequences known stored, as inclusive ranges: the log as found, then each run
+    /// between resets. Only these are ever answered `FlushOK` again.
+    durable: Vec<(u64, u64)>,
+    /// The first sequence of the current run (0 until a reset).
+    run_start: u64,
     /// The name of the newest stored aggregate.
     head: Hash,
     /// A forced flush not yet done.
@@ -197,7 +206,13 @@ impl VdiskTask {
                     self.reset(conn, first_sequence).await?;
                 } else if self.expected.is_none() {
                     let after_flushed = self.flushed_to.map_or(0, |f| f + 1);
-                    self.expected = Some(first_sequence.max(after_flushed));
+                    let expected = first_sequence.max(after_flushed);
+                    self.expected = Some(expected);
+                    if expected > after_flushed && self.flushed_to.is_some() {
+                        // The client skips sequences the log never had: those are never
+                        // answered as if they might still come.
+                        self.run_start = expected;
+                    }
                 }
                 self.clients.insert(conn, responses);
             }
@@ -247,6 +262,13 @@ impl VdiskTask {
         }
         self.waiting.clear();
         self.flush().await?;
+        // Sequences from `first_sequence` on belong to the new run: blocks stored under
+        // them before no longer count as its blocks.
+        self.durable.retain(|&(start, _)| start < first_sequence);
+        for range in &mut self.durable {
+            range.1 = range.1.min(first_sequence.saturating_sub(1));
+        }
+        self.run_start = first_sequence;
         self.expected = Some(first_sequence);
         self.force_at = None;
         tracing::info!(vdisk = %self.id, first_sequence, "first sequence reset");
@@ -257,8 +279,22 @@ impl VdiskTask {
         let sequence = block.sequence;
         let expected = *self.expected.get_or_insert(sequence);
         if sequence < expected {
-            let flushed = self.flushed_to.is_some_and(|f| sequence <= f);
-            let status = if flushed { status::FLUSH_OK } else { status::RECV_OK };
+            // A duplicate: FlushOK only when the block is stored, RecvOK while it waits in
+            // this run, and RecvFailed for a sequence a reset skipped, which was never
+            // stored and never will be.
+            let status = if self.durable.iter().any(|&(a, b)| (a..=b).contains(&sequence)) {
+                status::FLUSH_OK
+            } else if sequence >= self.run_start {
+                status::RECV_OK
+            } else {
+                tracing::warn!(
+                    vdisk = %self.id,
+                    sequence,
+                    run_start = self.run_start,
+                    "a block below the reset point was never stored; refused"
+                );
+                status::RECV_FAILED
+            };
             self.reply(conn, Response { status, sequences: vec![sequence] });
             return;
         }
@@ -328,6 +364,12 @@ impl VdiskTask {
                 let last = sequences.last().copied();
                 self.head = head;
                 self.flushed_to = last;
+                if let (Some(&first), Some(last)) = (sequences.first(), last) {
+                    match self.durable.last_mut() {
+                        Some(range) if range.1.checked_add(1) == Some(first) => range.1 = last,
+                        _ => self.durable.push((first, last)),
+                    }
+                }
                 if self.force_at.is_some_and(|at| last.is_some_and(|l| l >= at)) {
                     self.force_at = None;
                 }

@@ -427,17 +427,48 @@ impl Storage for RedisStore {
                 failed.join("; ")
             )));
         }
+        // The head moves only where it is still `prev` (fencing): a writer that read the head
+        // before another appended gets StaleHead, never a head of its own.
+        let prev = Header::decode(sealed.bytes())
+            .map(|h| hex(&h.prev))
+            .map_err(|e| Error::InvalidArgument(format!("not an aggregate envelope: {e}")))?;
         let heads = heads_key(vdisk);
         let pushed = self.each(|_, node| {
             let mut pipe = redis::pipe();
-            pipe.cmd("LPUSH").arg(&heads).arg(&key);
-            pipe.cmd("LTRIM").arg(&heads).arg(0).arg(HEADS_KEPT - 1);
+            pipe.cmd("EVAL")
+                .arg(PUSH_IF_HEAD)
+                .arg(1)
+                .arg(&heads)
+                .arg(&prev)
+                .arg(&key)
+                .arg(HEADS_KEPT - 1);
             match node.query(&pipe)?.as_slice() {
-                [Value::Int(_), Value::Okay] => Ok(()),
-                _ => Err(node.garbage("LPUSH")),
+                [Value::Int(1)] => Ok(true),
+                [Value::Int(0)] => Ok(false),
+                _ => Err(node.garbage("EVAL")),
             }
         });
-        let failed = failures(pushed);
+        let stale: Vec<&str> = pushed
+            .iter()
+            .zip(&self.nodes)
+            .filter(|(answer, _)| matches!(answer, Ok(false)))
+            .map(|(_, node)| node.address.as_str())
+            .collect();
+        if !stale.is_empty() {
+            tracing::error!(
+                vdisk,
+                aggregate = %key,
+                prev = %prev,
+                servers = ?stale,
+                "a stale writer tried to move the head; refused"
+            );
+            return Err(Error::StaleHead(format!(
+                "aggregate {key} of vdisk {vdisk} chains to {prev}, but the head on {} is \
+                 another: a newer writer took over this vdisk",
+                stale.join(", ")
+            )));
+        }
+        let failed = failures(pushed.into_iter().map(|r| r.map(drop)).collect());
         if !failed.is_empty() {
             return Err(Error::Unavailable(format!(
                 "aggregate {key} of vdisk {vdisk} stored but not made head: {}",
@@ -461,16 +492,33 @@ impl Storage for RedisStore {
                     continue;
                 }
             };
-            // This server's newest head that decodes.
+            // This server's newest head that decodes. Falling back to an older head is right
+            // only when the newer one is proven damaged or gone; one that cannot be read
+            // now (servers timing out or restarting) makes the whole answer "unavailable",
+            // since a guessed older head would fork the chain and drop acknowledged data.
             for hash in list {
                 let found = match tried.get(&hash) {
                     Some(found) => *found,
                     None => {
                         let found = match self.stored(vdisk, &hash) {
                             Ok(stored) => Some(stored),
-                            Err(err) => {
+                            Err(err @ (Error::Corrupted(_) | Error::NotFound(_))) => {
+                                tracing::error!(
+                                    vdisk,
+                                    head = %hex(&hash),
+                                    error = %err,
+                                    "a recent head of the log is damaged or gone; falling back \
+                                     to an older one (run `strata tlog repair`)"
+                                );
                                 errors.push(err.to_string());
                                 None
+                            }
+                            Err(err) => {
+                                return Err(Error::Unavailable(format!(
+                                    "head of vdisk {vdisk}: aggregate {} cannot be read now: \
+                                     {err}; retry once the redis servers answer",
+                                    hex(&hash)
+                                )));
                             }
                         };
                         tried.insert(hash, found);
@@ -548,6 +596,16 @@ impl Storage for RedisStore {
 
 /// The prefix of the per-vdisk lists of recent heads.
 const HEADS_PREFIX: &str = "last_hash_";
+
+/// Pushes `ARGV[2]` on the head list `KEYS[1]` (trimmed to `ARGV[3]` + 1 entries) only when
+/// the list's newest entry is `ARGV[1]`, the aggregate's prev, or the list is empty (a
+/// server that lost its list cannot fence, the others do). 1 when pushed, 0 when stale.
+const PUSH_IF_HEAD: &str = "\
+local head = redis.call('LINDEX', KEYS[1], 0)
+if head and head ~= ARGV[1] then return 0 end
+redis.call('LPUSH', KEYS[1], ARGV[2])
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[3]))
+return 1";
 
 fn heads_key(vdisk: &str) -> String {
     format!("{HEADS_PREFIX}{vdisk}")

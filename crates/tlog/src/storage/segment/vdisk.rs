@@ -179,7 +179,7 @@ impl Vdisk {
         let header = Header::decode(sealed.bytes())
             .map_err(|e| Error::InvalidArgument(format!("not an aggregate envelope: {e}")))?;
         if header.prev != head {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::StaleHead(format!(
                 "vdisk {}: the aggregate's prev is {}, but the head is {}",
                 self.id,
                 hex(&header.prev),
@@ -322,6 +322,16 @@ impl Vdisk {
         match stop {
             Stop::Sealed => self.tail = Tail::Closed,
             Stop::End if is_last => {
+                // Zeros at a record boundary end the log only if nothing valid follows:
+                // a valid record after them means media damage, not preallocated space.
+                let file = self.segments[segment].file.clone();
+                if let Some(at) = valid_record_after(&file, &path, end + 1)? {
+                    let reason = format!(
+                        "zeros where a record should start, yet a valid record follows at \
+                         offset {at}"
+                    );
+                    return Err(corrupted(&path, end, &reason));
+                }
                 let allocated =
                     self.segments[segment].file.metadata().map_err(Error::file(&path))?.len();
                 self.tail = Tail::Open { end, allocated, records };
@@ -424,11 +434,13 @@ fn corrupted(path: &Path, offset: u64, reason: &str) -> Error {
     ))
 }
 
-/// Creates `dir` (and its parent chain) and makes its entry durable in its parent.
+/// Creates `dir` (and its parent chain) and makes its entry durable in its parent. When
+/// `dir` exists already its parent is synced all the same: an earlier process may have
+/// created it and crashed before that sync.
 pub(super) fn create_dir_durably(dir: &Path) -> Result<()> {
     match std::fs::create_dir(dir) {
         Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
         Err(e) if e.kind() == ErrorKind::NotFound => {
             if let Some(parent) = dir.parent() {
                 create_dir_durably(parent)?;
