@@ -7,7 +7,7 @@
 //! oldest unflushed sequence, and resends everything not flushed, in order. Callers wait
 //! for durability with [`Client::wait_durable`] or [`Client::flush`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -219,8 +219,12 @@ struct Worker {
     connection: Option<(FrameReader<OwnedReadHalf>, BufWriter<OwnedWriteHalf>)>,
     /// Blocks not yet flushed, with the budget they hold.
     unflushed: BTreeMap<u64, (Block, OwnedSemaphorePermit, u32)>,
-    /// The highest sequence handed to the task.
-    highest: Option<u64>,
+    /// The highest sequence up to which every sequence from the first was handed to the
+    /// task. Writers on several threads take sequences in one order and hand blocks over
+    /// in another, so a later block can arrive (and be flushed) before an earlier one.
+    handed_to: Option<u64>,
+    /// Sequences handed over beyond `handed_to + 1`, waiting for the gap to fill.
+    ahead: BTreeSet<u64>,
     /// A forced flush not yet seen durable.
     force_at: Option<u64>,
     slave_waiters: Vec<oneshot::Sender<()>>,
@@ -239,7 +243,8 @@ impl Worker {
             server: 0,
             connection: None,
             unflushed: BTreeMap::new(),
-            highest: None,
+            handed_to: None,
+            ahead: BTreeSet::new(),
             force_at: None,
             slave_waiters: Vec::new(),
             durable: watch::channel(Durable::default()).0,
@@ -284,7 +289,7 @@ impl Worker {
                     if self.unflushed.is_empty() {
                         self.progress_at = Instant::now();
                     }
-                    self.highest = Some(self.highest.map_or(sequence, |h| h.max(sequence)));
+                    self.handed_over(sequence);
                     let frame = block.frame();
                     self.unflushed.insert(sequence, (block, permit, 0));
                     self.write(&frame).await;
@@ -373,11 +378,29 @@ impl Worker {
         self.flush_socket().await;
     }
 
+    /// Notes that block `sequence` reached the task.
+    fn handed_over(&mut self, sequence: u64) {
+        let next = self.handed_to.map_or(self.config.first_sequence, |h| h + 1);
+        if sequence < next {
+            return;
+        }
+        self.ahead.insert(sequence);
+        let mut next = next;
+        while self.ahead.remove(&next) {
+            self.handed_to = Some(next);
+            next += 1;
+        }
+    }
+
+    /// Tells waiters how far everything is durable: every sequence handed over without a
+    /// gap, up to the oldest one not yet flushed. Never past a sequence the task has not
+    /// seen, whatever the server acknowledged after it.
     fn publish(&mut self) {
-        let to = match self.unflushed.keys().next() {
+        let flushed_to = match self.unflushed.keys().next() {
             Some(oldest) => oldest.checked_sub(1),
-            None => self.highest.or(self.durable.borrow().to),
+            None => self.handed_to,
         };
+        let to = flushed_to.min(self.handed_to).or(self.durable.borrow().to);
         if self.force_at.is_some_and(|f| to.is_some_and(|t| t >= f)) {
             self.force_at = None;
         }
@@ -435,7 +458,12 @@ impl Worker {
             let (mut reader, mut writer) = (FrameReader::new(read), BufWriter::new(write));
             let first_sequence = match self.unflushed.keys().next() {
                 Some(oldest) => *oldest,
-                None => self.highest.map_or(self.config.first_sequence, |h| h + 1),
+                None => self
+                    .ahead
+                    .last()
+                    .copied()
+                    .or(self.handed_to)
+                    .map_or(self.config.first_sequence, |h| h + 1),
             };
             let request = HandshakeRequest {
                 version: Version::CURRENT.0,

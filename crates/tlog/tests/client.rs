@@ -146,3 +146,30 @@ async fn slave_sync_replays_the_log_into_a_second_image() -> anyhow::Result<()> 
     ensure!(image[4096..8192] == data(1)[..]);
     Ok(())
 }
+
+#[tokio::test]
+async fn durable_never_passes_a_sequence_not_yet_handed_over() -> anyhow::Result<()> {
+    // Writers on several threads take sequences in one order and hand blocks over in
+    // another: here sequence 5 is taken but not handed over yet when 6 is.
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), config(100)).await?;
+    let client = Client::connect(client_config(vec![server.addr.to_string()])).await?;
+    let block = |seq: u64| strata_tlog::message::Block::write(seq, seq * 4096, data(seq), seq);
+    for seq in [1, 2, 3, 4, 6] {
+        client.send(block(seq)).await?;
+    }
+    client.force_flush(4).await?;
+    client.wait_durable(4).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ensure!(
+        client.durable_to() == Some(4),
+        "durable to {:?} before 5 was sent",
+        client.durable_to()
+    );
+    client.send(block(5)).await?;
+    client.force_flush(6).await?;
+    client.wait_durable(6).await?;
+    ensure!(stored_sequences(&*server.storage, "vd")? == (1..=6).collect::<Vec<_>>());
+    client.close().await?;
+    Ok(())
+}
