@@ -66,7 +66,7 @@ fn main() -> anyhow::Result<()> {
                 evict(&segments)?;
             }
             let started = Instant::now();
-            verify(&store, "bench", Some(&key))?;
+            verify(&store, "bench", Some(&key), false)?;
             let verify_secs = started.elapsed().as_secs_f64();
             writeln!(
                 out,

@@ -22,9 +22,15 @@ pub type Hash = [u8; HASH_LEN];
 pub const NO_PREV: Hash = [0; HASH_LEN];
 
 const MAGIC: &[u8; 4] = b"STLA";
-const FORMAT: u8 = 1;
+/// The format written; readers accept [`OLDEST_FORMAT`] to this one.
+const FORMAT: u8 = 2;
+/// Format 1 had no run-start flag; everything else is the same.
+const OLDEST_FORMAT: u8 = 1;
 const FLAG_COMPRESSED: u8 = 1;
 const FLAG_ENCRYPTED: u8 = 2;
+/// Format 2: the aggregate starts a new run of sequences (after a reset), so its first
+/// sequence need not follow the previous aggregate's last.
+const FLAG_RUN_START: u8 = 4;
 /// The envelope header's size.
 pub const HEADER_LEN: usize = 88;
 /// The largest plaintext an envelope may declare (bounds allocation on decode).
@@ -86,6 +92,9 @@ pub struct Header {
     pub blocks: u32,
     /// Whether the body is encrypted.
     pub encrypted: bool,
+    /// Whether the aggregate starts a new run of sequences, recorded by the server after a
+    /// reset: a jump in sequence before it is deliberate, not a gap.
+    pub run_start: bool,
     compressed: bool,
     nonce: [u8; NONCE_LEN],
     plaintext_len: u64,
@@ -120,6 +129,16 @@ impl Sealed {
 impl Aggregate {
     /// Seals the aggregate, encrypting it when `key` is given.
     pub fn seal(&self, key: Option<&Key>) -> Result<Sealed> {
+        self.seal_marked(key, false)
+    }
+
+    /// Seals the aggregate as the start of a new run of sequences (see
+    /// [`Header::run_start`]), encrypting it when `key` is given.
+    pub fn seal_run_start(&self, key: Option<&Key>) -> Result<Sealed> {
+        self.seal_marked(key, true)
+    }
+
+    fn seal_marked(&self, key: Option<&Key>, run_start: bool) -> Result<Sealed> {
         let (Some(first), Some(last)) = (self.blocks.first(), self.blocks.last()) else {
             return Err(Error::InvalidArgument("an aggregate needs at least one block".into()));
         };
@@ -140,6 +159,7 @@ impl Aggregate {
             timestamp: self.timestamp,
             blocks: u32::try_from(self.blocks.len()).unwrap_or(u32::MAX),
             encrypted: key.is_some(),
+            run_start,
             compressed: use_compressed,
             nonce,
             plaintext_len: plain.len() as u64,
@@ -164,7 +184,10 @@ impl Aggregate {
 
     /// Opens an envelope of `vdisk_id` named `hash`: checks the hash, decrypts (with `key`
     /// when the envelope is encrypted), decompresses and decodes, and checks that the
-    /// plaintext agrees with the header.
+    /// plaintext agrees with the header. With a key, a plaintext envelope is refused: a log
+    /// with a key is encrypted throughout, and the AEAD tag over the header (its `prev` and
+    /// sequences among it) is what authenticates the chain, so an unencrypted aggregate can
+    /// only be forged or written by someone without the key.
     pub fn open(vdisk_id: &str, hash: &Hash, bytes: &[u8], key: Option<&Key>) -> Result<Aggregate> {
         let name = hex(hash);
         if blake3::hash(bytes).as_bytes() != hash {
@@ -174,6 +197,12 @@ impl Aggregate {
         }
         let header = Header::decode(bytes)
             .map_err(|e| Error::Corrupted(format!("aggregate {name}: {e}")))?;
+        if key.is_some() && !header.encrypted {
+            return Err(Error::Corrupted(format!(
+                "aggregate {name} is not encrypted, but this log has a key: it was forged, or \
+                 written without the key; refusing it"
+            )));
+        }
         let mut body = bytes[HEADER_LEN..].to_vec();
         if header.encrypted {
             let key = key.ok_or_else(|| {
@@ -269,7 +298,8 @@ impl Header {
         h[0..4].copy_from_slice(MAGIC);
         h[4] = FORMAT;
         h[5] = (if self.compressed { FLAG_COMPRESSED } else { 0 })
-            | (if self.encrypted { FLAG_ENCRYPTED } else { 0 });
+            | (if self.encrypted { FLAG_ENCRYPTED } else { 0 })
+            | (if self.run_start { FLAG_RUN_START } else { 0 });
         h[8..20].copy_from_slice(&self.nonce);
         h[20..52].copy_from_slice(&self.prev);
         h[52..60].copy_from_slice(&self.first_sequence.to_le_bytes());
@@ -286,11 +316,18 @@ impl Header {
         if &h[0..4] != MAGIC {
             return Err("not a strata tlog aggregate (bad magic)".into());
         }
-        if h[4] != FORMAT {
-            return Err(format!("format version {} (this strata reads {FORMAT})", h[4]));
+        let format = h[4];
+        if !(OLDEST_FORMAT..=FORMAT).contains(&format) {
+            return Err(format!(
+                "format version {format} (this strata reads {OLDEST_FORMAT} to {FORMAT})"
+            ));
         }
         let flags = h[5];
-        if flags & !(FLAG_COMPRESSED | FLAG_ENCRYPTED) != 0 || h[6] != 0 || h[7] != 0 {
+        let known = match format {
+            1 => FLAG_COMPRESSED | FLAG_ENCRYPTED,
+            _ => FLAG_COMPRESSED | FLAG_ENCRYPTED | FLAG_RUN_START,
+        };
+        if flags & !known != 0 || h[6] != 0 || h[7] != 0 {
             return Err(format!("unknown flags {flags:#x}"));
         }
         let u64_at = |at: usize| u64::from_le_bytes(h[at..at + 8].try_into().unwrap_or_default());
@@ -305,6 +342,7 @@ impl Header {
             timestamp: u64_at(68),
             blocks: u32::from_le_bytes(h[76..80].try_into().unwrap_or_default()),
             encrypted: flags & FLAG_ENCRYPTED != 0,
+            run_start: flags & FLAG_RUN_START != 0,
             compressed: flags & FLAG_COMPRESSED != 0,
             nonce: h[8..20].try_into().unwrap_or_default(),
             plaintext_len,
@@ -376,5 +414,30 @@ mod tests {
             bytes[at] ^= 0x40;
             assert!(Aggregate::open("vd", &sealed.hash, &bytes, None).is_err(), "byte {at}");
         }
+    }
+
+    #[test]
+    fn format_1_envelopes_still_open_and_have_no_run_start() {
+        let sealed = sample().seal(None).unwrap();
+        let mut bytes = sealed.bytes().to_vec();
+        assert_eq!(bytes[4], FORMAT);
+        bytes[4] = 1;
+        let hash = *blake3::hash(&bytes).as_bytes();
+        let header = Header::decode(&bytes).unwrap();
+        assert!(!header.run_start);
+        assert_eq!(Aggregate::open("vd", &hash, &bytes, None).unwrap(), sample());
+        // Format 1 knew no run-start flag.
+        bytes[5] |= FLAG_RUN_START;
+        assert!(Header::decode(&bytes).unwrap_err().contains("unknown flags"));
+        let marked = sample().seal_run_start(None).unwrap();
+        assert!(Header::decode(marked.bytes()).unwrap().run_start);
+    }
+
+    #[test]
+    fn a_key_refuses_plaintext() {
+        let sealed = sample().seal(None).unwrap();
+        let key = Key::from_bytes(&[3; 32]);
+        let err = Aggregate::open("vd", sealed.hash(), sealed.bytes(), Some(&key)).unwrap_err();
+        assert!(err.to_string().contains("not encrypted"), "{err}");
     }
 }

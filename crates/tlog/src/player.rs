@@ -41,6 +41,9 @@ pub struct Bounds {
     pub from_time: Option<u64>,
     /// Stop at the first block written later (Unix nanoseconds).
     pub to_time: Option<u64>,
+    /// Replay across gaps and overlaps in the sequences that the chain does not record as
+    /// a reset (otherwise they are an error naming them); see [`check_sequences`].
+    pub allow_gaps: bool,
 }
 
 /// How far a replay is, reported after each aggregate.
@@ -88,6 +91,8 @@ pub struct VerifyReport {
     pub last_sequence: Option<u64>,
     /// The head's name.
     pub head: Option<Hash>,
+    /// Gaps and overlaps the chain does not record as resets, allowed by `allow_gaps`.
+    pub gaps: u64,
 }
 
 /// Replays `vdisk` into the raw image at `image` (created if missing; blocks are applied
@@ -105,6 +110,7 @@ pub fn replay(
         bounds.from_time.is_some() || bounds.from_seq.is_none_or(|f| s.header.last_sequence >= f)
     };
     let mut todo = walk(storage, vdisk, needed)?;
+    check_sequences(vdisk, &todo, bounds.allow_gaps)?;
     // The replay stops at the first aggregate that starts past the upper sequence bound.
     if let Some(to) = bounds.to_seq
         && let Some(stop) = todo.iter().position(|s| s.header.first_sequence > to)
@@ -135,9 +141,16 @@ pub fn replay(
 }
 
 /// Verifies `vdisk`: every link from the head back to the first aggregate, that every
-/// stored aggregate is on that chain, and that each one's hash, decryption, decoding and
-/// blocks check. An error names the first bad aggregate and its position.
-pub fn verify(storage: &dyn Storage, vdisk: &str, key: Option<&Key>) -> Result<VerifyReport> {
+/// stored aggregate is on that chain (no fork), that sequences run on without a gap or an
+/// overlap except where the chain records a reset (unless `allow_gaps`), and that each
+/// aggregate's hash, decryption, decoding and blocks check. An error names the first bad
+/// aggregate and its position.
+pub fn verify(
+    storage: &dyn Storage,
+    vdisk: &str,
+    key: Option<&Key>,
+    allow_gaps: bool,
+) -> Result<VerifyReport> {
     let listed = storage.list(vdisk)?;
     if listed.is_empty() {
         return Err(Error::NotFound(format!("vdisk {vdisk}: no aggregates")));
@@ -157,7 +170,9 @@ pub fn verify(storage: &dyn Storage, vdisk: &str, key: Option<&Key>) -> Result<V
             hex(&stray.hash)
         )));
     }
+    let gaps = check_sequences(vdisk, &chain, allow_gaps)?;
     let mut report = VerifyReport {
+        gaps,
         first_sequence: chain.first().map(|s| s.header.first_sequence),
         last_sequence: chain.last().map(|s| s.header.last_sequence),
         head: chain.last().map(|s| s.hash),
@@ -180,6 +195,62 @@ pub fn verify(storage: &dyn Storage, vdisk: &str, key: Option<&Key>) -> Result<V
         Ok(true)
     })?;
     Ok(report)
+}
+
+/// Checks that the sequences of `chain` (oldest first) run on: each aggregate holds
+/// `last - first + 1` blocks, and each starts right after the one before it, unless its
+/// header records the start of a new run (a reset). Anything else is a gap (sequences that
+/// were never stored) or an overlap (sequences stored twice: a fork of the writers), an
+/// error naming both aggregates and the sequences; with `allow_gaps` each is logged as a
+/// warning instead and counted.
+pub fn check_sequences(vdisk: &str, chain: &[Stored], allow_gaps: bool) -> Result<u64> {
+    let mut found = 0;
+    let mut report = |message: String| {
+        if !allow_gaps {
+            return Err(Error::Corrupted(format!(
+                "{message}; if the sequences were skipped on purpose, give --allow-gaps"
+            )));
+        }
+        tracing::warn!(vdisk, "{message}");
+        found += 1;
+        Ok(())
+    };
+    for (i, stored) in chain.iter().enumerate() {
+        let h = &stored.header;
+        let span = h.last_sequence.checked_sub(h.first_sequence).map(|d| d + 1);
+        if span != Some(u64::from(h.blocks)) {
+            report(format!(
+                "vdisk {vdisk}: aggregate {} ({}) holds {} blocks for sequences {} to {}",
+                i + 1,
+                hex(&stored.hash),
+                h.blocks,
+                h.first_sequence,
+                h.last_sequence
+            ))?;
+        }
+        let Some(before) = i.checked_sub(1).map(|j| &chain[j]) else { continue };
+        let expected = before.header.last_sequence.saturating_add(1);
+        if h.first_sequence == expected || h.run_start {
+            continue;
+        }
+        let what = if h.first_sequence > expected {
+            format!("a gap: sequences {expected} to {} were never stored", h.first_sequence - 1)
+        } else {
+            format!(
+                "an overlap: sequences {} to {} are stored twice (a fork of the writers)",
+                h.first_sequence,
+                before.header.last_sequence.min(h.last_sequence)
+            )
+        };
+        report(format!(
+            "vdisk {vdisk}: between aggregates {} ({}) and {} ({}), {what}",
+            i,
+            hex(&before.hash),
+            i + 1,
+            hex(&stored.hash)
+        ))?;
+    }
+    Ok(found)
 }
 
 /// The aggregates of `vdisk`, oldest first, from their headers (no key needed).

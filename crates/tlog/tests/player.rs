@@ -132,7 +132,7 @@ fn verify_checks_everything_and_lists_from_headers() -> anyhow::Result<()> {
     let key = Key::from_bytes(&[4; 32]);
     let store = SegmentStore::open_with(tmp.path(), small())?;
     log(&store, Some(&key), 20, 10)?;
-    let report = verify(&store, "vd", Some(&key))?;
+    let report = verify(&store, "vd", Some(&key), false)?;
     assert_eq!((report.aggregates, report.encrypted, report.blocks), (20, 20, 200));
     assert_eq!((report.first_sequence, report.last_sequence), (Some(1), Some(200)));
     assert_eq!(report.head, store.head("vd")?.map(|s| s.hash));
@@ -140,7 +140,7 @@ fn verify_checks_everything_and_lists_from_headers() -> anyhow::Result<()> {
     assert_eq!(listed.len(), 20);
     assert_eq!((listed[3].header.first_sequence, listed[3].header.last_sequence), (31, 40));
     assert_eq!(listed[3].header.timestamp, 40_000);
-    let err = verify(&store, "nothing", Some(&key)).unwrap_err();
+    let err = verify(&store, "nothing", Some(&key), false).unwrap_err();
     assert!(matches!(err, Error::NotFound(_)), "{err}");
     Ok(())
 }
@@ -157,7 +157,7 @@ fn a_flipped_byte_in_a_sealed_segment_is_named_by_verify_and_replay() -> anyhow:
     flip(&segments(tmp.path(), "vd")?[0], at)?;
     // Opening scans only the framing of sealed segments; the checks that hash find it.
     let store = SegmentStore::open_with(tmp.path(), small())?;
-    let err = verify(&store, "vd", Some(&key)).unwrap_err();
+    let err = verify(&store, "vd", Some(&key), false).unwrap_err();
     let message = err.to_string();
     assert!(matches!(err, Error::Corrupted(_)), "{message}");
     assert!(message.contains("aggregate 2 of 20"), "{message}");
@@ -176,7 +176,7 @@ fn a_wrong_or_missing_key_is_named_as_such() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let store = SegmentStore::open(tmp.path())?;
     log(&store, Some(&Key::from_bytes(&[1; 32])), 3, 4)?;
-    let err = verify(&store, "vd", Some(&Key::from_bytes(&[2; 32]))).unwrap_err();
+    let err = verify(&store, "vd", Some(&Key::from_bytes(&[2; 32])), false).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
     assert!(err.to_string().contains("aggregate 1 of 3"), "{err}");
     assert!(err.to_string().contains("wrong key"), "{err}");
@@ -202,7 +202,7 @@ fn key_files_round_trip_privately_and_are_never_overwritten() -> anyhow::Result<
     // The key read back opens what it sealed.
     let store = SegmentStore::open(&tmp.path().join("tlog"))?;
     log(&store, Some(&read_key_file(&path)?), 2, 2)?;
-    assert_eq!(verify(&store, "vd", Some(&read_key_file(&path)?))?.encrypted, 2);
+    assert_eq!(verify(&store, "vd", Some(&read_key_file(&path)?), false)?.encrypted, 2);
 
     let bad = tmp.path().join("bad.key");
     std::fs::write(&bad, "not a key\n")?;
@@ -211,5 +211,79 @@ fn key_files_round_trip_privately_and_are_never_overwritten() -> anyhow::Result<
     assert!(err.to_string().contains("64 hex characters"), "{err}");
     let err = read_key_file(Path::new("/nonexistent/tlog.key")).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/tlog.key"), "{err}");
+    Ok(())
+}
+
+/// Seals blocks `first..=last` of `vd` on the head of `store`, as a run's start when asked.
+fn append_run(store: &dyn Storage, first: u64, last: u64, run_start: bool) -> anyhow::Result<()> {
+    let mut rng = fastrand::Rng::with_seed(first);
+    let blocks = random_blocks(&mut rng, first, last - first + 1);
+    let prev = store.head("vd")?.map_or(strata_tlog::aggregate::NO_PREV, |s| s.hash);
+    let aggregate = strata_tlog::aggregate::Aggregate {
+        vdisk_id: "vd".into(),
+        timestamp: last * 1000,
+        blocks,
+        prev,
+    };
+    let sealed = if run_start { aggregate.seal_run_start(None)? } else { aggregate.seal(None)? };
+    store.append("vd", &sealed)?;
+    Ok(())
+}
+
+#[test]
+fn gaps_and_overlaps_are_errors_unless_recorded_as_resets_or_allowed() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let image = tmp.path().join("disk.img");
+    for (name, second, run_start, says) in [
+        ("gap", (20, 25), false, Some("sequences 11 to 19 were never stored")),
+        ("overlap", (5, 12), false, Some("sequences 5 to 10 are stored twice")),
+        ("reset", (20, 25), true, None),
+    ] {
+        let store = SegmentStore::open(&tmp.path().join(name))?;
+        append_run(&store, 1, 10, false)?;
+        append_run(&store, second.0, second.1, run_start)?;
+        let strict = verify(&store, "vd", None, false);
+        let replayed = replay(&store, "vd", None, Bounds::default(), &image, |_| {});
+        match says {
+            Some(says) => {
+                for err in [strict.map(drop).unwrap_err(), replayed.map(drop).unwrap_err()] {
+                    let message = err.to_string();
+                    assert!(matches!(err, Error::Corrupted(_)), "{name}: {message}");
+                    assert!(message.contains(says), "{name}: {message}");
+                    assert!(message.contains("--allow-gaps"), "{name}: {message}");
+                }
+                assert_eq!(verify(&store, "vd", None, true)?.gaps, 1, "{name}");
+                let allowed = Bounds { allow_gaps: true, ..Bounds::default() };
+                let done = replay(&store, "vd", None, allowed, &image, |_| {})?;
+                assert_eq!(done.last_sequence, Some(second.1), "{name}");
+            }
+            None => {
+                assert_eq!(strict?.gaps, 0, "{name}: a recorded reset is no gap");
+                assert_eq!(replayed?.last_sequence, Some(25), "{name}");
+            }
+        }
+        std::fs::remove_file(&image)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_forged_plaintext_aggregate_in_a_keyed_log_is_refused() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let key = Key::from_bytes(&[9; 32]);
+    let store = SegmentStore::open(tmp.path())?;
+    log(&store, Some(&key), 3, 4)?;
+    // Whoever can write the storage but has no key appends a plaintext aggregate that
+    // chains to the head and continues the sequences.
+    let mut rng = fastrand::Rng::with_seed(3);
+    let forged = store.head("vd")?.map(|s| s.hash);
+    append_blocks(&store, "vd", None, random_blocks(&mut rng, 13, 2))?;
+    let err = verify(&store, "vd", Some(&key), false).unwrap_err();
+    assert!(matches!(err, Error::Corrupted(_)), "{err}");
+    assert!(err.to_string().contains("not encrypted, but this log has a key"), "{err}");
+    let image = tmp.path().join("disk.img");
+    let err = replay(&store, "vd", Some(&key), Bounds::default(), &image, |_| {}).unwrap_err();
+    assert!(err.to_string().contains("not encrypted"), "{err}");
+    assert_ne!(store.head("vd")?.map(|s| s.hash), forged, "the forgery is the head");
     Ok(())
 }

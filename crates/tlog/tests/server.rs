@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::ensure;
 use strata_tlog::message::{MessageType, handshake_status, status};
+use strata_tlog::server::ServerConfig;
 use strata_tlog::version::{Version, stage};
 
 use crate::harness::{Raw, Server, block, config, stored_sequences};
@@ -155,6 +156,28 @@ async fn after_a_reset_flush_ok_means_stored_and_nothing_else() -> anyhow::Resul
         ensure!(answer.status == want, "block {seq}: status {} not {want}", answer.status);
     }
     ensure!(stored_sequences(&*server.storage, "vd")? == [1, 2, 3, 100]);
+    // The chain records the reset, so the jump from 3 to 100 is no gap to the player.
+    let listed = server.storage.list("vd")?;
+    ensure!(listed.last().is_some_and(|s| s.header.run_start), "the reset is not recorded");
+    let report = strata_tlog::player::verify(&*server.storage, "vd", None, false)?;
+    ensure!(report.gaps == 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_server_with_a_key_refuses_a_vdisk_whose_head_is_plaintext() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    {
+        let store = strata_tlog::storage::segment::SegmentStore::open(dir.path())?;
+        crate::storage::append_blocks(&store, "vd", None, vec![block(1), block(2)])?;
+    }
+    let key = strata_tlog::aggregate::Key::from_bytes(&[5; 32]);
+    let server = Server::start(dir.path(), ServerConfig { key: Some(key), ..config(10) }).await?;
+    let mut raw = Raw::connect(server.addr).await?;
+    let refused = raw.handshake(Version::CURRENT.0, "vd", 3, false).await;
+    ensure!(refused.map_or(true, |status| status != 1), "a forged head was accepted");
+    // Other vdisks are served as usual.
+    Raw::attach(server.addr, "other", 1, false).await?;
     Ok(())
 }
 

@@ -67,6 +67,10 @@ pub(crate) struct ReplayArgs {
     /// Overwrite IMAGE when it exists (without --from-*, it is started empty).
     #[arg(long)]
     force: bool,
+    /// Replay across gaps and overlaps in the sequences that the log does not record as a
+    /// reset (each is logged as a warning); without it they stop the replay with an error.
+    #[arg(long)]
+    allow_gaps: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -75,12 +79,17 @@ pub(crate) struct ReplayArgs {
 }
 
 /// Check a vdisk's whole log: every aggregate's hash, every chain link back to the first
-/// aggregate, decryption and decoding. Names the first bad aggregate (exit code 8).
+/// aggregate, that sequences run on without gaps or overlaps (except at recorded resets),
+/// decryption and decoding. Names the first bad aggregate (exit code 8).
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
     /// The vdisk to check.
     #[arg(long, value_name = "ID")]
     vdisk: String,
+    /// Accept gaps and overlaps in the sequences that the log does not record as a reset
+    /// (each is logged as a warning and counted in the report).
+    #[arg(long)]
+    allow_gaps: bool,
     /// The key file the log was written with (needed when it is encrypted).
     #[arg(long, value_name = "F")]
     key_file: Option<PathBuf>,
@@ -179,6 +188,7 @@ pub(crate) fn run_replay(
         to_seq: args.to_seq,
         from_time: args.from_time,
         to_time: args.to_time,
+        allow_gaps: args.allow_gaps,
     };
     prepare_image(&args.out, &bounds, args.force)?;
     let bar = progress_bar();
@@ -222,7 +232,8 @@ pub(crate) fn run_verify(
     data_dir: &Path,
 ) -> anyhow::Result<()> {
     let (log, key) = open(&args.store, tlog, data_dir, &args.vdisk, args.key_file.as_deref())?;
-    let report = player::verify(&*log.storage, &args.vdisk, key.as_ref()).map_err(categorized)?;
+    let report = player::verify(&*log.storage, &args.vdisk, key.as_ref(), args.allow_gaps)
+        .map_err(categorized)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         let report = json!({
@@ -232,6 +243,7 @@ pub(crate) fn run_verify(
             "encrypted": report.encrypted,
             "blocks": report.blocks,
             "bytes": report.bytes,
+            "gaps": report.gaps,
             "first_sequence": report.first_sequence,
             "last_sequence": report.last_sequence,
             "head": report.head.map(|h| hex(&h)),

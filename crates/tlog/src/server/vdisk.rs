@@ -79,6 +79,17 @@ impl Registry {
         let head = tokio::task::spawn_blocking(move || storage.head(&id))
             .await
             .map_err(|e| Error::Unavailable(format!("storage task failed: {e}")))??;
+        if let Some(head) = head
+            && shared.config.key.is_some()
+            && !head.header.encrypted
+        {
+            return Err(Error::Corrupted(format!(
+                "vdisk {vdisk}: the head aggregate {} is not encrypted, but this server has a \
+                 key: it was forged or written without the key; refusing the vdisk (check it \
+                 with `strata tlog verify`)",
+                crate::aggregate::hex(&head.hash)
+            )));
+        }
         let (events, queue) = mpsc::channel(EVENT_QUEUE);
         let handle =
             Handle { events, budget: Arc::new(Semaphore::new(shared.config.max_buffered_bytes)) };
@@ -93,6 +104,7 @@ impl Registry {
             // checks it has no gaps); a reset starts a new run.
             durable: head.map(|h| (0, h.header.last_sequence)).into_iter().collect(),
             run_start: 0,
+            run_start_pending: false,
             head: head.map_or(NO_PREV, |h| h.hash),
             force_at: None,
             clients: HashMap::new(),
@@ -134,6 +146,8 @@ struct VdiskTask {
     durable: Vec<(u64, u64)>,
     /// The first sequence of the current run (0 until a reset).
     run_start: u64,
+    /// The next aggregate starts a new run and is marked so in the chain.
+    run_start_pending: bool,
     /// The name of the newest stored aggregate.
     head: Hash,
     /// A forced flush not yet done.
@@ -210,8 +224,9 @@ impl VdiskTask {
                     self.expected = Some(expected);
                     if expected > after_flushed && self.flushed_to.is_some() {
                         // The client skips sequences the log never had: those are never
-                        // answered as if they might still come.
+                        // answered as if they might still come, and the chain records it.
                         self.run_start = expected;
+                        self.run_start_pending = true;
                     }
                 }
                 self.clients.insert(conn, responses);
@@ -269,6 +284,7 @@ impl VdiskTask {
             range.1 = range.1.min(first_sequence.saturating_sub(1));
         }
         self.run_start = first_sequence;
+        self.run_start_pending = self.flushed_to.is_some();
         self.expected = Some(first_sequence);
         self.force_at = None;
         tracing::info!(vdisk = %self.id, first_sequence, "first sequence reset");
@@ -340,7 +356,9 @@ impl VdiskTask {
         let sequences: Vec<u64> = blocks.iter().map(|b| b.sequence).collect();
         let shared = self.shared.clone();
         let (vdisk, prev) = (self.id.clone(), self.head);
-        let task = tokio::task::spawn_blocking(move || store(&shared, &vdisk, prev, blocks));
+        let run_start = std::mem::take(&mut self.run_start_pending);
+        let task =
+            tokio::task::spawn_blocking(move || store(&shared, &vdisk, prev, blocks, run_start));
         self.in_flight = Some(InFlight { task, sequences, budget });
     }
 
@@ -400,8 +418,15 @@ impl VdiskTask {
 }
 
 /// Seals `blocks` into as many aggregates as the size limits ask for, chained from `prev`,
-/// and appends each durably. Returns the new head.
-fn store(shared: &Shared, vdisk: &str, mut prev: Hash, blocks: Vec<Block>) -> Result<Hash> {
+/// and appends each durably; the first is marked as a run's start when `run_start` is set.
+/// Returns the new head.
+fn store(
+    shared: &Shared,
+    vdisk: &str,
+    mut prev: Hash,
+    blocks: Vec<Block>,
+    mut run_start: bool,
+) -> Result<Hash> {
     let limit = shared.config.max_aggregate_bytes.max(1);
     let mut chunk: Vec<Block> = Vec::new();
     let mut bytes = 0usize;
@@ -417,7 +442,12 @@ fn store(shared: &Shared, vdisk: &str, mut prev: Hash, blocks: Vec<Block>) -> Re
                 blocks: std::mem::take(&mut chunk),
                 prev,
             };
-            let sealed = aggregate.seal(shared.config.key.as_ref())?;
+            let key = shared.config.key.as_ref();
+            let sealed = if std::mem::take(&mut run_start) {
+                aggregate.seal_run_start(key)?
+            } else {
+                aggregate.seal(key)?
+            };
             shared.storage.append(vdisk, &sealed)?;
             prev = *sealed.hash();
             bytes = 0;
