@@ -3,6 +3,7 @@
 //! disk restored from the log.
 
 use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -230,5 +231,55 @@ fn separate_tlog_server(store: &[&str]) -> anyhow::Result<()> {
     ensure!(
         data.len() == 4 << 20 && data[3..4102].iter().all(|b| *b == 0x42) && data[..3] == [0, 0, 0]
     );
+    Ok(())
+}
+
+#[test]
+fn a_session_killed_with_unflushed_writes_is_rebuilt_from_the_log() -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader};
+    ensure_program("qemu-img", "qemu-utils")?;
+    ensure_program("qemu-io", "qemu-utils")?;
+    let strata = Strata::new()?;
+    let (mut server, addr) = serve(&strata, "serve1.log")?;
+    let made = json(&strata, &["vdisk", "create", "vm", "--size", "8M", "--json"])?;
+    let image = made["image"].as_str().unwrap_or_default().to_string();
+    let uri = format!("nbd://{addr}/vm");
+    qemu("qemu-io", &["-f", "raw", "-c", "write -P 0xaa 0 64k", "-c", "flush", &uri])?;
+    // A client writes without flushing (cache=unsafe ignores flushes) and is still
+    // connected when the server is killed: the image has the write, the log does not.
+    let mut client = Command::new("qemu-io")
+        .args(["-f", "raw", "-t", "unsafe", &uri])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut stdin = client.stdin.take().context("qemu-io stdin")?;
+    let mut stdout = BufReader::new(client.stdout.take().context("qemu-io stdout")?);
+    writeln!(stdin, "write -P 0xbb 1M 64k")?;
+    let mut line = String::new();
+    while !line.contains("wrote") {
+        line.clear();
+        ensure!(stdout.read_line(&mut line)? > 0, "qemu-io ended before its write");
+    }
+    server.kill();
+    client.kill()?;
+    client.wait()?;
+    let mut held = vec![0u8; 64 << 10];
+    std::fs::File::open(&image)?.read_exact_at(&mut held, 1 << 20)?;
+    ensure!(held.iter().all(|&b| b == 0xbb), "the image did not get the unflushed write");
+
+    // What the log holds: the flushed write only.
+    let copy = json(&strata, &["vdisk", "restore", "vm", "--as", "vm-log", "--json"])?;
+    let copy = copy["image"].as_str().unwrap_or_default().to_string();
+    qemu("qemu-io", &["-f", "raw", "-c", "read -P 0xaa 0 64k", "-c", "read -P 0 1M 64k", &copy])?;
+    // Served again, the disk is rebuilt from its log before anyone reads it: image and log
+    // agree, so a restore from the log and the served disk are the same disk.
+    let (mut server, addr) = serve(&strata, "serve2.log")?;
+    let uri = format!("nbd://{addr}/vm");
+    identical(&copy, &uri)?;
+    qemu("qemu-io", &["-f", "raw", "-c", "write -P 0xcc 2M 4k", "-c", "flush", &uri])?;
+    server.kill();
+    let after = json(&strata, &["vdisk", "restore", "vm", "--as", "vm-after", "--json"])?;
+    let after = after["image"].as_str().unwrap_or_default().to_string();
+    qemu("qemu-io", &["-f", "raw", "-c", "read -P 0 1M 64k", "-c", "read -P 0xcc 2M 4k", &after])?;
     Ok(())
 }

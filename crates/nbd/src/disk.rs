@@ -12,6 +12,12 @@
 //! timeout, or the client gave up) may leave a gap in the sequence the tlog server waits
 //! on forever, so the disk is then *broken*: every later request gets EIO, and the next
 //! connection after the last one closed opens a new session with fresh sequences.
+//!
+//! A session marks the disk's record open and clears the mark only when it closes cleanly
+//! (image synced, every write durable in the log). A session that finds the mark set
+//! follows one that crashed or lost its tlog, whose image may hold writes the log never
+//! got; it rebuilds the image from the log first (when it can read the log), or refuses to
+//! open, naming `strata vdisk restore`.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -21,7 +27,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rustix::fs::FallocateFlags;
+use strata_tlog::aggregate::Key;
 use strata_tlog::client::{Client, ClientConfig};
+use strata_tlog::storage::Storage;
 use tokio::sync::Mutex;
 
 use crate::proto::errno;
@@ -41,6 +49,19 @@ pub struct DiskConfig {
     pub tlog_timeout: Duration,
     /// The most bytes of written but not yet durable data held for the tlog.
     pub max_unflushed_bytes: usize,
+    /// The log's storage, when this process can read it (as `strata serve` can): a disk
+    /// whose last session did not close cleanly is then rebuilt from it on open instead of
+    /// refused.
+    pub log: Option<LogAccess>,
+}
+
+/// Read access to the tlog's storage, and the key its aggregates are sealed with.
+#[derive(Debug, Clone)]
+pub struct LogAccess {
+    /// Where the aggregates are.
+    pub storage: Arc<dyn Storage>,
+    /// The key, when the log is encrypted.
+    pub key: Option<Key>,
 }
 
 /// A failed request: the NBD errno and why.
@@ -78,9 +99,13 @@ impl Disk {
     pub async fn open(vdisk: Vdisk, records: Records, config: DiskConfig) -> Result<Disk> {
         let (name, tlog_id) = (vdisk.name.clone(), vdisk.tlog_id.clone());
         let recs = records.clone();
-        let (start, end) = tokio::task::spawn_blocking(move || recs.reserve(&name, &tlog_id, None))
-            .await
-            .map_err(|e| Error::Unavailable(format!("reserve sequences: {e}")))??;
+        let (start, end, unclean) =
+            tokio::task::spawn_blocking(move || recs.begin_session(&name, &tlog_id))
+                .await
+                .map_err(|e| Error::Unavailable(format!("reserve sequences: {e}")))??;
+        if unclean {
+            reconcile(&vdisk, config.log.clone()).await?;
+        }
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -255,23 +280,71 @@ impl Disk {
         Ok(())
     }
 
-    /// Flushes everything to the tlog and the image, and closes the tlog client.
+    /// Flushes everything to the tlog and the image, and closes the tlog client. Only when
+    /// both succeeded (and the disk is not broken) is the session ended cleanly; otherwise
+    /// the next session reconciles the image with the log. A tlog client that cannot
+    /// finish within the timeout is stopped, so it never sends this session's blocks after
+    /// the next session began.
     pub async fn close(self) -> Result<()> {
         let synced = self
             .file
             .sync_data()
             .map_err(Error::io(format!("sync image {}", self.vdisk.image.display())));
         let limit = self.config.tlog_timeout;
-        let closed = match tokio::time::timeout(limit, self.tlog.close()).await {
-            Ok(closed) => closed.map_err(Error::from),
-            Err(_) => Err(Error::Unavailable(format!(
-                "vdisk {}: the tlog did not make the last writes durable within {limit:?}",
-                self.vdisk.name
-            ))),
-        };
-        tracing::info!(vdisk = %self.vdisk.name, "vdisk closed");
-        synced.and(closed)
+        let closed = self
+            .tlog
+            .close_within(limit)
+            .await
+            .map_err(|e| Error::Unavailable(format!("vdisk {}: {e}", self.vdisk.name)));
+        let clean = synced.and(closed).and_then(|()| {
+            if self.broken.load(Ordering::SeqCst) {
+                return Err(Error::Unavailable(format!(
+                    "vdisk {}: its tlog failed during the session",
+                    self.vdisk.name
+                )));
+            }
+            Ok(())
+        });
+        match &clean {
+            Ok(()) => {
+                let (records, name, tlog_id) =
+                    (self.records.clone(), self.vdisk.name.clone(), self.vdisk.tlog_id.clone());
+                tokio::task::spawn_blocking(move || records.end_session(&name, &tlog_id))
+                    .await
+                    .map_err(|e| Error::Unavailable(format!("end session: {e}")))??;
+                tracing::info!(vdisk = %self.vdisk.name, "vdisk closed");
+            }
+            Err(err) => tracing::warn!(
+                vdisk = %self.vdisk.name,
+                error = %err,
+                "vdisk closed uncleanly; its next session rebuilds the image from the log"
+            ),
+        }
+        clean
     }
+}
+
+/// Makes the image of `vdisk`, whose last session did not close cleanly, agree with its log
+/// again: rebuilds it from `log`, or refuses when this process cannot read the log.
+async fn reconcile(vdisk: &Vdisk, log: Option<LogAccess>) -> Result<()> {
+    let Some(log) = log else {
+        return Err(Error::FailedPrecondition(format!(
+            "vdisk {name}: its last session did not close cleanly (the server crashed or lost \
+             its tlog), so its image may hold writes its log lacks; rebuild it from the log \
+             with `strata vdisk restore {name}`, then serve it again",
+            name = vdisk.name
+        )));
+    };
+    tracing::warn!(
+        vdisk = %vdisk.name,
+        "the last session did not close cleanly; rebuilding the image from the log"
+    );
+    let vdisk = vdisk.clone();
+    tokio::task::spawn_blocking(move || {
+        crate::restore::rebuild_image(&*log.storage, log.key.as_ref(), &vdisk)
+    })
+    .await
+    .map_err(|e| Error::Unavailable(format!("rebuild task: {e}")))?
 }
 
 async fn blocking<T: Send + 'static>(

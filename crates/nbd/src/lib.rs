@@ -20,6 +20,7 @@ pub mod record;
 pub mod restore;
 pub mod server;
 
+pub use crate::disk::LogAccess;
 pub use crate::error::{Error, Result};
 pub use crate::record::{Origin, Records, Vdisk, parse_size};
 pub use crate::server::{Listen, NbdServer, ServerConfig};

@@ -48,6 +48,11 @@ pub struct Vdisk {
     /// disk was made by a restore.
     #[serde(default)]
     pub origin: Vec<Origin>,
+    /// Set while a serving session has the disk open, cleared when it closes cleanly (the
+    /// image synced, every write durable in the log). Found set when a session opens, the
+    /// last one crashed or lost its tlog, so the image may hold writes its log lacks.
+    #[serde(default)]
+    pub session_open: bool,
 }
 
 /// One log a restored disk descends from, and how far of it was replayed.
@@ -149,6 +154,7 @@ impl Records {
             tlog_id,
             next_sequence: 1,
             origin: Vec::new(),
+            session_open: false,
         };
         match self.insert(&vdisk) {
             Ok(()) => Ok(vdisk),
@@ -223,24 +229,41 @@ impl Records {
         Ok(removed)
     }
 
+    /// Starts a serving session of `name` logging under `tlog_id`: reserves its first span
+    /// of sequences (see [`Records::reserve`]) and marks the record open. Returns the span
+    /// and whether the record was open already (the last session did not close cleanly).
+    pub fn begin_session(&self, name: &str, tlog_id: &str) -> Result<(u64, u64, bool)> {
+        self.txn(|txn| {
+            let mut vdisk = load(txn, name)?.ok_or_else(|| Error::NotFound(name.to_string()))?;
+            let unclean = vdisk.session_open;
+            let (start, end) = reserve_in(&mut vdisk, name, tlog_id, None)?;
+            vdisk.session_open = true;
+            txn.put(key(name).as_bytes(), &encode(&vdisk)?);
+            Ok((start, end, unclean))
+        })
+    }
+
+    /// Ends the serving session of `name` cleanly: its image and log agree.
+    pub fn end_session(&self, name: &str, tlog_id: &str) -> Result<()> {
+        self.txn(|txn| {
+            let mut vdisk = load(txn, name)?.ok_or_else(|| Error::NotFound(name.to_string()))?;
+            if vdisk.tlog_id == tlog_id {
+                vdisk.session_open = false;
+                txn.put(key(name).as_bytes(), &encode(&vdisk)?);
+            }
+            Ok(())
+        })
+    }
+
     /// Reserves [`SESSION_SPAN`] sequences for a serving session of `name` logging under
     /// `tlog_id`: returns the first; the record's `next_sequence` moves past the span, so
     /// no later session reuses a sequence this one may have sent, even after a crash.
     pub fn reserve(&self, name: &str, tlog_id: &str, from: Option<u64>) -> Result<(u64, u64)> {
         self.txn(|txn| {
             let mut vdisk = load(txn, name)?.ok_or_else(|| Error::NotFound(name.to_string()))?;
-            if vdisk.tlog_id != tlog_id {
-                return Err(Error::FailedPrecondition(format!(
-                    "vdisk {name:?} was restored or recreated while served; reconnect"
-                )));
-            }
-            let start = from.unwrap_or(vdisk.next_sequence).max(vdisk.next_sequence).max(1);
-            let end = start.checked_add(SESSION_SPAN).ok_or_else(|| {
-                Error::FailedPrecondition(format!("vdisk {name:?} has used up its sequences"))
-            })?;
-            vdisk.next_sequence = end;
+            let span = reserve_in(&mut vdisk, name, tlog_id, from)?;
             txn.put(key(name).as_bytes(), &encode(&vdisk)?);
-            Ok((start, end))
+            Ok(span)
         })
     }
 }
@@ -249,6 +272,26 @@ impl AsConflict for Error {
     fn is_conflict(&self) -> bool {
         matches!(self, Error::Kv(e) if e.is_conflict())
     }
+}
+
+/// Moves `vdisk`'s `next_sequence` past a new span from `from` (or its next sequence).
+fn reserve_in(
+    vdisk: &mut Vdisk,
+    name: &str,
+    tlog_id: &str,
+    from: Option<u64>,
+) -> Result<(u64, u64)> {
+    if vdisk.tlog_id != tlog_id {
+        return Err(Error::FailedPrecondition(format!(
+            "vdisk {name:?} was restored or recreated while served; reconnect"
+        )));
+    }
+    let start = from.unwrap_or(vdisk.next_sequence).max(vdisk.next_sequence).max(1);
+    let end = start.checked_add(SESSION_SPAN).ok_or_else(|| {
+        Error::FailedPrecondition(format!("vdisk {name:?} has used up its sequences"))
+    })?;
+    vdisk.next_sequence = end;
+    Ok((start, end))
 }
 
 fn key(name: &str) -> String {

@@ -72,22 +72,7 @@ pub fn restore(
     let tlog_id = tlog_id_for(target, created);
     let image = records.new_image(&tlog_id, source.size)?;
     let built = (|| {
-        let count = logs.len();
-        for (i, log) in logs.iter_mut().enumerate() {
-            let bounds = Bounds { to_seq: log.to_seq, to_time: log.to_time, ..Bounds::default() };
-            let done = player::replay(storage, &log.tlog_id, key, bounds, &image, |p| {
-                progress(Step { log: i, logs: count, progress: p })
-            })?;
-            // Pin the bound to what was applied: the log may still grow.
-            log.to_seq = Some(done.last_sequence.unwrap_or(0));
-            tracing::info!(log = %log.tlog_id, blocks = done.blocks, last = ?done.last_sequence, "replayed");
-        }
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&image)
-            .map_err(Error::io(format!("open image {}", image.display())))?;
-        file.set_len(source.size).map_err(Error::io(format!("size image {}", image.display())))?;
-        file.sync_all().map_err(Error::io(format!("sync image {}", image.display())))?;
+        replay_lineage(storage, key, &mut logs, &image, source.size, &mut progress)?;
         let vdisk = Vdisk {
             name: target.to_string(),
             size: source.size,
@@ -97,6 +82,7 @@ pub fn restore(
             tlog_id,
             next_sequence: 1,
             origin: logs.clone(),
+            session_open: false,
         };
         match as_new {
             Some(_) => records.insert(&vdisk)?,
@@ -113,6 +99,63 @@ pub fn restore(
         let _ = std::fs::remove_file(&image);
     }
     built
+}
+
+/// Rebuilds the image of `vdisk` in place from its logs: its origins up to their bounds,
+/// then its own log, all of it. For a disk whose last serving session did not close
+/// cleanly, whose image may hold writes the log never got: afterwards image and log agree
+/// again, holding every write that was durable (acknowledged by FLUSH or FUA) and maybe
+/// some later ones. The new image is built beside the old one and renamed over it.
+pub fn rebuild_image(storage: &dyn Storage, key: Option<&Key>, vdisk: &Vdisk) -> Result<()> {
+    let mut logs: Vec<Origin> = vdisk.origin.clone();
+    logs.push(Origin { tlog_id: vdisk.tlog_id.clone(), to_seq: None, to_time: None });
+    let mut temp = vdisk.image.clone().into_os_string();
+    temp.push(".rebuild");
+    let temp = std::path::PathBuf::from(temp);
+    let _ = std::fs::remove_file(&temp);
+    let built =
+        replay_lineage(storage, key, &mut logs, &temp, vdisk.size, &mut |_| {}).and_then(|()| {
+            std::fs::rename(&temp, &vdisk.image)
+                .map_err(Error::io(format!("replace image {}", vdisk.image.display())))?;
+            let dir = vdisk.image.parent().unwrap_or(std::path::Path::new("."));
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(Error::io(format!("sync {}", dir.display())))
+        });
+    if built.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    built
+}
+
+/// Replays `logs` in order into `image` (created if missing), pins each one's sequence
+/// bound to what was applied, and sizes and syncs the image.
+fn replay_lineage(
+    storage: &dyn Storage,
+    key: Option<&Key>,
+    logs: &mut [Origin],
+    image: &std::path::Path,
+    size: u64,
+    progress: &mut dyn FnMut(Step),
+) -> Result<()> {
+    let count = logs.len();
+    for (i, log) in logs.iter_mut().enumerate() {
+        let bounds = Bounds { to_seq: log.to_seq, to_time: log.to_time, ..Bounds::default() };
+        let done = player::replay(storage, &log.tlog_id, key, bounds, image, |p| {
+            progress(Step { log: i, logs: count, progress: p })
+        })?;
+        // Pin the bound to what was applied: the log may still grow.
+        log.to_seq = Some(done.last_sequence.unwrap_or(0));
+        tracing::info!(log = %log.tlog_id, blocks = done.blocks, last = ?done.last_sequence, "replayed");
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(image)
+        .map_err(Error::io(format!("open image {}", image.display())))?;
+    file.set_len(size).map_err(Error::io(format!("size image {}", image.display())))?;
+    file.sync_all().map_err(Error::io(format!("sync image {}", image.display())))
 }
 
 fn min_some(a: Option<u64>, b: Option<u64>) -> Option<u64> {

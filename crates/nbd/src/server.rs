@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Mutex, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::disk::{Disk, DiskConfig, Failed};
+use crate::disk::{Disk, DiskConfig, Failed, LogAccess};
 use crate::proto::{self, chunk, cmd, cmd_flag, errno, flag, info, opt, rep};
 use crate::record::{Records, Vdisk};
 use crate::{Error, Result};
@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub tlog_timeout: Duration,
     /// See [`DiskConfig::max_unflushed_bytes`].
     pub max_unflushed_bytes: usize,
+    /// See [`DiskConfig::log`].
+    pub log: Option<LogAccess>,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +56,7 @@ impl Default for ServerConfig {
             max_in_flight: 64 << 20,
             tlog_timeout: Duration::from_secs(30),
             max_unflushed_bytes: 64 << 20,
+            log: None,
         }
     }
 }
@@ -64,6 +67,7 @@ impl ServerConfig {
             tlog_servers: self.tlog_servers.clone(),
             tlog_timeout: self.tlog_timeout,
             max_unflushed_bytes: self.max_unflushed_bytes,
+            log: self.log.clone(),
         }
     }
 

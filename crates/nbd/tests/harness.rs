@@ -119,6 +119,12 @@ impl Env {
         Ok(restore::restore(&self.records, &log, None, name, bound, Some(new), |_| {})?)
     }
 
+    /// Restores `name` from the log in place.
+    pub fn restore_in_place(&self, name: &str) -> anyhow::Result<Vdisk> {
+        let log = self.log()?;
+        Ok(restore::restore(&self.records, &log, None, name, Bound::default(), None, |_| {})?)
+    }
+
     pub fn file(&self, name: &str) -> PathBuf {
         self.tmp.path().join(name)
     }

@@ -197,3 +197,33 @@ fn restore_to_a_time_stops_at_the_writes_made_by_then() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn an_unclean_disk_is_refused_where_the_log_cannot_be_read_until_restored() -> anyhow::Result<()> {
+    // This server journals to a tlog it cannot read behind (as `strata nbd serve` does), so
+    // a disk whose last session did not close cleanly cannot be rebuilt here.
+    let env = Env::start()?;
+    let vdisk = env.create("dirty", 4 << 20)?;
+    qemu_io(&env.uri("dirty"), &["write -P 0x11 0 64k", "flush"])?;
+    // Once that session has closed cleanly, the record says a session is open again: as a
+    // crash or a lost tlog leaves it.
+    strata_testkit::wait_until("the session to close", std::time::Duration::from_secs(10), || {
+        Ok(!env.records.get("dirty")?.session_open)
+    })?;
+    env.records.begin_session("dirty", &vdisk.tlog_id)?;
+    let refused = output("qemu-io", &["-f", "raw", "-c", "read 0 4k", &env.uri("dirty")])?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&refused.stdout),
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    ensure!(!refused.status.success() || said.contains("failed"), "served: {said}");
+    ensure!(
+        said.contains("strata vdisk restore dirty"),
+        "the refusal does not say what to do: {said}"
+    );
+    // The restore the message names makes the disk servable again, from its log.
+    env.restore_in_place("dirty")?;
+    qemu_io(&env.uri("dirty"), &["read -P 0x11 0 64k"])?;
+    Ok(())
+}

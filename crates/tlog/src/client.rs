@@ -196,6 +196,22 @@ impl Client {
         flushed.map(drop)
     }
 
+    /// Like [`Client::close`], but gives up after `limit`: the background task is then
+    /// stopped, so blocks not yet durable are never sent later by a task nobody waits for.
+    pub async fn close_within(self, limit: Duration) -> Result<()> {
+        let task = self.task.abort_handle();
+        match tokio::time::timeout(limit, self.close()).await {
+            Ok(closed) => closed,
+            Err(_) => {
+                task.abort();
+                Err(Error::Unavailable(format!(
+                    "the tlog did not make the last writes durable within {limit:?}; the \
+                     client was stopped"
+                )))
+            }
+        }
+    }
+
     fn check_failed(&self) -> Result<()> {
         match &self.durable.borrow().failed {
             Some(why) => Err(Error::Unavailable(why.clone())),

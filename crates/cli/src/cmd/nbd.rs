@@ -104,6 +104,9 @@ impl NbdConfig {
             max_in_flight: max_request.saturating_mul(2).max(64 << 20),
             tlog_timeout: Duration::from_millis(self.tlog_timeout_ms),
             max_unflushed_bytes: self.max_unflushed_bytes,
+            // `strata nbd serve` journals to tlog servers it cannot read behind; `strata
+            // serve` sets the log it serves itself.
+            log: None,
         }
     }
 

@@ -95,9 +95,16 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
             .await
             .context("choose another address with --nbd-listen")?;
         let nbd_addr = super::nbd::tcp_addr(&nbd_listeners).unwrap_or(nbd_listen);
+        // The NBD server reads the log it journals to, to rebuild a disk whose last session
+        // did not close cleanly.
+        let mut nbd_config = config.nbd.server(vec![tlog_addr.to_string()]);
+        nbd_config.log = Some(strata_nbd::LogAccess {
+            storage: tlog_storage.clone(),
+            key: tlog_config.key.clone(),
+        });
         let nbd = strata_nbd::NbdServer::new(
             super::nbd::records(config, data_dir, Some(&store))?,
-            config.nbd.server(vec![tlog_addr.to_string()]),
+            nbd_config,
         )?;
         let (stop, stopping) = watch::channel(false);
         let until_stop = || {
