@@ -56,9 +56,40 @@ fn random_image(path: &Path, size: u64, mut seed: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Starts a server with `start` on a free port until it is up: a port found free can be
+/// taken by another test's server before this one binds it, so a server that exits early
+/// is started again on another port (three tries; the last error carries its log).
+fn start_on_free_port<T>(mut start: impl FnMut(u16) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let mut last = None;
+    for _ in 0..3 {
+        match start(free_port()?) {
+            Ok(started) => return Ok(started),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no try")))
+}
+
+/// Waits until `ready`, or fails with the server's log when it exits first.
+fn wait_ready(
+    process: &mut ServerProcess,
+    log: &Path,
+    mut ready: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    wait_until("the server", Duration::from_secs(20), || {
+        process.check_running()?;
+        Ok(ready())
+    })
+    .with_context(|| std::fs::read_to_string(log).unwrap_or_default())
+}
+
 /// `strata serve` on free ports; returns the process and the NBD address.
 fn serve(strata: &Strata, log: &str) -> anyhow::Result<(ServerProcess, String)> {
-    let (tlog, ckpt, nbd) = (free_port()?, free_port()?, free_port()?);
+    start_on_free_port(|nbd| serve_on(strata, log, nbd))
+}
+
+fn serve_on(strata: &Strata, log: &str, nbd: u16) -> anyhow::Result<(ServerProcess, String)> {
+    let (tlog, ckpt) = (free_port()?, free_port()?);
     let mut command = strata.command();
     command.args([
         "serve",
@@ -73,12 +104,10 @@ fn serve(strata: &Strata, log: &str) -> anyhow::Result<(ServerProcess, String)> 
         "--snapshotter-socket",
         &strata.dir.path().join(format!("{log}.sock")).to_string_lossy(),
     ]);
-    let mut process = ServerProcess::spawn("strata serve", command, &strata.dir.path().join(log))?;
+    let log = strata.dir.path().join(log);
+    let mut process = ServerProcess::spawn("strata serve", command, &log)?;
     let addr = format!("127.0.0.1:{nbd}");
-    wait_until("strata serve's NBD port", Duration::from_secs(20), || {
-        process.check_running()?;
-        Ok(std::net::TcpStream::connect(&addr).is_ok())
-    })?;
+    wait_ready(&mut process, &log, || std::net::TcpStream::connect(&addr).is_ok())?;
     Ok((process, addr))
 }
 
@@ -182,33 +211,32 @@ fn nbd_serve_journaling_to_a_tlog_on_redis_and_restore_from_redis() -> anyhow::R
 fn separate_tlog_server(store: &[&str]) -> anyhow::Result<()> {
     ensure_program("qemu-io", "qemu-utils")?;
     let strata = Strata::new()?;
-    let (tlog, nbd) = (free_port()?, free_port()?);
-    let tlog_addr = format!("127.0.0.1:{tlog}");
-    let mut command = strata.command();
-    command.args(["tlog", "serve", "--listen", &tlog_addr, "--no-encryption"]).args(store);
-    let mut tlog_server =
-        ServerProcess::spawn("strata tlog serve", command, &strata.dir.path().join("tlog.log"))?;
-    wait_until("tlog", Duration::from_secs(20), || {
-        tlog_server.check_running()?;
-        Ok(std::net::TcpStream::connect(&tlog_addr).is_ok())
+    let (mut tlog_server, tlog_addr) = start_on_free_port(|tlog| {
+        let tlog_addr = format!("127.0.0.1:{tlog}");
+        let mut command = strata.command();
+        command.args(["tlog", "serve", "--listen", &tlog_addr, "--no-encryption"]).args(store);
+        let log = strata.dir.path().join("tlog.log");
+        let mut tlog_server = ServerProcess::spawn("strata tlog serve", command, &log)?;
+        wait_ready(&mut tlog_server, &log, || std::net::TcpStream::connect(&tlog_addr).is_ok())?;
+        Ok((tlog_server, tlog_addr))
     })?;
     let socket = strata.dir.path().join("nbd.sock");
-    let mut command = strata.command();
-    command.args([
-        "nbd",
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{nbd}"),
-        "--tlog-servers",
-        &tlog_addr,
-        "--socket",
-        &socket.to_string_lossy(),
-    ]);
-    let mut nbd_server =
-        ServerProcess::spawn("strata nbd serve", command, &strata.dir.path().join("nbd.log"))?;
-    wait_until("nbd", Duration::from_secs(20), || {
-        nbd_server.check_running()?;
-        Ok(socket.exists())
+    let (nbd_server, nbd) = start_on_free_port(|nbd| {
+        let mut command = strata.command();
+        command.args([
+            "nbd",
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{nbd}"),
+            "--tlog-servers",
+            &tlog_addr,
+            "--socket",
+            &socket.to_string_lossy(),
+        ]);
+        let log = strata.dir.path().join("nbd.log");
+        let mut nbd_server = ServerProcess::spawn("strata nbd serve", command, &log)?;
+        wait_ready(&mut nbd_server, &log, || socket.exists())?;
+        Ok((nbd_server, nbd))
     })?;
     strata.ok(&["vdisk", "create", "d", "--size", "4M"])?;
     let unix = format!("nbd+unix:///d?socket={}", socket.display());

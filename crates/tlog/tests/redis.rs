@@ -21,13 +21,17 @@ use crate::harness::{Raw, Server, block, config, data};
 const BLOCKS: u64 = 120;
 
 fn store(servers: Vec<String>) -> anyhow::Result<RedisStore> {
-    Ok(RedisStore::connect(RedisConfig {
-        servers,
-        data_shards: 4,
-        parity_shards: 2,
-        timeout: Duration::from_millis(500),
-        retries: 1,
-    })?)
+    store_with(servers, (4, 2), Duration::from_millis(500), 1)
+}
+
+/// A store of `k + m` shards on `servers`.
+fn store_with(
+    servers: Vec<String>,
+    (data_shards, parity_shards): (usize, usize),
+    timeout: Duration,
+    retries: u32,
+) -> anyhow::Result<RedisStore> {
+    Ok(RedisStore::connect(RedisConfig { servers, data_shards, parity_shards, timeout, retries })?)
 }
 
 /// A client of `vd` on `server`, quick to notice failures.
@@ -302,13 +306,7 @@ fn servers_answering_garbage_fail_writes_cleanly_and_reads_rebuild() -> anyhow::
 
 /// A 2+1 store on `servers` that gives up on a silent server quickly.
 fn small_store(servers: Vec<String>) -> anyhow::Result<RedisStore> {
-    Ok(RedisStore::connect(RedisConfig {
-        servers,
-        data_shards: 2,
-        parity_shards: 1,
-        timeout: Duration::from_millis(300),
-        retries: 0,
-    })?)
+    store_with(servers, (2, 1), Duration::from_millis(300), 0)
 }
 
 #[test]

@@ -240,15 +240,21 @@ fn damage_before_valid_records_is_corruption_named_by_segment_and_offset() -> an
     // Inside the second record's envelope: its hash no longer verifies, four follow.
     let second = SegmentStore::open_read_only(tmp.path())?.list("vd")?[0].len + 16 + 40;
     flip(&seg, second + 40 + 200)?;
-    for result in [SegmentStore::open(tmp.path()).map(|_| ()), {
-        let reader = SegmentStore::open_read_only(tmp.path())?;
+    damage_is_named(tmp.path(), &seg, second)
+}
+
+/// Opening the store in `dir` for writing, and listing it read-only, both fail with
+/// `Corrupted` naming `seg`, `offset` and the valid record after it.
+fn damage_is_named(dir: &Path, seg: &Path, offset: u64) -> anyhow::Result<()> {
+    for result in [SegmentStore::open(dir).map(|_| ()), {
+        let reader = SegmentStore::open_read_only(dir)?;
         reader.list("vd").map(|_| ())
     }] {
-        let err = result.unwrap_err();
+        let Err(err) = result else { anyhow::bail!("damage at offset {offset} went unseen") };
         let message = err.to_string();
         assert!(matches!(err, Error::Corrupted(_)), "{message}");
         assert!(message.contains(&seg.display().to_string()), "{message}");
-        assert!(message.contains(&format!("offset {second}")), "{message}");
+        assert!(message.contains(&format!("offset {offset}")), "{message}");
         assert!(message.contains("valid record follows"), "{message}");
     }
     Ok(())
@@ -266,19 +272,8 @@ fn zeros_before_valid_records_are_damage_not_the_end() -> anyhow::Result<()> {
     let mut bytes = std::fs::read(&seg)?;
     bytes[third as usize..(third + 40 + list[2].len) as usize].fill(0);
     std::fs::write(&seg, &bytes)?;
-    for result in [SegmentStore::open(tmp.path()).map(|_| ()), {
-        let reader = SegmentStore::open_read_only(tmp.path())?;
-        reader.list("vd").map(|_| ())
-    }] {
-        let err = result.unwrap_err();
-        let message = err.to_string();
-        assert!(matches!(err, Error::Corrupted(_)), "{message}");
-        assert!(message.contains(&seg.display().to_string()), "{message}");
-        assert!(message.contains(&format!("offset {third}")), "{message}");
-        assert!(message.contains("valid record follows"), "{message}");
-    }
     assert_eq!(kept.len(), 6);
-    Ok(())
+    damage_is_named(tmp.path(), &seg, third)
 }
 
 #[test]
