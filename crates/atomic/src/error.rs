@@ -162,3 +162,25 @@ impl Error {
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl strata_error::Categorized for Error {
+    fn error_category(&self) -> Option<strata_error::Category> {
+        use strata_error::Category;
+        Some(match self {
+            Error::Payload(_) => Category::InvalidArgument,
+            Error::TargetNotFound { .. } => Category::NotFound,
+            Error::Corrupted { .. } => Category::Corrupted,
+            Error::TargetNotADirectory { .. }
+            | Error::Locked { .. }
+            | Error::Occupied { .. }
+            | Error::Poisoned { .. } => Category::FailedPrecondition,
+            _ => return None,
+        })
+    }
+}
+
+impl strata_error::Categorized for PayloadError {
+    fn error_category(&self) -> Option<strata_error::Category> {
+        Some(strata_error::Category::InvalidArgument)
+    }
+}

@@ -43,7 +43,7 @@ pub(crate) struct Committed {
 
 impl Committed {
     pub(crate) fn new(store: Store) -> Committed {
-        let inline_reads = store.engine_name() == "redb";
+        let inline_reads = store.reads_are_local();
         Committed { store, inline_reads }
     }
 

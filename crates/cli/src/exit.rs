@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use strata_kv::Category;
+use strata_error::{Categorized, Category};
 
 /// The exit codes `strata` uses, as documented in `strata --help`.
 pub(crate) const EXIT_CODES_HELP: &str = "\
@@ -36,45 +36,41 @@ impl Failure {
 
 /// The category of the first error in the chain that has one.
 pub(crate) fn category(err: &anyhow::Error) -> Option<Category> {
-    err.chain().find_map(|cause| {
-        if let Some(kv) = cause.downcast_ref::<strata_kv::Error>() {
-            return Some(kv.category());
-        }
-        if let Some(snapshots) = cause.downcast_ref::<strata_snapshots::Error>() {
-            return Some(snapshots.category());
-        }
-        if let Some(tlog) = cause.downcast_ref::<strata_tlog::Error>() {
-            return Some(tlog.category());
-        }
-        if let Some(nbd) = cause.downcast_ref::<strata_nbd::Error>() {
-            return Some(nbd.category());
-        }
-        if let Some(hub) = cause.downcast_ref::<strata_hub::Error>() {
-            return Some(hub.category());
-        }
-        if let Some(atomic) = cause.downcast_ref::<strata_atomic::Error>() {
-            return atomic_category(atomic);
-        }
-        if cause.downcast_ref::<strata_atomic::PayloadError>().is_some() {
-            return Some(Category::InvalidArgument);
-        }
-        cause.downcast_ref::<Failure>().map(|f| f.category)
-    })
+    err.chain().find_map(|cause| categorized_as(cause).flatten())
 }
 
-/// The atomic writer knows nothing of categories (it depends on no other part of strata).
-fn atomic_category(err: &strata_atomic::Error) -> Option<Category> {
-    use strata_atomic::Error as E;
-    Some(match err {
-        E::Payload(_) => Category::InvalidArgument,
-        E::TargetNotFound { .. } => Category::NotFound,
-        E::Corrupted { .. } => Category::Corrupted,
-        E::TargetNotADirectory { .. }
-        | E::Locked { .. }
-        | E::Occupied { .. }
-        | E::Poisoned { .. } => Category::FailedPrecondition,
-        _ => return None,
-    })
+/// `Some(category)` when `cause` is one of strata's error types (which say their category
+/// through [`Categorized`]), `None` when it is some other error.
+fn categorized_as(cause: &(dyn std::error::Error + 'static)) -> Option<Option<Category>> {
+    macro_rules! first_of {
+        ($($error:ty),* $(,)?) => {
+            $(if let Some(err) = cause.downcast_ref::<$error>() {
+                return Some(err.error_category());
+            })*
+        };
+    }
+    first_of!(
+        strata_kv::Error,
+        strata_snapshots::Error,
+        strata_tlog::Error,
+        strata_nbd::Error,
+        strata_hub::Error,
+        strata_volume::Error,
+        strata_ckpt::Error,
+        strata_atomic::Error,
+        strata_atomic::PayloadError,
+    );
+    cause.downcast_ref::<Failure>().map(|f| Some(f.category))
+}
+
+/// `err` as an `anyhow::Error` that keeps its category and message (for errors that cross
+/// a boundary which would otherwise hide their type).
+pub(crate) fn categorized<E: Categorized>(err: E) -> anyhow::Error {
+    let category = err.error_category();
+    match category {
+        Some(category) => anyhow::Error::new(Failure { category, message: err.to_string() }),
+        None => anyhow::anyhow!("{err}"),
+    }
 }
 
 pub(crate) fn code_for(err: &anyhow::Error) -> ExitCode {

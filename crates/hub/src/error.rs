@@ -118,3 +118,9 @@ impl strata_kv::AsConflict for Error {
         matches!(self, Error::Kv(err) if err.is_conflict())
     }
 }
+
+impl strata_error::Categorized for Error {
+    fn error_category(&self) -> Option<strata_error::Category> {
+        Some(Error::category(self))
+    }
+}

@@ -176,10 +176,11 @@ impl Hub {
         Hub { store, prefix: prefix.into() }
     }
 
-    /// Records written per transaction by bulk operations: small on etcd (its default
-    /// `--max-txn-ops` is 128), large on redb, where each commit is a durable write.
+    /// Records written per transaction by bulk operations: small where the engine bounds a
+    /// transaction's operations (etcd's default `--max-txn-ops` is 128), large where it does
+    /// not (redb, where each commit is a durable write).
     fn chunk(&self) -> usize {
-        if self.store.engine_name() == "etcd" { IMPORT_CHUNK } else { 50 * IMPORT_CHUNK }
+        if self.store.max_txn_ops().is_some() { IMPORT_CHUNK } else { 50 * IMPORT_CHUNK }
     }
 
     /// The KV store.

@@ -3,45 +3,7 @@
 //! This is not where transports live: only the CLI, gRPC and HTTP layers map a
 //! [`Category`] to an exit code or a status code.
 
-use std::fmt;
-
-/// The small fixed set of error categories all strata parts use.
-///
-/// A category says what a caller can do about an error: retry it (`Conflict`,
-/// `Unavailable`), fix the request (`InvalidArgument`, `NotFound`, ...), or stop
-/// and repair (`Corrupted`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Category {
-    /// The named thing does not exist.
-    NotFound,
-    /// The named thing exists already.
-    AlreadyExists,
-    /// The request is malformed or names something of the wrong kind.
-    InvalidArgument,
-    /// The request is well formed but the current state does not allow it.
-    FailedPrecondition,
-    /// A concurrent transaction changed what this one read; retrying may succeed.
-    Conflict,
-    /// A server or engine could not be reached or refused service; retrying later may succeed.
-    Unavailable,
-    /// Stored data is not what strata wrote.
-    Corrupted,
-}
-
-impl fmt::Display for Category {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Category::NotFound => "not found",
-            Category::AlreadyExists => "already exists",
-            Category::InvalidArgument => "invalid argument",
-            Category::FailedPrecondition => "failed precondition",
-            Category::Conflict => "conflict",
-            Category::Unavailable => "unavailable",
-            Category::Corrupted => "corrupted",
-        })
-    }
-}
+pub use strata_error::Category;
 
 /// Everything a KV operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -114,3 +76,9 @@ redb_errors!(
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl strata_error::Categorized for Error {
+    fn error_category(&self) -> Option<strata_error::Category> {
+        Some(Error::category(self))
+    }
+}

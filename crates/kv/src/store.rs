@@ -66,9 +66,22 @@ impl Store {
         Ok(Store { engine: Arc::new(RedbEngine::in_memory()?) })
     }
 
-    /// The engine's name: `redb` or `etcd`.
+    /// The engine's name, `redb` or `etcd`: for logs and status reports. Code that adapts to
+    /// the engine asks for its capabilities instead.
     pub fn engine_name(&self) -> &'static str {
         self.engine.name()
+    }
+
+    /// The most operations (puts, deletes, and compares of what was read) one transaction
+    /// may carry, when the engine bounds them (etcd's `--max-txn-ops`); `None`: unbounded.
+    pub fn max_txn_ops(&self) -> Option<usize> {
+        self.engine.max_txn_ops()
+    }
+
+    /// Whether reads are served in this process without a network round trip (redb), so a
+    /// caller may read inline on an async task instead of on the blocking pool.
+    pub fn reads_are_local(&self) -> bool {
+        self.engine.reads_are_local()
     }
 
     /// Begins a read-only transaction.
@@ -78,7 +91,7 @@ impl Store {
 
     /// Begins a read-write transaction.
     pub fn write(&self) -> Result<WriteTxn> {
-        WriteTxn::new(self.engine.clone(), self.engine.name() == "etcd")
+        WriteTxn::new(self.engine.clone(), self.engine.validates_scans_by_key())
     }
 
     /// Runs `body` in a read-write transaction and commits it. When the commit (or a read)

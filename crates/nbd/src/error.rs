@@ -70,3 +70,9 @@ impl Error {
 
 /// The result of this crate's operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl strata_error::Categorized for Error {
+    fn error_category(&self) -> Option<strata_error::Category> {
+        Some(Error::category(self))
+    }
+}

@@ -65,3 +65,9 @@ impl strata_kv::AsConflict for Error {
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl strata_error::Categorized for Error {
+    fn error_category(&self) -> Option<strata_error::Category> {
+        Some(Error::category(self))
+    }
+}

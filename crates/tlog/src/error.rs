@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use strata_kv::Category;
+use strata_error::Category;
 
 /// Everything a tlog operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -68,3 +68,9 @@ impl Error {
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl strata_error::Categorized for Error {
+    fn error_category(&self) -> Option<strata_error::Category> {
+        Some(Error::category(self))
+    }
+}

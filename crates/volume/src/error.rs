@@ -5,7 +5,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use strata_kv::Category;
+use strata_error::Category;
 
 use crate::blob_id::BlobId;
 
@@ -127,5 +127,11 @@ impl Error {
     ) -> impl FnOnce(io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { path, op, source }
+    }
+}
+
+impl strata_error::Categorized for Error {
+    fn error_category(&self) -> Option<strata_error::Category> {
+        Some(Error::category(self))
     }
 }

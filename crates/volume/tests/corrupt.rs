@@ -43,7 +43,7 @@ impl Fixture {
         let err =
             apply(&self.store, &self.blob, &replica).expect_err("a damaged blob must be refused");
         assert!(matches!(err, Error::Corrupt { .. }), "{err}");
-        assert_eq!(err.category(), strata_kv::Category::Corrupted);
+        assert_eq!(err.category(), strata_error::Category::Corrupted);
         assert_eq!(read_tree(&replica)?, before, "the replica changed");
         assert!(manifest_of(&self.store, &self.blob).is_err());
         Ok(err.to_string())
@@ -144,7 +144,7 @@ fn a_missing_blob_is_not_found() -> anyhow::Result<()> {
     let before = read_tree(&replica)?;
     let err = apply(&fx.store, &fx.blob, &replica).expect_err("missing");
     assert!(matches!(err, Error::BlobNotFound { .. }), "{err}");
-    assert_eq!(err.category(), strata_kv::Category::NotFound);
+    assert_eq!(err.category(), strata_error::Category::NotFound);
     assert!(err.to_string().contains(fx.blob.as_str()), "{err}");
     assert_eq!(read_tree(&replica)?, before);
     Ok(())

@@ -70,6 +70,6 @@ fn a_missing_volume_directory_is_an_error_naming_it() -> anyhow::Result<()> {
     let missing = tmp.path().join("missing");
     let err = Manifest::scan(&missing).expect_err("missing");
     assert!(err.to_string().contains("missing"), "{err}");
-    assert_eq!(err.category(), strata_kv::Category::NotFound);
+    assert_eq!(err.category(), strata_error::Category::NotFound);
     Ok(())
 }

@@ -12,7 +12,7 @@ use strata_ckpt::{Bytes, CkptConfig, Client, ClientConfig, ConfMap, Target};
 use strata_kv::EngineKind;
 
 use crate::config::Config;
-use crate::exit::Failure;
+use crate::exit::categorized;
 
 /// Strongly consistent checkpoints over an eventually consistent object store.
 ///
@@ -223,11 +223,6 @@ fn print_revision(json: bool, revision: u64) -> anyhow::Result<()> {
         out.flush()?;
     }
     Ok(())
-}
-
-/// Carries the error's category to the exit code.
-fn categorized(err: strata_ckpt::Error) -> anyhow::Error {
-    anyhow::Error::new(Failure { category: err.category(), message: err.to_string() })
 }
 
 fn base64(bytes: &[u8]) -> String {

@@ -16,7 +16,7 @@ use strata_kv::{EngineKind, Store};
 use strata_volume::BlobStore;
 
 use crate::config::Config;
-use crate::exit::Failure;
+use crate::exit::categorized;
 
 /// The hub server (`strata hub serve`) and bearer tokens for its users.
 #[derive(Debug, Args)]
@@ -136,11 +136,6 @@ impl HubConfig {
 /// DATA-DIR/hub.
 pub(crate) fn hub_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("hub")
-}
-
-/// Carries a hub error's category to the exit code.
-pub(crate) fn categorized(err: strata_hub::Error) -> anyhow::Error {
-    anyhow::Error::new(Failure { category: err.category(), message: err.to_string() })
 }
 
 /// Opens a hub store: its own redb file at `redb_path` (waiting up to 10 s while another

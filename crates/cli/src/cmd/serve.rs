@@ -142,7 +142,7 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
         });
         let shutdown = until_stop();
         services.spawn(async move {
-            hub.run(shutdown).await.map_err(super::hub::categorized).context("hub server")?;
+            hub.run(shutdown).await.map_err(crate::exit::categorized).context("hub server")?;
             Ok("hub")
         });
         let shutdown = until_stop();

@@ -20,7 +20,7 @@ use strata_tlog::storage::segment::SegmentStore;
 use strata_tlog::storage::{Storage, Stored, check_vdisk_id};
 
 use super::tlog::{StoreArgs, TlogConfig};
-use crate::exit::Failure;
+use crate::exit::{Failure, categorized};
 
 /// Write a new random AES-256 key for `strata tlog serve --key-file` and the readers.
 ///
@@ -487,11 +487,6 @@ pub(crate) fn rfc3339(nanos: u64) -> String {
 
 fn invalid(message: String) -> anyhow::Error {
     anyhow::Error::new(Failure { category: Category::InvalidArgument, message })
-}
-
-/// A tlog error with its category, so the exit code says what kind of failure it was.
-fn categorized(e: strata_tlog::Error) -> anyhow::Error {
-    anyhow::Error::new(Failure { category: e.category(), message: e.to_string() })
 }
 
 #[cfg(test)]

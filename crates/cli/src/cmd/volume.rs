@@ -21,9 +21,9 @@ use strata_hub::{
 };
 use strata_volume::{BlobId, BlobStore, Manifest};
 
-use crate::cmd::hub::categorized;
 use crate::config::Config;
 use crate::exit::Failure;
+use crate::exit::categorized;
 
 /// Volume sets: create, ls.
 #[derive(Debug, Args)]

@@ -224,6 +224,18 @@ impl Engine for EtcdEngine {
     fn name(&self) -> &'static str {
         "etcd"
     }
+
+    fn max_txn_ops(&self) -> Option<usize> {
+        Some(self.shared.max_txn_ops)
+    }
+
+    fn reads_are_local(&self) -> bool {
+        false
+    }
+
+    fn validates_scans_by_key(&self) -> bool {
+        true
+    }
 }
 
 impl EtcdEngine {

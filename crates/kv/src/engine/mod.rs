@@ -79,6 +79,13 @@ pub(crate) trait Engine: Send + Sync + std::fmt::Debug {
     fn commit(&self, commit: Commit) -> Result<()>;
     /// A short name for logs and errors.
     fn name(&self) -> &'static str;
+    /// The most operations one transaction may carry, when the engine bounds them.
+    fn max_txn_ops(&self) -> Option<usize>;
+    /// Whether reads are served in this process (no network round trip).
+    fn reads_are_local(&self) -> bool;
+    /// Whether commits validate range reads key by key, so a scan must record every key
+    /// it saw (rather than the range alone).
+    fn validates_scans_by_key(&self) -> bool;
 }
 
 /// True when `key` lies within `(start, end)`.

@@ -127,6 +127,18 @@ impl Engine for RedbEngine {
     fn name(&self) -> &'static str {
         "redb"
     }
+
+    fn max_txn_ops(&self) -> Option<usize> {
+        None
+    }
+
+    fn reads_are_local(&self) -> bool {
+        true
+    }
+
+    fn validates_scans_by_key(&self) -> bool {
+        false
+    }
 }
 
 fn shut_down() -> Error {
