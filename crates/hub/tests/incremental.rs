@@ -212,7 +212,7 @@ const SCENARIOS: &[(&str, Change)] = &[
 fn compare(engine: &Engine, after_sync: bool) -> anyhow::Result<()> {
     for (i, (name, change)) in SCENARIOS.iter().enumerate() {
         let last = if after_sync { "a sync" } else { "a push" };
-        let what = format!("{name} after {last} on {}", engine.name);
+        let what = format!("{name} after {last} on {}", engine.engine);
         let (a, b) = (format!("inc{i}{after_sync}"), format!("full{i}{after_sync}"));
         let inc = world(engine, &a)?;
         let vsid = setup(&inc, after_sync)?;
@@ -274,7 +274,7 @@ fn incremental_sync_ends_like_a_full_one_on_every_engine() -> anyhow::Result<()>
 
 #[test]
 fn export_since_falls_back_to_everything_for_unknown_revisions() -> anyhow::Result<()> {
-    let engine = crate::util::memory()?;
+    let engine = strata_testkit::memory_store()?;
     let w = world(&engine, "fallback")?;
     let vsid = setup(&w, true)?;
     let hub = &w.remote.service.hub;

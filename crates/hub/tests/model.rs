@@ -7,7 +7,7 @@ use crate::util::{engines, snap};
 fn on_every_engine(test: impl Fn(&Hub) -> anyhow::Result<()>) -> anyhow::Result<()> {
     for engine in engines()? {
         let hub = Hub::new(engine.store.clone(), "m/");
-        test(&hub).map_err(|e| e.context(format!("on {}", engine.name)))?;
+        test(&hub).map_err(|e| e.context(format!("on {}", engine.engine)))?;
     }
     Ok(())
 }

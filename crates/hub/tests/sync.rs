@@ -130,7 +130,7 @@ fn run_table(engine: &Engine, pull: bool) -> anyhow::Result<()> {
                 if pull { "pull" } else { "push" },
                 kind,
                 case.name,
-                engine.name
+                engine.engine
             );
             let f = fixture(engine)?;
             let remote_hub = &f.pair.remote.service.hub;

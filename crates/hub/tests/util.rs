@@ -3,40 +3,22 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use strata_hub::{Hub, HubService, InProcess, Local};
-use strata_kv::{EtcdConfig, Store};
 use strata_volume::BlobStore;
 
 /// A store and the directory that holds its files.
-pub struct Engine {
-    pub name: &'static str,
-    pub store: Store,
-    pub dir: tempfile::TempDir,
-}
+pub use strata_testkit::StoreFixture as Engine;
 
+/// Numbers the stores' prefixes, so pairs on one engine never share keys.
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
-pub fn memory() -> anyhow::Result<Engine> {
-    Ok(Engine { name: "memory", store: Store::memory()?, dir: tempfile::tempdir()? })
-}
-
-pub fn redb() -> anyhow::Result<Engine> {
-    let dir = tempfile::tempdir()?;
-    let store = Store::redb(&dir.path().join("hub.redb"))?;
-    Ok(Engine { name: "redb", store, dir })
-}
-
-/// A store on the test process's etcd, with etcd's default transaction size limit.
-pub fn etcd() -> anyhow::Result<Engine> {
-    let config = EtcdConfig {
-        endpoints: vec![strata_testkit::shared_etcd().endpoint()],
-        prefix: format!("hub-{}-{}/", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)),
-        ..EtcdConfig::default()
-    };
-    Ok(Engine { name: "etcd", store: Store::etcd(&config)?, dir: tempfile::tempdir()? })
-}
-
+/// Every engine, with etcd's default transaction size limit (128 operations).
 pub fn engines() -> anyhow::Result<Vec<Engine>> {
-    Ok(vec![memory()?, redb()?, etcd()?])
+    let etcd_default = strata_kv::EtcdConfig::default().max_txn_ops;
+    Ok(vec![
+        strata_testkit::memory_store()?,
+        strata_testkit::redb_store()?,
+        strata_testkit::etcd_store(etcd_default)?,
+    ])
 }
 
 /// A local store and a remote hub, both on `engine` under different prefixes.

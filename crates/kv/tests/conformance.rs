@@ -6,33 +6,15 @@ use std::ops::Bound;
 use anyhow::ensure;
 use strata_kv::{Category, Error, Read, Store};
 
-macro_rules! suite {
-    ($engine:ident, $factory:path) => {
-        mod $engine {
-            suite!(@checks $factory;
-                read_your_writes, isolation_from_uncommitted_writes, snapshot_reads,
-                rollback_discards, error_in_with_txn_rolls_back, ordered_scans_with_bounds,
-                prefix_scans, scan_limits, large_values, many_keys, deletes_inside_scans,
-                conflict_on_key_read, conflict_on_key_found_absent, conflict_on_range_insert,
-                conflict_on_range_delete, disjoint_transactions_both_commit,
-                blind_writes_do_not_conflict, limited_scan_conflicts_only_on_what_it_saw,
-                concurrent_increments);
-        }
-    };
-    (@checks $factory:path; $($check:ident),*) => {
-        $(
-            #[test]
-            fn $check() -> anyhow::Result<()> {
-                let fixture = $factory()?;
-                super::$check(&fixture.store)
-            }
-        )*
-    };
-}
-
-suite!(memory, crate::util::memory);
-suite!(redb, crate::util::redb);
-suite!(etcd, crate::util::etcd);
+strata_testkit::conformance!(every_engine, fixture => &fixture.store;
+    read_your_writes, isolation_from_uncommitted_writes, snapshot_reads,
+    rollback_discards, error_in_with_txn_rolls_back, ordered_scans_with_bounds,
+    prefix_scans, scan_limits, large_values, many_keys, deletes_inside_scans,
+    conflict_on_key_read, conflict_on_key_found_absent, conflict_on_range_insert,
+    conflict_on_range_delete, disjoint_transactions_both_commit,
+    blind_writes_do_not_conflict, limited_scan_conflicts_only_on_what_it_saw,
+    concurrent_increments
+);
 
 fn put(store: &Store, key: &[u8], value: &[u8]) -> anyhow::Result<()> {
     let mut txn = store.write()?;

@@ -3,7 +3,7 @@
 use anyhow::ensure;
 use strata_kv::{Category, Read, Store};
 
-use crate::util::etcd_config;
+use strata_testkit::etcd_config;
 
 #[test]
 fn prefixes_keep_instances_apart() -> anyhow::Result<()> {

@@ -142,7 +142,7 @@ proptest! {
 
     #[test]
     fn etcd_matches_the_model(ops in proptest::collection::vec(op(), 1..80)) {
-        let config = crate::util::etcd_config(20_000);
+        let config = strata_testkit::etcd_config(20_000);
         run(&ops, || Store::etcd(&config).expect("connect to etcd"))?;
     }
 }

@@ -5,4 +5,3 @@ mod conformance;
 mod durability;
 mod etcd;
 mod model;
-mod util;

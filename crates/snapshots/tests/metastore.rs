@@ -7,33 +7,15 @@ use anyhow::{bail, ensure};
 use strata_kv::{Category, Store};
 use strata_snapshots::{Error, Filters, Info, Kind, Usage, metastore};
 
-macro_rules! suite {
-    ($engine:ident, $factory:path) => {
-        mod $engine {
-            suite!(@cases $factory;
-                get_info, get_info_not_exist, walk, walk_with_filters, get_snapshot,
-                get_snapshot_committed, get_snapshot_not_exist, create_active,
-                create_active_exists, create_active_parent_missing, create_active_from_active,
-                create_committed_is_invalid, commit, commit_exists, commit_committed,
-                commit_view_fails, remove, remove_with_children, remove_not_exist, parents,
-                update_labels, update_invalid_paths, id_map, bad_names_and_labels,
-                create_child_races_remove_parent);
-        }
-    };
-    (@cases $factory:path; $($case:ident),*) => {
-        $(
-            #[test]
-            fn $case() -> anyhow::Result<()> {
-                let fixture = $factory()?;
-                super::$case(&fixture.store)
-            }
-        )*
-    };
-}
-
-suite!(memory, crate::util::memory);
-suite!(redb, crate::util::redb);
-suite!(etcd, crate::util::etcd);
+strata_testkit::conformance!(every_engine, fixture => &fixture.store;
+    get_info, get_info_not_exist, walk, walk_with_filters, get_snapshot,
+    get_snapshot_committed, get_snapshot_not_exist, create_active,
+    create_active_exists, create_active_parent_missing, create_active_from_active,
+    create_committed_is_invalid, commit, commit_exists, commit_committed,
+    commit_view_fails, remove, remove_with_children, remove_not_exist, parents,
+    update_labels, update_invalid_paths, id_map, bad_names_and_labels,
+    create_child_races_remove_parent
+);
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()

@@ -9,7 +9,7 @@ use anyhow::{Context, ensure};
 use strata_kv::Category;
 use strata_snapshots::{Filters, Kind, Mount, Snapshotter, unmount};
 
-use crate::util::{Fixture, redb};
+use strata_testkit::{StoreFixture as Fixture, redb_store as redb};
 
 /// A mount point that is unmounted when dropped.
 struct Mounted(PathBuf);

@@ -4,4 +4,3 @@ mod containerd;
 mod grpc;
 mod metastore;
 mod overlay;
-mod util;

@@ -10,6 +10,8 @@
 //!   per test process and tests separate themselves by key prefix.
 //! - [`ensure_program`]: installs a Debian package when its program is missing.
 //! - [`free_port`]: a loopback port nobody listens on.
+//! - [`memory_store`], [`redb_store`], [`etcd_store`]: a KV store per engine for suites that
+//!   [`conformance!`] runs on each.
 //!
 //! Servers are children of an immortal spawner thread that sets `PR_SET_PDEATHSIG`, so they
 //! die with the test process even when it is killed.
@@ -20,12 +22,16 @@ mod containerd;
 mod etcd;
 mod process;
 mod redis;
+mod stores;
 mod swift;
 
 pub use crate::containerd::{CTR_NAMESPACE, Containerd};
 pub use crate::etcd::{Etcd, shared_etcd};
 pub use crate::process::{ServerProcess, ensure_program, free_port, wait_until};
 pub use crate::redis::RedisServers;
+pub use crate::stores::{
+    StoreFixture, etcd_config, etcd_store, etcd_suite_store, memory_store, redb_store,
+};
 pub use crate::swift::{
     SWIFT_KEY, SWIFT_OTHER_USER, SWIFT_USER, Swift, SwiftAuth, SwiftResponse, shared_swift,
 };
