@@ -1,5 +1,5 @@
 //! Vdisk records: the embedded file shared by processes that each open it briefly, and
-//! records on etcd.
+//! records on etcd; the record contract written once and run on the file and on kv stores.
 
 use anyhow::ensure;
 use strata_nbd::{Error, Records};
@@ -53,21 +53,72 @@ fn embedded_records_take_turns_on_their_file() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[test]
-fn records_on_etcd() -> anyhow::Result<()> {
-    let etcd = strata_testkit::shared_etcd();
-    let config = strata_kv::EtcdConfig {
-        endpoints: vec![etcd.endpoint()],
-        prefix: format!("nbd-test-{}/", fastrand::u64(..)),
-        ..strata_kv::EtcdConfig::default()
+/// Records and the directory their images (and the embedded file) live in.
+pub struct Place {
+    pub records: Records,
+    _dir: tempfile::TempDir,
+}
+
+pub fn file() -> anyhow::Result<Place> {
+    let dir = tempfile::tempdir()?;
+    Ok(Place { records: Records::embedded(dir.path()), _dir: dir })
+}
+
+pub fn redb_store() -> anyhow::Result<Place> {
+    let fixture = strata_testkit::redb_store()?;
+    let records = Records::shared(fixture.store, &fixture.dir.path().join("images"));
+    Ok(Place { records, _dir: fixture.dir })
+}
+
+pub fn etcd_store() -> anyhow::Result<Place> {
+    let fixture = strata_testkit::etcd_store(strata_kv::EtcdConfig::default().max_txn_ops)?;
+    let records = Records::shared(fixture.store, &fixture.dir.path().join("images"));
+    Ok(Place { records, _dir: fixture.dir })
+}
+
+macro_rules! suite {
+    ($place:ident, $factory:path) => {
+        strata_testkit::conformance!($place, $factory, place => &place.records;
+            create_get_list_remove, sessions_reserve_disjoint_spans_and_track_cleanliness
+        );
     };
-    let tmp = tempfile::tempdir()?;
-    let records = Records::shared(strata_kv::Store::etcd(&config)?, &tmp.path().join("images"));
-    let made = records.create("on-etcd", 8 << 20, 512)?;
-    ensure!(made.image.starts_with(std::fs::canonicalize(tmp.path())?));
-    ensure!(records.get("on-etcd")? == made);
-    ensure!(records.list()?.len() == 1);
-    records.remove("on-etcd")?;
-    ensure!(records.list()?.is_empty());
+}
+
+suite!(on_file, crate::records::file);
+suite!(on_redb, crate::records::redb_store);
+suite!(on_etcd, crate::records::etcd_store);
+
+fn create_get_list_remove(records: &Records) -> anyhow::Result<()> {
+    let made = records.create("one", 8 << 20, 512)?;
+    ensure!(made.image.exists() && std::fs::metadata(&made.image)?.len() == 8 << 20);
+    ensure!(records.get("one")? == made);
+    ensure!(matches!(records.create("one", 1 << 20, 4096), Err(Error::AlreadyExists(_))));
+    ensure!(matches!(records.create("bad/name", 1 << 20, 4096), Err(Error::InvalidArgument(_))));
+    records.create("two", 1 << 20, 4096)?;
+    let names: Vec<String> = records.list()?.into_iter().map(|v| v.name).collect();
+    ensure!(names == ["one", "two"], "{names:?}");
+    let removed = records.remove("one")?;
+    ensure!(!removed.image.exists());
+    ensure!(matches!(records.get("one"), Err(Error::NotFound(_))));
+    Ok(())
+}
+
+fn sessions_reserve_disjoint_spans_and_track_cleanliness(records: &Records) -> anyhow::Result<()> {
+    let v = records.create("d", 1 << 20, 4096)?;
+    let (a, a_end, unclean) = records.begin_session(&v.name, &v.tlog_id)?;
+    ensure!(a == 1 && !unclean, "first session from {a}, unclean {unclean}");
+    let (more, _) = records.reserve(&v.name, &v.tlog_id, Some(a_end))?;
+    ensure!(more == a_end, "the next span follows on");
+    // Not closed: the next session knows.
+    let (b, _, unclean) = records.begin_session(&v.name, &v.tlog_id)?;
+    ensure!(b > more && unclean, "second session from {b}, unclean {unclean}");
+    records.end_session(&v.name, &v.tlog_id)?;
+    ensure!(!records.get("d")?.session_open);
+    let (_, _, unclean) = records.begin_session(&v.name, &v.tlog_id)?;
+    ensure!(!unclean, "a clean close is remembered");
+    ensure!(matches!(
+        records.begin_session(&v.name, "another-log"),
+        Err(Error::FailedPrecondition(_))
+    ));
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Integration tests of the tlog.
 
 mod client;
+mod conformance;
 mod harness;
 mod player;
 mod redis;
