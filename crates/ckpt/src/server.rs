@@ -14,13 +14,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use strata_kv::Store;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::service::Service;
@@ -46,10 +43,8 @@ pub struct Server {
 struct Connection {
     service: Arc<Service>,
     idle_timeout: Duration,
-    /// Turns true when the server shuts down.
-    stop: watch::Receiver<bool>,
-    /// This connection's place among `max_connections`; released when the task ends.
-    _permit: OwnedSemaphorePermit,
+    /// Completes when the server shuts down.
+    stopping: strata_net::Stopping,
 }
 
 impl std::fmt::Debug for Server {
@@ -111,47 +106,19 @@ impl Server {
     /// Serves until `shutdown` completes, then drains as the module documentation says.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         tracing::info!(addr = %self.local_addr, tls = self.tls.is_some(), "ckpt serving");
-        let (stop_sender, stop) = watch::channel(false);
-        let limit = Arc::new(Semaphore::new(self.max_connections));
-        let sweeper = tokio::spawn(sweep(self.service.clone(), self.sweep_every, stop.clone()));
-        let mut connections = JoinSet::new();
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                Some(joined) = connections.join_next(), if !connections.is_empty() => {
-                    if let Err(err) = joined {
-                        tracing::error!("ckpt connection task failed: {err}");
-                    }
-                }
-                (permit, accepted) = accept(&self.listener, &limit) => match accepted {
-                    Ok((stream, peer)) => {
-                        let connection = Connection {
-                            service: self.service.clone(),
-                            idle_timeout: self.idle_timeout,
-                            stop: stop.clone(),
-                            _permit: permit,
-                        };
-                        connections.spawn(connection.run(stream, peer, self.tls.clone()));
-                    }
-                    Err(err) => {
-                        // Out of file descriptors, most likely: back off rather than spin.
-                        tracing::warn!("ckpt accept: {err}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-            }
-        }
-        drop(self.listener);
-        tracing::info!(connections = connections.len(), "ckpt shutting down");
-        let _ = stop_sender.send(true);
-        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-            while connections.join_next().await.is_some() {}
-        });
-        if drained.await.is_err() {
-            tracing::warn!(left = connections.len(), "ckpt connections cut off after the grace");
-            connections.shutdown().await;
-        }
+        let shell = strata_net::Shell {
+            grace: SHUTDOWN_GRACE,
+            ..strata_net::Shell::new("ckpt", self.max_connections)
+        };
+        let (stop_sweeper, sweeper_stop) = tokio::sync::oneshot::channel::<()>();
+        let sweeper = tokio::spawn(sweep(self.service.clone(), self.sweep_every, sweeper_stop));
+        let (service, idle_timeout, tls) = (self.service, self.idle_timeout, self.tls);
+        strata_net::serve(&shell, self.listener, shutdown, |stream, peer, stopping| {
+            let connection = Connection { service: service.clone(), idle_timeout, stopping };
+            connection.run(stream, peer, tls.clone())
+        })
+        .await;
+        let _ = stop_sweeper.send(());
         let _ = sweeper.await;
         Ok(())
     }
@@ -167,22 +134,8 @@ pub async fn serve(
     Server::bind(config, store).await?.run(shutdown).await
 }
 
-/// Waits for a free connection slot, then for a connection.
-async fn accept(
-    listener: &TcpListener,
-    limit: &Arc<Semaphore>,
-) -> (OwnedSemaphorePermit, std::io::Result<(TcpStream, SocketAddr)>) {
-    // The semaphore is never closed, so acquiring cannot fail; should it ever, waiting
-    // forever here is the safe reading of "no slot free".
-    let Ok(permit) = limit.clone().acquire_owned().await else {
-        return std::future::pending().await;
-    };
-    (permit, listener.accept().await)
-}
-
 impl Connection {
-    async fn run(self, stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>) {
-        let _ = stream.set_nodelay(true);
+    async fn run(self, stream: TcpStream, peer: String, tls: Option<TlsAcceptor>) {
         let Some(acceptor) = tls else {
             return self.serve(TokioIo::new(stream), peer).await;
         };
@@ -193,7 +146,7 @@ impl Connection {
         }
     }
 
-    async fn serve<I>(mut self, io: I, peer: SocketAddr)
+    async fn serve<I>(self, io: I, peer: String)
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
@@ -202,30 +155,18 @@ impl Connection {
             let service = service.clone();
             async move { Ok::<_, Infallible>(service.handle(request).await) }
         });
-        let mut builder = http1::Builder::new();
-        builder.timer(TokioTimer::new()).header_read_timeout(self.idle_timeout).keep_alive(true);
-        let connection = builder.serve_connection(io, handler);
-        tokio::pin!(connection);
-        let result = tokio::select! {
-            result = connection.as_mut() => result,
-            () = stopped(&mut self.stop) => {
-                connection.as_mut().graceful_shutdown();
-                connection.await
-            }
-        };
-        if let Err(err) = result {
+        if let Err(err) = strata_net::http1(io, handler, self.idle_timeout, self.stopping).await {
             tracing::debug!(%peer, "ckpt connection: {err}");
         }
     }
 }
 
-/// Completes once the server stops (or is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
-}
-
 /// Discards expired staged changes every `every` until the server stops.
-async fn sweep(service: Arc<Service>, every: Duration, mut stop: watch::Receiver<bool>) {
+async fn sweep(
+    service: Arc<Service>,
+    every: Duration,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -236,7 +177,7 @@ async fn sweep(service: Arc<Service>, every: Duration, mut stop: watch::Receiver
                     tracing::debug!(discarded, "ckpt: expired staged changes discarded");
                 }
             }
-            () = stopped(&mut stop) => return,
+            _ = &mut stop => return,
         }
     }
 }

@@ -16,14 +16,11 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
-use tokio::task::JoinSet;
 
 use crate::service::{HubService, blob_id, receive_blob};
 use crate::store::{Query, SortBy};
@@ -133,79 +130,34 @@ impl Server {
     /// up to [`SHUTDOWN_GRACE`].
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         tracing::info!(addr = %self.local_addr, "hub serving");
-        let (stop_sender, stop) = watch::channel(false);
-        let limit = Arc::new(Semaphore::new(self.state.config.max_connections));
-        let mut connections = JoinSet::new();
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                (permit, accepted) = accept(&self.listener, &limit) => match accepted {
-                    Ok((stream, peer)) => {
-                        connections.spawn(serve_connection(self.state.clone(), stream, peer, stop.clone(), permit));
-                    }
-                    Err(err) => {
-                        tracing::warn!("hub accept: {err}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-            }
-        }
-        drop(self.listener);
-        let _ = stop_sender.send(true);
-        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-            while connections.join_next().await.is_some() {}
-        });
-        if drained.await.is_err() {
-            connections.shutdown().await;
-        }
+        let shell = strata_net::Shell {
+            grace: SHUTDOWN_GRACE,
+            ..strata_net::Shell::new("hub", self.state.config.max_connections)
+        };
+        let state = self.state;
+        strata_net::serve(&shell, self.listener, shutdown, |stream, peer, stopping| {
+            serve_connection(state.clone(), stream, peer, stopping)
+        })
+        .await;
         tracing::info!("hub stopped");
         Ok(())
     }
 }
 
-async fn accept(
-    listener: &TcpListener,
-    limit: &Arc<Semaphore>,
-) -> (OwnedSemaphorePermit, std::io::Result<(TcpStream, SocketAddr)>) {
-    let Ok(permit) = limit.clone().acquire_owned().await else {
-        return std::future::pending().await;
-    };
-    (permit, listener.accept().await)
-}
-
 async fn serve_connection(
     state: Arc<State>,
     stream: TcpStream,
-    peer: SocketAddr,
-    mut stop: watch::Receiver<bool>,
-    _permit: OwnedSemaphorePermit,
+    peer: String,
+    stopping: strata_net::Stopping,
 ) {
-    let _ = stream.set_nodelay(true);
     let idle = state.config.idle_timeout;
     let handler = service_fn(move |request| {
         let state = state.clone();
         async move { Ok::<_, Infallible>(handle(state, request).await) }
     });
-    let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(idle).keep_alive(true);
-    let connection = builder.serve_connection(TokioIo::new(stream), handler);
-    tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        () = stopped(&mut stop) => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
-    if let Err(err) = result {
+    if let Err(err) = strata_net::http1(TokioIo::new(stream), handler, idle, stopping).await {
         tracing::debug!(%peer, "hub connection: {err}");
     }
-}
-
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// A failed request: status and message.

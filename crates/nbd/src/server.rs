@@ -133,30 +133,35 @@ impl NbdServer {
     }
 
     /// Serves on `listeners` until `shutdown` completes, then stops accepting, lets every
-    /// connection finish its request in progress, and flushes every disk.
+    /// connection finish its request in progress, and flushes every disk. Each listener runs
+    /// on the shell every strata server shares (`strata-net`), with `max_connections` each;
+    /// the grace period covers a disk's close (`tlog_timeout`) and ten seconds more.
     pub async fn serve(
         &self,
         listeners: Vec<Listen>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
-        let limit = Arc::new(Semaphore::new(self.inner.config.max_connections));
-        let mut accepting = JoinSet::new();
+        let shell = strata_net::Shell {
+            grace: self.inner.config.tlog_timeout + Duration::from_secs(10),
+            ..strata_net::Shell::new("nbd", self.inner.config.max_connections)
+        };
+        let mut serving = JoinSet::new();
         let mut sockets = Vec::new();
         for listener in listeners {
-            let (server, limit) = (self.clone(), limit.clone());
-            if let Listen::Unix(_, path) = &listener {
-                sockets.push(path.clone());
-            }
-            accepting.spawn(async move { server.accept(listener, limit).await });
+            match listener {
+                Listen::Tcp(listener) => {
+                    serving.spawn(self.clone().serve_one(shell.clone(), listener))
+                }
+                Listen::Unix(listener, path) => {
+                    sockets.push(path);
+                    serving.spawn(self.clone().serve_one(shell.clone(), listener))
+                }
+            };
         }
         shutdown.await;
         tracing::info!("nbd: shutting down");
         let _ = self.inner.stop.send(true);
-        accepting.abort_all();
-        while accepting.join_next().await.is_some() {}
-        // Every connection holds a permit until its disk is closed.
-        let all = u32::try_from(self.inner.config.max_connections).unwrap_or(u32::MAX);
-        let _ = limit.acquire_many(all).await;
+        while serving.join_next().await.is_some() {}
         for path in sockets {
             let _ = std::fs::remove_file(path);
         }
@@ -164,32 +169,21 @@ impl NbdServer {
         Ok(())
     }
 
-    async fn accept(&self, listener: Listen, limit: Arc<Semaphore>) {
-        loop {
-            let Ok(permit) = limit.clone().acquire_owned().await else { return };
+    /// Serves one listener until the server stops.
+    async fn serve_one<L>(self, shell: strata_net::Shell, listener: L)
+    where
+        L: strata_net::Listener,
+        L::Connection: AsyncRead + AsyncWrite,
+    {
+        let mut stopping = self.inner.stopping.clone();
+        let stopped = async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        };
+        strata_net::serve(&shell, listener, stopped, |stream, peer, _| {
             let server = self.clone();
-            match &listener {
-                Listen::Tcp(l) => match l.accept().await {
-                    Ok((stream, peer)) => {
-                        let _ = stream.set_nodelay(true);
-                        tokio::spawn(async move {
-                            server.connection(stream, peer.to_string()).await;
-                            drop(permit);
-                        });
-                    }
-                    Err(err) => accept_failed(err).await,
-                },
-                Listen::Unix(l, _) => match l.accept().await {
-                    Ok((stream, _)) => {
-                        tokio::spawn(async move {
-                            server.connection(stream, "unix".into()).await;
-                            drop(permit);
-                        });
-                    }
-                    Err(err) => accept_failed(err).await,
-                },
-            }
-        }
+            async move { server.connection(stream, peer).await }
+        })
+        .await;
     }
 
     async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
@@ -660,11 +654,6 @@ fn parse_info(data: &[u8]) -> Option<(String, Vec<u16>)> {
 
 fn net(err: std::io::Error) -> Error {
     Error::Io { what: "nbd connection".into(), source: err }
-}
-
-async fn accept_failed(err: std::io::Error) {
-    tracing::warn!(error = %err, "nbd: accept failed");
-    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 #[cfg(test)]

@@ -124,8 +124,10 @@ async fn reset_first_sequence_by_a_second_client() -> anyhow::Result<()> {
         ensure!(first.response().await?.status == status::RECV_OK);
     }
     let mut second = Raw::attach(server.addr, "vd", 100, true).await?;
+    // 1..3 were ordered and flushed by the reset, and the first client hears so before
+    // the reset cuts it off; 5 (out of order) was dropped.
+    first.until(|r| r.status == status::FLUSH_OK && r.sequences == [1, 2, 3]).await?;
     ensure!(first.closed().await, "the first client was not disconnected by the reset");
-    // 1..3 were ordered and flushed by the reset; 5 (out of order) was dropped.
     ensure!(stored_sequences(&*server.storage, "vd")? == [1, 2, 3]);
     second.block(&block(100)).await?;
     second.command(MessageType::ForceFlushAtSeq, 100).await?;

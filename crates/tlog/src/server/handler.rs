@@ -1,15 +1,15 @@
 //! One client connection: the handshake, then blocks and commands until the client leaves,
 //! goes idle, breaks the protocol, or the server shuts down.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use strata_net::Stopping;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::frame::FrameReader;
 use crate::message::{
@@ -25,19 +25,14 @@ use crate::{Error, Result};
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
 /// Serves one connection to its end; errors are logged, never propagated.
-pub(crate) async fn run(
-    stream: TcpStream,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-) {
+pub(crate) async fn run(stream: TcpStream, peer: String, shared: Arc<Shared>, mut stop: Stopping) {
     let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     let (read, write) = stream.into_split();
     let mut reader = FrameReader::new(read);
     let mut writer = BufWriter::new(write);
     let attached = tokio::select! {
         attached = handshake(&mut reader, &mut writer, &shared, conn) => attached,
-        _ = stop.changed() => return,
+        () = stop.wait() => return,
     };
     let (vdisk, handle, responses) = match attached {
         Ok(attached) => attached,
@@ -48,18 +43,25 @@ pub(crate) async fn run(
     };
     tracing::debug!(%peer, conn, vdisk, "client attached");
     let mut sender = tokio::spawn(write_responses(writer, responses));
+    let mut sender_done = false;
     let result = tokio::select! {
         result = serve(&mut reader, &shared, &handle, conn) => result,
-        _ = &mut sender => Err(Error::Unavailable("the vdisk closed this connection".into())),
-        _ = stop.changed() => Ok(()),
+        _ = &mut sender => {
+            sender_done = true;
+            Err(Error::Unavailable("the vdisk closed this connection".into()))
+        }
+        () = stop.wait() => Ok(()),
     };
     let _ = handle.events.send(Event::Detach { conn }).await;
     match result {
         Ok(()) => tracing::debug!(%peer, conn, "client left"),
         Err(err) => tracing::info!(%peer, conn, error = %err, "connection closed"),
     }
-    // The sender ends once the vdisk has dropped our response channel and it drained.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), sender).await;
+    // The sender ends once the vdisk has dropped our response channel and it drained (a
+    // finished task must not be awaited twice).
+    if !sender_done {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), sender).await;
+    }
 }
 
 /// Reads and answers the handshake; on success the connection is attached to its vdisk.

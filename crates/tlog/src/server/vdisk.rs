@@ -271,12 +271,14 @@ impl VdiskTask {
     }
 
     async fn reset(&mut self, conn: u64, first_sequence: u64) -> Result<()> {
+        // What is ordered is flushed (and answered FlushOK) before the other clients are
+        // cut off, so a client that sees its connection close knows the flush is done.
+        self.waiting.clear();
+        self.flush().await?;
         let others: Vec<u64> = self.clients.keys().copied().filter(|c| *c != conn).collect();
         for other in others {
             self.clients.remove(&other);
         }
-        self.waiting.clear();
-        self.flush().await?;
         // Sequences from `first_sequence` on belong to the new run: blocks stored under
         // them before no longer count as its blocks.
         self.durable.retain(|&(start, _)| start < first_sequence);
