@@ -15,7 +15,9 @@
 //!   [`clean_path`] is the path rule every key must pass.
 //! - [`Fs`] is the boundary through which every change on disk goes; [`RealFs`] is the real
 //!   file system, tests substitute fault-injecting and crash-pausing ones.
-//! - [`Error`] and [`PayloadError`] say what failed and name the path.
+//! - [`Source`] reads a payload from a directory or a JSON file; [`Watcher`] tells when a
+//!   source directory changed.
+//! - [`Error`], [`PayloadError`] and [`SourceError`] say what failed and name the path.
 //!
 //! On disk, user-visible names are symlinks `name -> ..data/name`, [`DATA_LINK`] is a symlink
 //! to a hidden timestamped directory holding the real files, and [`LOCK_FILE`] carries the
@@ -46,6 +48,7 @@ mod fs;
 mod layout;
 mod links;
 mod payload;
+mod source;
 mod writer;
 
 pub use crate::error::{Error, PayloadError, Result};
@@ -53,5 +56,8 @@ pub use crate::fs::{Fs, RealFs};
 pub use crate::layout::{DATA_LINK, DATA_TMP_LINK, LOCK_FILE, is_version_dir_name};
 pub use crate::payload::{
     DIR_MODE, FileProjection, MAX_ELEMENT_LEN, MAX_PATH_LEN, Payload, check_payload, clean_path,
+};
+pub use crate::source::{
+    Source, SourceError, Watcher, parse_json_payload, parse_mode, read_dir_payload,
 };
 pub use crate::writer::{AtomicWriter, Outcome};

@@ -59,6 +59,7 @@ fn categorized_as(cause: &(dyn std::error::Error + 'static)) -> Option<Option<Ca
         strata_ckpt::Error,
         strata_atomic::Error,
         strata_atomic::PayloadError,
+        strata_atomic::SourceError,
     );
     cause.downcast_ref::<Failure>().map(|f| Some(f.category))
 }
