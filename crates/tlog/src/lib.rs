@@ -18,6 +18,7 @@
 
 pub mod aggregate;
 pub mod client;
+pub mod config;
 mod error;
 pub mod frame;
 pub mod keyfile;

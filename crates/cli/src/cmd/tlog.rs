@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use serde::Deserialize;
 use strata_tlog::aggregate::Key;
+use strata_tlog::config::RedisFlags;
 use strata_tlog::server::ServerConfig;
 use strata_tlog::storage::Storage;
 use strata_tlog::storage::redis::{RedisConfig, RedisStore};
@@ -42,55 +42,7 @@ enum TlogCommand {
     Repair(super::tlog_read::RepairArgs),
 }
 
-/// `[tlog]` in strata.toml: the tlog server's settings and where the log is kept.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(crate) struct TlogConfig {
-    /// `strata tlog serve`'s address (`--listen` wins; `strata serve` has `--tlog-listen`).
-    listen: Option<SocketAddr>,
-    /// Flush when this many blocks of a vdisk wait.
-    flush_size: Option<usize>,
-    /// Flush what waits this many seconds after the last flush.
-    flush_time: Option<f64>,
-    /// The AES-256 key file (`strata serve` uses DATA-DIR/tlog.key when unset).
-    pub(crate) key_file: Option<PathBuf>,
-    /// Keep aggregates erasure-coded on Redis-protocol servers instead of DATA-DIR/tlog.
-    redis: Option<RedisSection>,
-}
-
-/// `[tlog.redis]`: the Redis k+m engine.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RedisSection {
-    /// `host:port` or `host:port/db`; fewer than K+M are filled up on consecutive ports.
-    servers: Vec<String>,
-    #[serde(default = "default_data_shards")]
-    data_shards: usize,
-    #[serde(default = "default_parity_shards")]
-    parity_shards: usize,
-    /// Seconds one attempt (connect, read or write) may take.
-    #[serde(default = "default_timeout")]
-    timeout: f64,
-    /// Attempts after the first, each on a fresh connection.
-    #[serde(default = "default_retries")]
-    retries: u32,
-}
-
-fn default_data_shards() -> usize {
-    RedisConfig::default().data_shards
-}
-
-fn default_parity_shards() -> usize {
-    RedisConfig::default().parity_shards
-}
-
-fn default_timeout() -> f64 {
-    RedisConfig::default().timeout.as_secs_f64()
-}
-
-fn default_retries() -> u32 {
-    RedisConfig::default().retries
-}
+pub(crate) use strata_tlog::config::TlogConfig;
 
 /// Where the log is kept, for every `strata tlog` command: flags win over `[tlog.redis]`;
 /// with neither, the segment files in DATA-DIR/tlog.
@@ -113,31 +65,12 @@ pub(crate) struct StoreArgs {
 impl StoreArgs {
     /// The Redis engine's configuration, when the flags or the config file name one.
     pub(crate) fn redis(&self, config: &TlogConfig) -> anyhow::Result<Option<RedisConfig>> {
-        let section = config.redis.as_ref();
-        let mut redis = if !self.redis_servers.is_empty() {
-            RedisConfig {
-                servers: self.redis_servers.clone(),
-                data_shards: self.data_shards.or(section.map(|s| s.data_shards)).unwrap_or(4),
-                parity_shards: self.parity_shards.or(section.map(|s| s.parity_shards)).unwrap_or(2),
-                ..RedisConfig::default()
-            }
-        } else if let Some(section) = section {
-            if !section.timeout.is_finite() || section.timeout <= 0.0 {
-                anyhow::bail!("tlog.redis.timeout must be a positive number of seconds");
-            }
-            RedisConfig {
-                servers: section.servers.clone(),
-                data_shards: section.data_shards,
-                parity_shards: section.parity_shards,
-                timeout: Duration::from_secs_f64(section.timeout),
-                retries: section.retries,
-            }
-        } else {
-            return Ok(None);
+        let flags = RedisFlags {
+            servers: self.redis_servers.clone(),
+            data_shards: self.data_shards,
+            parity_shards: self.parity_shards,
         };
-        redis.auto_fill().context("the tlog's redis servers")?;
-        redis.validate().context("the tlog's redis servers")?;
-        Ok(Some(redis))
+        Ok(config.redis_config(&flags)?)
     }
 }
 
@@ -201,6 +134,7 @@ fn serve(args: TlogServeArgs, tlog: &TlogConfig, data_dir: &Path) -> anyhow::Res
     if !flush_time.is_finite() || flush_time <= 0.0 {
         anyhow::bail!("--flush-time must be a positive number of seconds");
     }
+    tlog.validate()?;
     let config = ServerConfig {
         flush_size: args.flush_size.or(tlog.flush_size).unwrap_or(25),
         flush_time: Duration::from_secs_f64(flush_time),
@@ -253,13 +187,10 @@ pub(crate) fn configured_server(config: &Config, data_dir: &Path) -> anyhow::Res
         None => default_key(data_dir)?,
     };
     let defaults = ServerConfig::default();
+    tlog.validate()?;
     let server = ServerConfig {
         flush_size: tlog.flush_size.unwrap_or(defaults.flush_size),
-        flush_time: match tlog.flush_time {
-            Some(secs) if secs.is_finite() && secs > 0.0 => Duration::from_secs_f64(secs),
-            Some(_) => anyhow::bail!("tlog.flush_time must be a positive number of seconds"),
-            None => defaults.flush_time,
-        },
+        flush_time: tlog.flush_time()?.unwrap_or(defaults.flush_time),
         key: Some(key),
         ..defaults
     };
