@@ -13,6 +13,7 @@
 //!
 //! Design and journaling contract: `docs/design/nbd.md`.
 
+mod config;
 pub mod disk;
 mod error;
 pub mod proto;
@@ -20,6 +21,7 @@ pub mod record;
 pub mod restore;
 pub mod server;
 
+pub use crate::config::NbdConfig;
 pub use crate::disk::LogAccess;
 pub use crate::error::{Error, Result};
 pub use crate::record::{Origin, Records, Vdisk, parse_size};

@@ -3,13 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use serde::Deserialize;
 use strata_kv::EngineKind;
-use strata_nbd::{Listen, NbdServer, Records, ServerConfig};
+use strata_nbd::{Listen, NbdServer, Records};
 
 use crate::config::Config;
 
@@ -51,72 +49,7 @@ pub(crate) struct NbdServeArgs {
     max_connections: Option<usize>,
 }
 
-/// `[nbd]` in strata.toml.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(crate) struct NbdConfig {
-    /// The NBD server's TCP address.
-    pub(crate) listen: String,
-    /// A unix socket to listen on as well.
-    pub(crate) socket: Option<PathBuf>,
-    /// The tlog servers of `strata nbd serve` (`strata serve` uses its own).
-    pub(crate) tlog_servers: Vec<String>,
-    /// Connections served at once.
-    pub(crate) max_connections: usize,
-    /// How long a client may take to negotiate.
-    pub(crate) negotiation_timeout_ms: u64,
-    /// The largest READ or WRITE.
-    pub(crate) max_request_bytes: u32,
-    /// How long a write waits for room in the tlog buffer, or a flush for durability.
-    pub(crate) tlog_timeout_ms: u64,
-    /// Written but not yet durable bytes held per disk.
-    pub(crate) max_unflushed_bytes: usize,
-    /// Where images of new vdisks are made when records are on etcd.
-    pub(crate) images_dir: Option<PathBuf>,
-}
-
-impl Default for NbdConfig {
-    fn default() -> NbdConfig {
-        let d = ServerConfig::default();
-        NbdConfig {
-            listen: "127.0.0.1:10809".into(),
-            socket: None,
-            tlog_servers: d.tlog_servers,
-            max_connections: d.max_connections,
-            negotiation_timeout_ms: d.negotiation_timeout.as_millis() as u64,
-            max_request_bytes: d.max_request,
-            tlog_timeout_ms: d.tlog_timeout.as_millis() as u64,
-            max_unflushed_bytes: d.max_unflushed_bytes,
-            images_dir: None,
-        }
-    }
-}
-
-impl NbdConfig {
-    /// The server configuration, journaling to `tlog_servers`.
-    pub(crate) fn server(&self, tlog_servers: Vec<String>) -> ServerConfig {
-        let max_request = self.max_request_bytes;
-        ServerConfig {
-            tlog_servers,
-            max_connections: self.max_connections,
-            negotiation_timeout: Duration::from_millis(self.negotiation_timeout_ms),
-            max_request,
-            max_in_flight: max_request.saturating_mul(2).max(64 << 20),
-            tlog_timeout: Duration::from_millis(self.tlog_timeout_ms),
-            max_unflushed_bytes: self.max_unflushed_bytes,
-            // `strata nbd serve` journals to tlog servers it cannot read behind; `strata
-            // serve` sets the log it serves itself.
-            log: None,
-        }
-    }
-
-    /// The default TCP address, parsed.
-    pub(crate) fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
-        self.listen
-            .parse()
-            .with_context(|| format!("nbd.listen {:?} is not HOST:PORT", self.listen))
-    }
-}
+pub(crate) use strata_nbd::NbdConfig;
 
 /// Where vdisk records live: their own redb file under DATA-DIR/vdisks on the embedded
 /// default (opened only per transaction, so the server and `strata vdisk` share it), the
