@@ -14,6 +14,7 @@
 //!   a [`Remote`]; [`tokens`]: bearer tokens kept as hashes in a file the server re-reads.
 
 pub mod client;
+mod config;
 mod error;
 pub mod model;
 pub mod server;
@@ -24,6 +25,7 @@ pub mod tokens;
 pub mod transfer;
 
 pub use crate::client::Client;
+pub use crate::config::HubConfig;
 pub use crate::error::{Category, Error, Result};
 pub use crate::model::{
     Attrs, Branch, BranchMeta, Bush, Snapshot, SnapshotMeta, Volume, VolumeSet, VolumeSetMeta,

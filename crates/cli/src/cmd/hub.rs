@@ -6,12 +6,10 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use serde::Deserialize;
-use strata_hub::{Hub, HubServerConfig, HubService};
+use strata_hub::{Hub, HubService};
 use strata_kv::{EngineKind, Store};
 use strata_volume::BlobStore;
 
@@ -79,59 +77,7 @@ impl HubArgs {
     }
 }
 
-/// `[hub]` in strata.toml.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(crate) struct HubConfig {
-    /// Where `strata hub serve` and `strata serve` listen.
-    pub(crate) listen: String,
-    /// Connections served at once.
-    pub(crate) max_connections: usize,
-    /// Idle connections are closed after this many milliseconds.
-    pub(crate) idle_timeout_ms: u64,
-    /// The largest JSON request body.
-    pub(crate) max_body_bytes: usize,
-    /// The largest blob upload.
-    pub(crate) max_blob_bytes: u64,
-    /// The name local volume sets and snapshots record as owner and creator
-    /// [default: $USER, else "local"].
-    pub(crate) user: Option<String>,
-}
-
-impl Default for HubConfig {
-    fn default() -> HubConfig {
-        let d = HubServerConfig::default();
-        HubConfig {
-            listen: d.listen,
-            max_connections: d.max_connections,
-            idle_timeout_ms: u64::try_from(d.idle_timeout.as_millis()).unwrap_or(60_000),
-            max_body_bytes: d.max_body_bytes,
-            max_blob_bytes: d.max_blob_bytes,
-            user: None,
-        }
-    }
-}
-
-impl HubConfig {
-    /// The server settings, listening on `listen` when given.
-    pub(crate) fn server(&self, listen: Option<String>) -> HubServerConfig {
-        HubServerConfig {
-            listen: listen.unwrap_or_else(|| self.listen.clone()),
-            max_connections: self.max_connections,
-            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
-            max_body_bytes: self.max_body_bytes,
-            max_blob_bytes: self.max_blob_bytes,
-        }
-    }
-
-    /// Who local records name as owner and creator.
-    pub(crate) fn local_user(&self) -> String {
-        self.user
-            .clone()
-            .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
-            .unwrap_or_else(|| "local".into())
-    }
-}
+pub(crate) use strata_hub::HubConfig;
 
 /// DATA-DIR/hub.
 pub(crate) fn hub_dir(data_dir: &Path) -> PathBuf {
@@ -180,6 +126,7 @@ pub(crate) async fn bind(
     data_dir: &Path,
     listen: Option<String>,
 ) -> anyhow::Result<strata_hub::Server> {
+    config.hub.validate().map_err(categorized)?;
     let service = open_service(config, data_dir)?;
     let server_config = config.hub.server(listen);
     let tokens = strata_hub::tokens::Tokens::open(&hub_dir(data_dir));
