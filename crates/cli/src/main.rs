@@ -6,6 +6,7 @@ mod cmd;
 mod config;
 mod exit;
 mod logging;
+mod runtime;
 
 use std::process::ExitCode;
 

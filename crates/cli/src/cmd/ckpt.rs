@@ -171,12 +171,12 @@ fn serve(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()
     };
     // Opened before the runtime starts: the etcd engine runs its own runtime.
     let store = super::kv::open(&config.kv, &kv_dir)?;
-    let runtime = super::serve::runtime()?;
+    let runtime = crate::runtime::runtime()?;
     runtime.block_on(serve_until_signal(&ckpt, store))
 }
 
 async fn serve_until_signal(ckpt: &CkptConfig, store: strata_kv::Store) -> anyhow::Result<()> {
-    let shutdown = super::serve::shutdown_signal();
+    let shutdown = crate::runtime::shutdown_signal();
     strata_ckpt::serve(ckpt, store, shutdown)
         .await
         .map_err(categorized)

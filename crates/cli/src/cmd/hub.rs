@@ -144,9 +144,9 @@ pub(crate) async fn bind(
 pub(crate) fn run(args: HubArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
     match args.command {
         HubCommand::Serve { listen } => {
-            let runtime = super::serve::runtime()?;
+            let runtime = crate::runtime::runtime()?;
             runtime.block_on(async {
-                let shutdown = super::serve::shutdown_signal();
+                let shutdown = crate::runtime::shutdown_signal();
                 let server = bind(config, data_dir, listen).await?;
                 tracing::info!(addr = %server.local_addr(), dir = %hub_dir(data_dir).display(), "hub listening");
                 server.run(shutdown).await.map_err(categorized)
@@ -155,7 +155,7 @@ pub(crate) fn run(args: HubArgs, config: &Config, data_dir: &Path) -> anyhow::Re
         HubCommand::Grant { volset, user, remote, token } => {
             use strata_hub::Remote as _;
             let client = strata_hub::Client::new(&remote, &token).map_err(categorized)?;
-            let runtime = super::serve::runtime()?;
+            let runtime = crate::runtime::runtime()?;
             let vs = runtime.block_on(async {
                 let vs = client.find_volset(&volset).await?.ok_or_else(|| {
                     strata_hub::Error::NotFound(format!(

@@ -91,9 +91,9 @@ fn serve(args: NbdServeArgs, config: &Config, data_dir: &Path) -> anyhow::Result
     let socket = args.socket.or_else(|| nbd.socket.clone());
     let records = records(config, data_dir, None)?;
     let server = NbdServer::new(records, server_config.clone())?;
-    let runtime = super::serve::runtime()?;
+    let runtime = crate::runtime::runtime()?;
     runtime.block_on(async {
-        let shutdown = super::serve::shutdown_signal();
+        let shutdown = crate::runtime::shutdown_signal();
         let listeners = bind(listen, socket.as_deref()).await?;
         tracing::info!(
             listen = %listen,

@@ -46,7 +46,7 @@ pub(crate) fn run(args: SnapshotterArgs, config: &Config, _data_dir: &Path) -> a
         pid = std::process::id(),
         "strata snapshotter starting"
     );
-    let runtime = super::serve::runtime()?;
+    let runtime = crate::runtime::runtime()?;
     runtime.block_on(serve(snapshotter, args.socket))?;
     tracing::info!("stopped");
     Ok(())
@@ -58,7 +58,7 @@ pub(crate) async fn serve(
     snapshotter: strata_snapshots::Snapshotter,
     socket: PathBuf,
 ) -> anyhow::Result<()> {
-    let mut signals = super::serve::Signals::install()?;
+    let mut signals = crate::runtime::Signals::install()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(async move {
         grpc::serve(snapshotter, &socket, async {

@@ -147,9 +147,9 @@ fn serve(args: TlogServeArgs, tlog: &TlogConfig, data_dir: &Path) -> anyhow::Res
     let storage = serve_storage(args.store.redis(tlog)?, data_dir)?;
     let listen =
         args.listen.or(tlog.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 11211)));
-    let runtime = super::serve::runtime()?;
+    let runtime = crate::runtime::runtime()?;
     runtime.block_on(async {
-        let shutdown = super::serve::shutdown_signal();
+        let shutdown = crate::runtime::shutdown_signal();
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listen on {listen}"))?;

@@ -684,7 +684,7 @@ fn transfer(a: TransferArgs, c: &Config, d: &Path, direction: Direction) -> anyh
     let ctx = open(c, d)?;
     let client = hub_err(Client::new(&a.remote, &a.token))?;
     let bars = Bars { bar: Mutex::new(None), visible: std::io::stderr().is_terminal() };
-    let runtime = super::serve::runtime()?;
+    let runtime = crate::runtime::runtime()?;
     let report = runtime.block_on(async {
         match direction {
             Direction::Push => {
