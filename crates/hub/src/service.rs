@@ -96,11 +96,12 @@ impl HubService {
             }
             Err(err) => return Err(err),
         }
+        let mut access = BlobAccess::new(self, user);
         for snap in &request.snapshots {
             // The same answer whether the hub lacks the blob or the user may not use it, so
             // an import cannot probe for other users' blobs.
             if let Some(blob) = &snap.blob_id
-                && !(self.blobs.has(&blob_id(blob)?) && self.may_use_blob(user, blob)?)
+                && !(self.blobs.has(&blob_id(blob)?) && access.allows(blob)?)
             {
                 return Err(Error::FailedPrecondition(format!(
                     "blob {blob} of snapshot {} is not uploaded; upload it first",
@@ -139,9 +140,10 @@ impl HubService {
     /// not use yet (see [`HubService::may_use_blob`]), so that the answer says nothing of
     /// other users' blobs.
     pub fn missing_blobs(&self, user: &str, ids: &[String]) -> Result<Vec<String>> {
+        let mut access = BlobAccess::new(self, user);
         let mut missing = Vec::new();
         for id in ids {
-            if !self.blobs.has(&blob_id(id)?) || !self.may_use_blob(user, id)? {
+            if !self.blobs.has(&blob_id(id)?) || !access.allows(id)? {
                 missing.push(id.clone());
             }
         }
@@ -151,15 +153,7 @@ impl HubService {
     /// Whether `user`'s snapshots may refer to `blob`: the user sent its bytes once (and
     /// so knows them), or a volume set the user may see refers to it already.
     pub fn may_use_blob(&self, user: &str, blob: &str) -> Result<bool> {
-        if self.hub.has_blob_claim(blob, user)? {
-            return Ok(true);
-        }
-        for volset in self.volsets(user, &Query::default())? {
-            if self.hub.volset_has_blob(&volset.id, blob)? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        BlobAccess::new(self, user).allows(blob)
     }
 
     /// Records that `user` sent the bytes of `blob`, which the store now holds.
@@ -175,6 +169,37 @@ impl HubService {
             return Err(Error::NotFound(format!("no blob {blob} in volume set {vsid}")));
         }
         Ok(id)
+    }
+}
+
+/// Which blobs one user may refer to (see [`HubService::may_use_blob`]), for checking many
+/// blobs at once: the volume sets the user sees are listed once, when first needed.
+struct BlobAccess<'a> {
+    service: &'a HubService,
+    user: &'a str,
+    visible: Option<Vec<String>>,
+}
+
+impl<'a> BlobAccess<'a> {
+    fn new(service: &'a HubService, user: &'a str) -> BlobAccess<'a> {
+        BlobAccess { service, user, visible: None }
+    }
+
+    fn allows(&mut self, blob: &str) -> Result<bool> {
+        let hub = &self.service.hub;
+        if hub.has_blob_claim(blob, self.user)? {
+            return Ok(true);
+        }
+        if self.visible.is_none() {
+            let sets = self.service.volsets(self.user, &Query::default())?;
+            self.visible = Some(sets.into_iter().map(|v| v.id).collect());
+        }
+        for vsid in self.visible.iter().flatten() {
+            if hub.volset_has_blob(vsid, blob)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
 

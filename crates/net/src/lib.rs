@@ -59,11 +59,6 @@ impl Stopping {
     pub async fn wait(&mut self) {
         let _ = self.0.wait_for(|stopping| *stopping).await;
     }
-
-    /// Whether the server is stopping now.
-    pub fn is_stopping(&self) -> bool {
-        *self.0.borrow()
-    }
 }
 
 /// A listener the shell accepts connections from.
