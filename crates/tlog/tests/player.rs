@@ -32,7 +32,7 @@ fn log(
 }
 
 /// The image `blocks` make, as the player should write it.
-fn model<'a>(blocks: impl IntoIterator<Item = &'a Block>) -> Vec<u8> {
+pub(crate) fn model<'a>(blocks: impl IntoIterator<Item = &'a Block>) -> Vec<u8> {
     let mut image = Vec::new();
     for b in blocks {
         let end = (b.offset + b.size) as usize;
