@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use anyhow::ensure;
 use bytes::Bytes;
+use strata_tlog::aggregate::{Aggregate, Key, NO_PREV};
 use strata_tlog::client::{Client, ClientConfig};
+use strata_tlog::message::Block;
+use strata_tlog::storage::Storage;
+use strata_tlog::storage::segment::SegmentStore;
 
 use crate::util::Strata;
 
@@ -245,5 +249,143 @@ fn tlog_on_redis_k_plus_m_serves_replays_recovers_and_repairs() -> anyhow::Resul
     let out = strata.run(&["tlog", "repair"])?;
     ensure!(out.status.code() == Some(2), "{:?}", out.status);
     ensure!(String::from_utf8_lossy(&out.stderr).contains("--redis-servers"));
+    Ok(())
+}
+
+/// Seals blocks `first..=last` of `vdisk` (block `i` of [`block_data`] at `i * BLOCK`) on
+/// its head in the data directory's segment store, as a run's start when asked.
+fn append_log(
+    store: &SegmentStore,
+    vdisk: &str,
+    (first, last): (u64, u64),
+    key: Option<&Key>,
+    run_start: bool,
+) -> anyhow::Result<()> {
+    let blocks = (first..=last).map(|i| Block::write(i, i * BLOCK, block_data(i), i)).collect();
+    let prev = store.head(vdisk)?.map_or(NO_PREV, |s| s.hash);
+    let aggregate = Aggregate { vdisk_id: vdisk.into(), timestamp: last, blocks, prev };
+    let sealed = if run_start { aggregate.seal_run_start(key)? } else { aggregate.seal(key)? };
+    store.append(vdisk, &sealed)?;
+    Ok(())
+}
+
+/// Checks that `image` holds blocks `seqs` of [`block_data`] and nothing else.
+fn image_holds(image: &std::path::Path, seqs: &[u64]) -> anyhow::Result<()> {
+    let bytes = std::fs::read(image)?;
+    let end = seqs.iter().max().map_or(0, |s| (s + 1) * BLOCK);
+    ensure!(bytes.len() as u64 == end, "image of {} bytes, not {end}", bytes.len());
+    for (i, chunk) in bytes.chunks(BLOCK as usize).enumerate() {
+        let i = i as u64;
+        if seqs.contains(&i) {
+            ensure!(chunk == &block_data(i)[..], "block {i} differs");
+        } else {
+            ensure!(chunk.iter().all(|b| *b == 0), "block {i} was never written");
+        }
+    }
+    Ok(())
+}
+
+// Issue 13: the player did not check that sequences run on from aggregate to aggregate.
+// A gap is reported by `strata tlog verify` and `replay` (exit 8, naming the sequences)
+// unless given --allow-gaps; a reset the log records is no gap.
+#[test]
+fn verify_and_replay_report_gaps_unless_allowed_or_recorded() -> anyhow::Result<()> {
+    let strata = Strata::new()?;
+    {
+        let store = SegmentStore::open(&strata.dir.path().join("tlog"))?;
+        for (vdisk, run_start) in [("gappy", false), ("reset", true)] {
+            append_log(&store, vdisk, (1, 10), None, false)?;
+            append_log(&store, vdisk, (20, 25), None, run_start)?;
+        }
+    }
+    let image = strata.dir.path().join("disk.img");
+    let image_arg = image.to_string_lossy().into_owned();
+    let replay = |vdisk: &str, extra: &[&str]| {
+        let args = [&["tlog", "replay", "--vdisk", vdisk, "--out", &image_arg, "--force"], extra];
+        strata.run(&args.concat())
+    };
+    let held: Vec<u64> = (1..=10).chain(20..=25).collect();
+    for out in [strata.run(&["tlog", "verify", "--vdisk", "gappy"])?, replay("gappy", &[])?] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(out.status.code() == Some(8), "{:?}: {stderr}", out.status);
+        ensure!(stderr.contains("sequences 11 to 19 were never stored"), "{stderr}");
+        ensure!(stderr.contains("--allow-gaps"), "{stderr}");
+    }
+    let report = strata.ok(&["tlog", "verify", "--vdisk", "gappy", "--allow-gaps", "--json"])?;
+    let report: serde_json::Value = serde_json::from_str(&report)?;
+    ensure!(report["gaps"] == 1, "{report}");
+    let out = replay("gappy", &["--allow-gaps"])?;
+    ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    image_holds(&image, &held)?;
+    // The recorded reset needs no flag.
+    let report = strata.ok(&["tlog", "verify", "--vdisk", "reset", "--json"])?;
+    let report: serde_json::Value = serde_json::from_str(&report)?;
+    ensure!(report["gaps"] == 0, "{report}");
+    let out = replay("reset", &[])?;
+    ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    image_holds(&image, &held)?;
+    Ok(())
+}
+
+// Issue 13: a log with a key accepted plaintext aggregates, so whoever could write the
+// storage could append forged blocks. Here one is appended with the storage API, and
+// `strata tlog verify` and `replay` with the key refuse it.
+#[test]
+fn verify_and_replay_refuse_a_forged_plaintext_aggregate_in_a_keyed_log() -> anyhow::Result<()> {
+    let strata = Strata::new()?;
+    let key_path = strata.dir.path().join("disk1.key");
+    let key_arg = key_path.to_string_lossy().into_owned();
+    strata.ok(&["tlog", "keygen", "--out", &key_arg])?;
+    let key = strata_tlog::keyfile::read_key_file(&key_path)?;
+    {
+        let store = SegmentStore::open(&strata.dir.path().join("tlog"))?;
+        append_log(&store, "disk1", (1, 8), Some(&key), false)?;
+        append_log(&store, "disk1", (9, 12), Some(&key), false)?;
+    }
+    strata.ok(&["tlog", "verify", "--vdisk", "disk1", "--key-file", &key_arg])?;
+    {
+        let store = SegmentStore::open(&strata.dir.path().join("tlog"))?;
+        append_log(&store, "disk1", (13, 14), None, false)?;
+    }
+    let image = strata.dir.path().join("disk1.img").to_string_lossy().into_owned();
+    let replay = ["tlog", "replay", "--vdisk", "disk1", "--out", &image, "--key-file", &key_arg];
+    let verify = ["tlog", "verify", "--vdisk", "disk1", "--key-file", &key_arg];
+    for args in [&verify[..], &replay[..]] {
+        let out = strata.run(args)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(out.status.code() == Some(8), "{args:?}: {:?}: {stderr}", out.status);
+        ensure!(stderr.contains("not encrypted, but this log has a key"), "{stderr}");
+        ensure!(stderr.contains("aggregate 3 of 3"), "{stderr}");
+    }
+    Ok(())
+}
+
+// Issue 13: `strata vdisk restore` replays through the same checks; its error asked for
+// --allow-gaps, which it now takes as well.
+#[test]
+fn vdisk_restore_reports_a_gap_unless_allowed() -> anyhow::Result<()> {
+    let strata = Strata::new()?;
+    let created = strata.ok(&["vdisk", "create", "vm", "--size", "1M", "--json"])?;
+    let created: serde_json::Value = serde_json::from_str(&created)?;
+    let tlog_id = created["tlog_id"].as_str().unwrap_or_default().to_string();
+    {
+        let store = SegmentStore::open(&strata.dir.path().join("tlog"))?;
+        append_log(&store, &tlog_id, (1, 10), None, false)?;
+        append_log(&store, &tlog_id, (20, 25), None, false)?;
+    }
+    let out = strata.run(&["vdisk", "restore", "vm", "--as", "strict"])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.code() == Some(8), "{:?}: {stderr}", out.status);
+    ensure!(stderr.contains("sequences 11 to 19 were never stored"), "{stderr}");
+    let restored =
+        strata.ok(&["vdisk", "restore", "vm", "--as", "lenient", "--allow-gaps", "--json"])?;
+    let restored: serde_json::Value = serde_json::from_str(&restored)?;
+    ensure!(restored["origin"][0]["to_seq"] == 25, "{restored}");
+    let image = std::path::PathBuf::from(restored["image"].as_str().unwrap_or_default());
+    let bytes = std::fs::read(&image)?;
+    for i in (1..=10).chain(20..=25) {
+        let at = (i * BLOCK) as usize;
+        ensure!(bytes[at..at + BLOCK as usize] == block_data(i)[..], "block {i} differs");
+    }
     Ok(())
 }

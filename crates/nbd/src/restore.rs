@@ -22,6 +22,9 @@ pub struct Bound {
     pub to_seq: Option<u64>,
     /// The last write time to apply (Unix nanoseconds).
     pub to_time: Option<u64>,
+    /// Replay across gaps and overlaps in the sequences that a log does not record as a
+    /// reset (see `strata_tlog::player::Bounds::allow_gaps`); otherwise they are an error.
+    pub allow_gaps: bool,
 }
 
 /// Where a restore is, for a progress bar: the log being replayed (`log` of `logs`) and
@@ -72,7 +75,8 @@ pub fn restore(
     let tlog_id = tlog_id_for(target, created);
     let image = records.new_image(&tlog_id, source.size)?;
     let built = (|| {
-        replay_lineage(storage, key, &mut logs, &image, source.size, &mut progress)?;
+        let lineage = Lineage { size: source.size, allow_gaps: bound.allow_gaps };
+        replay_lineage(storage, key, &mut logs, &image, lineage, &mut progress)?;
         let vdisk = Vdisk {
             name: target.to_string(),
             size: source.size,
@@ -113,8 +117,9 @@ pub fn rebuild_image(storage: &dyn Storage, key: Option<&Key>, vdisk: &Vdisk) ->
     temp.push(".rebuild");
     let temp = std::path::PathBuf::from(temp);
     let _ = std::fs::remove_file(&temp);
+    let lineage = Lineage { size: vdisk.size, allow_gaps: false };
     let built =
-        replay_lineage(storage, key, &mut logs, &temp, vdisk.size, &mut |_| {}).and_then(|()| {
+        replay_lineage(storage, key, &mut logs, &temp, lineage, &mut |_| {}).and_then(|()| {
             std::fs::rename(&temp, &vdisk.image)
                 .map_err(Error::io(format!("replace image {}", vdisk.image.display())))?;
             let dir = vdisk.image.parent().unwrap_or(std::path::Path::new("."));
@@ -128,6 +133,13 @@ pub fn rebuild_image(storage: &dyn Storage, key: Option<&Key>, vdisk: &Vdisk) ->
     built
 }
 
+/// How a lineage is replayed: the image's size, and whether gaps in a log are allowed.
+#[derive(Debug, Clone, Copy)]
+struct Lineage {
+    size: u64,
+    allow_gaps: bool,
+}
+
 /// Replays `logs` in order into `image` (created if missing), pins each one's sequence
 /// bound to what was applied, and sizes and syncs the image.
 fn replay_lineage(
@@ -135,12 +147,14 @@ fn replay_lineage(
     key: Option<&Key>,
     logs: &mut [Origin],
     image: &std::path::Path,
-    size: u64,
+    lineage: Lineage,
     progress: &mut dyn FnMut(Step),
 ) -> Result<()> {
+    let Lineage { size, allow_gaps } = lineage;
     let count = logs.len();
     for (i, log) in logs.iter_mut().enumerate() {
-        let bounds = Bounds { to_seq: log.to_seq, to_time: log.to_time, ..Bounds::default() };
+        let bounds =
+            Bounds { to_seq: log.to_seq, to_time: log.to_time, allow_gaps, ..Bounds::default() };
         let done = player::replay(storage, &log.tlog_id, key, bounds, image, |p| {
             progress(Step { log: i, logs: count, progress: p })
         })?;

@@ -102,7 +102,8 @@ fn restore_to_an_earlier_sequence_equals_the_disk_at_that_moment() -> anyhow::Re
     let now = env.file("now.raw").to_string_lossy().into_owned();
     run("qemu-img", &["convert", "-f", "raw", "-O", "raw", &uri, &now])?;
 
-    let earlier = env.restore("hist", Bound { to_seq: Some(at), to_time: None }, "hist-then")?;
+    let earlier =
+        env.restore("hist", Bound { to_seq: Some(at), ..Bound::default() }, "hist-then")?;
     let image = earlier.image.to_string_lossy().into_owned();
     ensure!(
         run("qemu-img", &["compare", "-f", "raw", "-F", "raw", &then, &image])?
@@ -180,7 +181,8 @@ fn restore_to_a_time_stops_at_the_writes_made_by_then() -> anyhow::Result<()> {
     let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64;
     std::thread::sleep(std::time::Duration::from_millis(50));
     qemu_io(&uri, &["write -P 0x22 512k 1M", "flush"])?;
-    let restored = env.restore("timed", Bound { to_seq: None, to_time: Some(at) }, "timed-then")?;
+    let restored =
+        env.restore("timed", Bound { to_time: Some(at), ..Bound::default() }, "timed-then")?;
     let image = restored.image.to_string_lossy().into_owned();
     ensure!(
         run("qemu-img", &["compare", "-f", "raw", "-F", "raw", &then, &image])?
@@ -189,7 +191,7 @@ fn restore_to_a_time_stops_at_the_writes_made_by_then() -> anyhow::Result<()> {
     // A time bound reaches into the lineage: the restored disk's own later writes are after it.
     qemu_io(&env.uri("timed-then"), &["write -P 0x23 2M 4k", "flush"])?;
     let again =
-        env.restore("timed-then", Bound { to_seq: None, to_time: Some(at) }, "timed-again")?;
+        env.restore("timed-then", Bound { to_time: Some(at), ..Bound::default() }, "timed-again")?;
     let image = again.image.to_string_lossy().into_owned();
     ensure!(
         run("qemu-img", &["compare", "-f", "raw", "-F", "raw", &then, &image])?

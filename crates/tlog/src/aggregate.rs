@@ -124,6 +124,16 @@ impl Sealed {
     pub fn header(&self) -> &Header {
         &self.header
     }
+
+    /// An envelope as stored elsewhere (a copy of a log, another store, an older strata):
+    /// named by its hash, with a header that decodes. Nothing else is checked here; opening
+    /// it checks the rest.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Sealed> {
+        let hash = *blake3::hash(&bytes).as_bytes();
+        let header = Header::decode(&bytes)
+            .map_err(|e| Error::Corrupted(format!("aggregate {}: {e}", hex(&hash))))?;
+        Ok(Sealed { hash, bytes, header })
+    }
 }
 
 impl Aggregate {

@@ -178,7 +178,10 @@ impl Client {
             .map_err(|_| stopped())
     }
 
-    /// Every sequence up to this one is durable.
+    /// Every sequence up to this one is durable: each one from the first this client sends
+    /// was handed to its background task and acknowledged `FlushOK` by the server (those
+    /// before the first are not this client's, and count as done). Never past a sequence
+    /// taken but not yet handed over, however many threads write at once.
     pub fn durable_to(&self) -> Option<u64> {
         self.durable.borrow().to
     }

@@ -110,7 +110,6 @@ pub fn replay(
         bounds.from_time.is_some() || bounds.from_seq.is_none_or(|f| s.header.last_sequence >= f)
     };
     let mut todo = walk(storage, vdisk, needed)?;
-    check_sequences(vdisk, &todo, bounds.allow_gaps)?;
     // The replay stops at the first aggregate that starts past the upper sequence bound.
     if let Some(to) = bounds.to_seq
         && let Some(stop) = todo.iter().position(|s| s.header.first_sequence > to)
@@ -121,6 +120,9 @@ pub fn replay(
     if let (Some(from), None) = (bounds.from_seq, bounds.from_time) {
         todo.retain(|s| s.header.last_sequence >= from);
     }
+    // Checked over what is replayed, before anything is applied: a gap after the data a
+    // replay applies is reported all the same.
+    check_sequences(vdisk, &todo, bounds.allow_gaps)?;
     let mut image = Image::open(image)?;
     let mut done = Replayed::default();
     let mut at = Progress {
@@ -316,7 +318,7 @@ fn for_each_opened(
             queues.push(rx);
             scope.spawn(move || {
                 for (i, stored) in todo.iter().enumerate().skip(worker).step_by(workers) {
-                    let opened = open(storage, vdisk, key, stored)
+                    let opened = open(storage, vdisk, key, stored, i == 0)
                         .map_err(|e| at_position(e, vdisk, i, todo.len()));
                     let failed = opened.is_err();
                     // A closed queue means the consumer stopped: so does the worker.
@@ -340,13 +342,16 @@ fn for_each_opened(
     })
 }
 
-/// Reads and opens one aggregate. A decryption failure of intact bytes is a wrong key,
-/// not damage, and says so.
+/// Reads and opens one aggregate. A decryption failure of intact bytes in the `first`
+/// aggregate opened is a wrong key, not damage, and says so; in a later one (the errors
+/// are reported in order, so the key opened every aggregate before it) it is a forgery:
+/// an aggregate made without the key, whose plain BLAKE3 name anyone can compute.
 fn open(
     storage: &dyn Storage,
     vdisk: &str,
     key: Option<&Key>,
     stored: &Stored,
+    first: bool,
 ) -> Result<Aggregate> {
     let bytes = storage.get(vdisk, &stored.hash)?;
     Aggregate::open(vdisk, &stored.hash, &bytes, key).map_err(|e| match e {
@@ -354,11 +359,18 @@ fn open(
             if m.contains("decryption failed")
                 && blake3::hash(&bytes).as_bytes() == &stored.hash =>
         {
-            Error::InvalidArgument(format!(
-                "aggregate {}: its bytes are intact but the key does not decrypt them: wrong key \
-                 file (or the log was written for another vdisk id)",
-                hex(&stored.hash)
-            ))
+            let name = hex(&stored.hash);
+            if first {
+                Error::InvalidArgument(format!(
+                    "aggregate {name}: its bytes are intact but the key does not decrypt them: \
+                     wrong key file (or the log was written for another vdisk id)"
+                ))
+            } else {
+                Error::Corrupted(format!(
+                    "aggregate {name}: the key opens the aggregates before it but not this one: \
+                     it was forged (or sealed with another key); refusing it"
+                ))
+            }
         }
         other => other,
     })

@@ -1,17 +1,21 @@
 //! The client against real servers: durability waits, reconnects after cut connections,
 //! resends to a server that ignores blocks, failover between servers.
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::ensure;
 use strata_tlog::client::{Client, ClientConfig};
+use strata_tlog::message::Block;
 use strata_tlog::storage::Storage;
 use strata_tlog::storage::segment::SegmentStore;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
-use crate::harness::{Proxy, Server, config, data, stored_sequences};
+use crate::harness::{Proxy, Server, config, data, replayed, stored_sequences};
+use crate::player::model;
 
 fn client_config(servers: Vec<String>) -> ClientConfig {
     let mut config = ClientConfig::new(servers, "vd");
@@ -171,5 +175,62 @@ async fn durable_never_passes_a_sequence_not_yet_handed_over() -> anyhow::Result
     client.wait_durable(6).await?;
     ensure!(stored_sequences(&*server.storage, "vd")? == (1..=6).collect::<Vec<_>>());
     client.close().await?;
+    Ok(())
+}
+
+// Issue 13: with many threads writing at once, each takes its sequence in one order and
+// hands its block over in another; the durable sequence must never pass a sequence the
+// server has not acknowledged. Every writer checks it against the storage after each
+// block, while others hold sequences they took but have not sent yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn durable_never_passes_an_unacknowledged_sequence_with_many_writers() -> anyhow::Result<()> {
+    const WRITERS: u64 = 16;
+    const BLOCKS: u64 = 640;
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), config(4)).await?;
+    let storage = server.storage.clone();
+    let client = Arc::new(Client::connect(client_config(vec![server.addr.to_string()])).await?);
+    let next = Arc::new(AtomicU64::new(1));
+    let mut writers = tokio::task::JoinSet::new();
+    for writer in 0..WRITERS {
+        let (client, next, storage) = (client.clone(), next.clone(), storage.clone());
+        writers.spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(writer);
+            let mut checks = 0u64;
+            loop {
+                let seq = next.fetch_add(1, Ordering::SeqCst);
+                if seq > BLOCKS {
+                    return anyhow::Ok(checks);
+                }
+                // The window between taking a sequence and handing the block over: mostly
+                // short, now and then long enough for many later blocks to be flushed.
+                let window = if rng.u8(0..16) == 0 { 20_000 } else { rng.u64(0..3000) };
+                tokio::time::sleep(Duration::from_micros(window)).await;
+                let block = Block::write(seq, seq * 4096, data(seq), seq);
+                client.send(block).await?;
+                if let Some(durable) = client.durable_to() {
+                    let stored: HashSet<u64> =
+                        stored_sequences(&*storage, "vd")?.into_iter().collect();
+                    let missing = (1..=durable).find(|s| !stored.contains(s));
+                    ensure!(
+                        missing.is_none(),
+                        "durable to {durable}, but {missing:?} is not stored"
+                    );
+                    checks += 1;
+                }
+            }
+        });
+    }
+    let mut checks = 0;
+    while let Some(done) = writers.join_next().await {
+        checks += done??;
+    }
+    ensure!(checks > BLOCKS / 2, "only {checks} checks saw a durable sequence");
+    client.force_flush(BLOCKS).await?;
+    client.wait_durable(BLOCKS).await?;
+    ensure!(client.durable_to() == Some(BLOCKS));
+    let acknowledged: Vec<Block> =
+        (1..=BLOCKS).map(|s| Block::write(s, s * 4096, data(s), s)).collect();
+    ensure!(replayed(&*storage, "vd", None)? == model(&acknowledged), "replay differs");
     Ok(())
 }

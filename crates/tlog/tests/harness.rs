@@ -192,6 +192,19 @@ pub fn data(seq: u64) -> Bytes {
     Bytes::from(bytes)
 }
 
+/// The image a full replay of `vdisk` makes, read back.
+pub fn replayed(
+    storage: &dyn Storage,
+    vdisk: &str,
+    key: Option<&strata_tlog::aggregate::Key>,
+) -> anyhow::Result<Vec<u8>> {
+    let dir = tempfile::tempdir()?;
+    let image = dir.path().join("image");
+    let bounds = strata_tlog::player::Bounds::default();
+    strata_tlog::player::replay(storage, vdisk, key, bounds, &image, |_| {})?;
+    Ok(std::fs::read(&image)?)
+}
+
 /// Every sequence stored for `vdisk`, from the storage's aggregate headers.
 pub fn stored_sequences(storage: &dyn Storage, vdisk: &str) -> anyhow::Result<Vec<u64>> {
     let mut all = Vec::new();

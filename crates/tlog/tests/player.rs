@@ -32,7 +32,7 @@ fn log(
 }
 
 /// The image `blocks` make, as the player should write it.
-fn model<'a>(blocks: impl IntoIterator<Item = &'a Block>) -> Vec<u8> {
+pub(crate) fn model<'a>(blocks: impl IntoIterator<Item = &'a Block>) -> Vec<u8> {
     let mut image = Vec::new();
     for b in blocks {
         let end = (b.offset + b.size) as usize;
@@ -285,5 +285,115 @@ fn a_forged_plaintext_aggregate_in_a_keyed_log_is_refused() -> anyhow::Result<()
     let err = replay(&store, "vd", Some(&key), Bounds::default(), &image, |_| {}).unwrap_err();
     assert!(err.to_string().contains("not encrypted"), "{err}");
     assert_ne!(store.head("vd")?.map(|s| s.hash), forged, "the forgery is the head");
+    Ok(())
+}
+
+/// `blocks` sealed as strata's format 1 wrote them, on the head of `vd`: the same layout,
+/// version byte 1, no run-start flag, encrypted (when `key` is given) with the header as
+/// authenticated data.
+fn append_format_1(
+    store: &dyn Storage,
+    key: Option<&[u8; 32]>,
+    blocks: Vec<Block>,
+) -> anyhow::Result<()> {
+    use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+    let prev = store.head("vd")?.map_or(strata_tlog::aggregate::NO_PREV, |s| s.hash);
+    let timestamp = blocks.last().map_or(0, |b| b.timestamp);
+    let aggregate =
+        strata_tlog::aggregate::Aggregate { vdisk_id: "vd".into(), timestamp, blocks, prev };
+    let mut bytes = aggregate.seal(None)?.bytes().to_vec();
+    bytes[4] = 1;
+    if let Some(key) = key {
+        bytes[5] |= 2;
+        let nonce: [u8; 12] = std::array::from_fn(|_| fastrand::u8(..));
+        bytes[8..20].copy_from_slice(&nonce);
+        let mut body = bytes.split_off(88);
+        let aad = [&bytes[..], b"vd"].concat();
+        let key = LessSafeKey::new(
+            UnboundKey::new(&AES_256_GCM, key).map_err(|_| anyhow::anyhow!("key"))?,
+        );
+        key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut body,
+        )
+        .map_err(|_| anyhow::anyhow!("seal"))?;
+        bytes.extend_from_slice(&body);
+    }
+    store.append("vd", &strata_tlog::aggregate::Sealed::from_bytes(bytes)?)?;
+    Ok(())
+}
+
+// Issue 13: the aggregate format went to version 2 (the run-start flag); logs written in
+// format 1 are still read, encrypted ones opened with their key as before.
+#[test]
+fn a_format_1_log_still_verifies_and_replays() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let image = tmp.path().join("disk.img");
+    let bytes = [8u8; 32];
+    let key = Key::from_bytes(&bytes);
+    let mut rng = fastrand::Rng::with_seed(11);
+    let store = SegmentStore::open(&tmp.path().join("old"))?;
+    let mut all = Vec::new();
+    for first in [1, 9, 17] {
+        let blocks = random_blocks(&mut rng, first, 8);
+        all.extend(blocks.iter().cloned());
+        append_format_1(&store, Some(&bytes), blocks)?;
+    }
+    assert!(store.list("vd")?.iter().all(|s| s.header.encrypted && !s.header.run_start));
+    let report = verify(&store, "vd", Some(&key), false)?;
+    assert_eq!((report.aggregates, report.encrypted, report.gaps), (3, 3, 0));
+    let done = replay(&store, "vd", Some(&key), Bounds::default(), &image, |_| {})?;
+    assert_eq!(done.last_sequence, Some(24));
+    assert_eq!(std::fs::read(&image)?, model(&all));
+    // Format 2 aggregates chain on after them, as a server of this version appends.
+    let more = random_blocks(&mut rng, 25, 4);
+    all.extend(more.iter().cloned());
+    append_blocks(&store, "vd", Some(&key), more)?;
+    std::fs::remove_file(&image)?;
+    replay(&store, "vd", Some(&key), Bounds::default(), &image, |_| {})?;
+    assert_eq!(std::fs::read(&image)?, model(&all));
+    // Format 1 records no resets: a jump in its sequences is a gap, to be allowed by hand.
+    let plain = SegmentStore::open(&tmp.path().join("reset"))?;
+    append_format_1(&plain, None, random_blocks(&mut rng, 1, 4))?;
+    append_format_1(&plain, None, random_blocks(&mut rng, 100, 4))?;
+    let err = verify(&plain, "vd", None, false).unwrap_err();
+    assert!(err.to_string().contains("sequences 5 to 99 were never stored"), "{err}");
+    assert_eq!(verify(&plain, "vd", None, true)?.gaps, 1);
+    Ok(())
+}
+
+// Issue 13: a gap must be reported wherever it is, even with data continuing after it;
+// a reset the chain records is not one, and a replay that does not cross the gap is not
+// stopped by it.
+#[test]
+fn a_gap_inside_the_log_is_reported_by_position_and_sequences() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let image = tmp.path().join("disk.img");
+    let store = SegmentStore::open(tmp.path())?;
+    append_run(&store, 1, 10, false)?;
+    append_run(&store, 20, 25, false)?;
+    append_run(&store, 26, 30, false)?;
+    append_run(&store, 40, 45, true)?;
+    let names: Vec<String> = store.list("vd")?.iter().map(|s| hex(&s.hash)).collect();
+    let err = verify(&store, "vd", None, false).unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, Error::Corrupted(_)), "{message}");
+    assert!(message.contains("between aggregates 1"), "{message}");
+    assert!(message.contains(&names[0]) && message.contains(&names[1]), "{message}");
+    assert!(message.contains("sequences 11 to 19 were never stored"), "{message}");
+    let err = replay(&store, "vd", None, Bounds::default(), &image, |_| {}).unwrap_err();
+    assert!(err.to_string().contains("sequences 11 to 19"), "{err}");
+    assert!(!image.exists(), "a replay that found a gap wrote an image");
+    // Only the unrecorded gap counts; the recorded reset (30 to 40) does not.
+    assert_eq!(verify(&store, "vd", None, true)?.gaps, 1);
+    let allowed = Bounds { allow_gaps: true, ..Bounds::default() };
+    assert_eq!(replay(&store, "vd", None, allowed, &image, |_| {})?.last_sequence, Some(45));
+    // Replays on one side of the gap do not cross it.
+    std::fs::remove_file(&image)?;
+    let before = Bounds { to_seq: Some(8), ..Bounds::default() };
+    assert_eq!(replay(&store, "vd", None, before, &image, |_| {})?.last_sequence, Some(8));
+    let after = Bounds { from_seq: Some(22), ..Bounds::default() };
+    assert_eq!(replay(&store, "vd", None, after, &image, |_| {})?.last_sequence, Some(45));
     Ok(())
 }

@@ -1,14 +1,21 @@
 //! The server, checked through raw protocol messages: handshakes, ordering, duplicates,
 //! flush triggers, resets, bad input.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::ensure;
-use strata_tlog::message::{MessageType, handshake_status, status};
+use strata_tlog::Error;
+use strata_tlog::aggregate::Key;
+use strata_tlog::message::{Block, MessageType, handshake_status, status};
+use strata_tlog::player::verify;
 use strata_tlog::server::ServerConfig;
+use strata_tlog::storage::Storage;
+use strata_tlog::storage::segment::SegmentStore;
 use strata_tlog::version::{Version, stage};
 
-use crate::harness::{Raw, Server, block, config, stored_sequences};
+use crate::harness::{Raw, Server, block, config, data, replayed, stored_sequences};
+use crate::player::model;
 
 #[tokio::test]
 async fn every_block_gets_recv_ok_then_flush_ok() -> anyhow::Result<()> {
@@ -166,20 +173,122 @@ async fn after_a_reset_flush_ok_means_stored_and_nothing_else() -> anyhow::Resul
     Ok(())
 }
 
+// Issue 13: after a restart the server knew the log only up to its head and answered
+// FlushOK for any sequence at or below it, including sequences a reset skipped and blocks
+// other than the ones stored.
 #[tokio::test]
-async fn a_server_with_a_key_refuses_a_vdisk_whose_head_is_plaintext() -> anyhow::Result<()> {
+async fn a_restarted_server_answers_flush_ok_only_for_blocks_the_chain_holds() -> anyhow::Result<()>
+{
     let dir = tempfile::tempdir()?;
-    {
-        let store = strata_tlog::storage::segment::SegmentStore::open(dir.path())?;
-        crate::storage::append_blocks(&store, "vd", None, vec![block(1), block(2)])?;
+    let storage: Arc<dyn Storage> = Arc::new(SegmentStore::open(dir.path())?);
+    let server = Server::on(storage.clone(), config(100)).await?;
+    let mut first = Raw::attach(server.addr, "vd", 1, false).await?;
+    for seq in 1..=3 {
+        first.block(&block(seq)).await?;
     }
-    let key = strata_tlog::aggregate::Key::from_bytes(&[5; 32]);
-    let server = Server::start(dir.path(), ServerConfig { key: Some(key), ..config(10) }).await?;
-    let mut raw = Raw::connect(server.addr).await?;
-    let refused = raw.handshake(Version::CURRENT.0, "vd", 3, false).await;
-    ensure!(refused.map_or(true, |status| status != 1), "a forged head was accepted");
-    // Other vdisks are served as usual.
-    Raw::attach(server.addr, "other", 1, false).await?;
+    first.command(MessageType::ForceFlushAtSeq, 3).await?;
+    first.until(|r| r.status == status::FLUSH_OK && r.sequences == [1, 2, 3]).await?;
+    let mut second = Raw::attach(server.addr, "vd", 100, true).await?;
+    second.block(&block(100)).await?;
+    second.command(MessageType::ForceFlushAtSeq, 100).await?;
+    second.until(|r| r.status == status::FLUSH_OK && r.sequences == [100]).await?;
+    server.stop().await?;
+
+    // A new server knows the log only from the storage.
+    let server = Server::on(storage.clone(), config(100)).await?;
+    let mut again = Raw::attach(server.addr, "vd", 101, false).await?;
+    let other = Block::write(2, 2 * 4096, data(77), 1_002);
+    let resends = [
+        (block(2), status::FLUSH_OK),
+        (block(50), status::RECV_FAILED),
+        (block(100), status::FLUSH_OK),
+        (other, status::RECV_FAILED),
+    ];
+    for (resent, want) in resends {
+        let seq = resent.sequence;
+        again.block(&resent).await?;
+        let answer = again.until(|r| r.sequences == [seq]).await?;
+        ensure!(answer.status == want, "block {seq}: status {} not {want}", answer.status);
+    }
+    ensure!(stored_sequences(&*storage, "vd")? == [1, 2, 3, 100]);
+    let acknowledged = [block(1), block(2), block(3), block(100)];
+    ensure!(replayed(&*storage, "vd", None)? == model(&acknowledged), "replay differs");
+    Ok(())
+}
+
+// Issue 13: a reset that dies with its server before anything of the new run is stored
+// leaves no trace; the client's reconnect (no reset) resends blocks under sequences the
+// log holds other blocks for, and they were answered FlushOK.
+#[tokio::test]
+async fn a_reset_lost_in_a_crash_does_not_pass_old_blocks_for_new_ones() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let storage: Arc<dyn Storage> = Arc::new(SegmentStore::open(dir.path())?);
+    let server = Server::on(storage.clone(), config(100)).await?;
+    let mut writer = Raw::attach(server.addr, "vd", 1, false).await?;
+    for seq in 1..=10 {
+        writer.block(&block(seq)).await?;
+    }
+    writer.command(MessageType::ForceFlushAtSeq, 10).await?;
+    writer.until(|r| r.status == status::FLUSH_OK && r.sequences.contains(&10)).await?;
+    server.stop().await?;
+
+    let rewritten = |seq: u64| Block::write(seq, seq * 4096, data(seq + 1000), 5_000 + seq);
+    let server = Server::on(storage.clone(), config(100)).await?;
+    let mut client = Raw::attach(server.addr, "vd", 5, true).await?;
+    for seq in 5..=7 {
+        client.block(&rewritten(seq)).await?;
+        client.until(|r| r.status == status::RECV_OK && r.sequences == [seq]).await?;
+    }
+    server.crash();
+
+    let server = Server::on(storage.clone(), config(100)).await?;
+    // The client reconnects as after any cut: from its oldest unflushed sequence.
+    let mut client = Raw::attach(server.addr, "vd", 5, false).await?;
+    for seq in 5..=7 {
+        client.block(&rewritten(seq)).await?;
+        let answer = client.until(|r| r.sequences == [seq]).await?;
+        ensure!(answer.status == status::RECV_FAILED, "block {seq}: status {}", answer.status);
+    }
+    // The blocks the log does hold are still answered as stored.
+    client.block(&block(6)).await?;
+    client.until(|r| r.status == status::FLUSH_OK && r.sequences == [6]).await?;
+    let acknowledged: Vec<Block> = (1..=10).map(block).collect();
+    ensure!(replayed(&*storage, "vd", None)? == model(&acknowledged), "replay differs");
+    Ok(())
+}
+
+// Issue 13: whoever can write the storage but has no key appended an aggregate that names
+// the head as prev; a server with the key chained new blocks after it. A plaintext one and
+// one sealed with another key are both refused, by the server and by the player.
+#[tokio::test]
+async fn a_server_with_a_key_refuses_forged_heads() -> anyhow::Result<()> {
+    let key = Key::from_bytes(&[5; 32]);
+    let other = Key::from_bytes(&[6; 32]);
+    for (name, forger) in [("plaintext", None), ("another key", Some(&other))] {
+        let dir = tempfile::tempdir()?;
+        let storage: Arc<dyn Storage> = Arc::new(SegmentStore::open(dir.path())?);
+        let keyed = || ServerConfig { key: Some(key.clone()), ..config(10) };
+        let server = Server::on(storage.clone(), keyed()).await?;
+        let mut raw = Raw::attach(server.addr, "vd", 1, false).await?;
+        for seq in 1..=4 {
+            raw.block(&block(seq)).await?;
+        }
+        raw.command(MessageType::ForceFlushAtSeq, 4).await?;
+        raw.until(|r| r.status == status::FLUSH_OK && r.sequences.contains(&4)).await?;
+        server.stop().await?;
+        crate::storage::append_blocks(&*storage, "vd", forger, vec![block(5), block(6)])?;
+
+        let server = Server::on(storage.clone(), keyed()).await?;
+        let mut raw = Raw::connect(server.addr).await?;
+        let refused = raw.handshake(Version::CURRENT.0, "vd", 7, false).await;
+        ensure!(refused.map_or(true, |status| status != 1), "{name}: a forged head was accepted");
+        let err = verify(&*storage, "vd", Some(&key), false).map(drop).unwrap_err();
+        ensure!(matches!(err, Error::Corrupted(_)), "{name}: {err}");
+        let err = replayed(&*storage, "vd", Some(&key)).map(drop).unwrap_err();
+        ensure!(err.to_string().contains("forged"), "{name}: {err}");
+        // Other vdisks are served as usual.
+        Raw::attach(server.addr, "other", 1, false).await?;
+    }
     Ok(())
 }
 

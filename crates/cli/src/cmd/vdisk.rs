@@ -100,6 +100,10 @@ struct RestoreArgs {
     /// Restore into a new vdisk of this name instead of in place.
     #[arg(long = "as", value_name = "NEW")]
     as_new: Option<String>,
+    /// Replay across gaps and overlaps in the sequences that a log does not record as a
+    /// reset (each is logged as a warning); without it they stop the restore with an error.
+    #[arg(long)]
+    allow_gaps: bool,
     /// The tlog's segment store [default: DATA-DIR/tlog]; for a log on Redis servers give
     /// --redis-servers (or [tlog.redis] in the config) instead.
     #[arg(long, value_name = "DIR", conflicts_with = "redis_servers")]
@@ -201,7 +205,7 @@ pub(crate) fn run(args: VdiskArgs, config: &Config, data_dir: &Path) -> anyhow::
                 .map(strata_tlog::keyfile::read_key_file)
                 .transpose()
                 .context("read the tlog key (give --key-file)")?;
-            let bound = Bound { to_seq: a.to_seq, to_time: a.to_time };
+            let bound = Bound { to_seq: a.to_seq, to_time: a.to_time, allow_gaps: a.allow_gaps };
             let bar = progress_bar();
             let vdisk = restore::restore(
                 &records,

@@ -4,10 +4,12 @@
 //! - `listener`: the accept loop, the connection limit and shutdown.
 //! - `handler`: one connection: handshake, then blocks and commands.
 //! - `vdisk`: one task per vdisk, owning its ordering buffer, flush triggers and chain head.
+//! - `stored`: what the chain holds under a sequence, for answering resent blocks.
 
 mod handler;
 mod listener;
 mod slave;
+mod stored;
 mod vdisk;
 
 use std::sync::Arc;

@@ -3,8 +3,10 @@
 //!
 //! Ordering: a block with the expected sequence joins the ordered buffer and the expected
 //! sequence advances, pulling any waiting successors out of the out-of-order buffer; a later
-//! block waits there; an earlier one is a duplicate, answered `FlushOK` again when it was
-//! flushed and `RecvOK` when it is still buffered. Flushes happen when the ordered buffer
+//! block waits there; an earlier one is a duplicate, answered `RecvOK` while it waits to be
+//! flushed, `FlushOK` again only when the chain holds that very block, and `RecvFailed`
+//! otherwise (a sequence a reset skipped, or a different block under a stored sequence), so
+//! `FlushOK` always means "this block is durable". Flushes happen when the ordered buffer
 //! holds `flush_size` blocks, when `flush_time` has passed since the last flush, and when a
 //! forced flush's sequence has been ordered. A flush answers `FlushOK` only after storage
 //! said the aggregates and the new head are durable; a failed flush answers `FlushFailed`
@@ -21,6 +23,7 @@ use tokio::time::Instant;
 use crate::aggregate::{Aggregate, Hash, NO_PREV};
 use crate::message::{Block, Response, status};
 use crate::server::Shared;
+use crate::server::stored::{Found, StoredBlocks, check_head};
 use crate::{Error, Result};
 
 /// The most events waiting for one vdisk task before senders wait.
@@ -79,16 +82,11 @@ impl Registry {
         let head = tokio::task::spawn_blocking(move || storage.head(&id))
             .await
             .map_err(|e| Error::Unavailable(format!("storage task failed: {e}")))??;
-        if let Some(head) = head
-            && shared.config.key.is_some()
-            && !head.header.encrypted
-        {
-            return Err(Error::Corrupted(format!(
-                "vdisk {vdisk}: the head aggregate {} is not encrypted, but this server has a \
-                 key: it was forged or written without the key; refusing the vdisk (check it \
-                 with `strata tlog verify`)",
-                crate::aggregate::hex(&head.hash)
-            )));
+        if let Some(head) = head {
+            let (shared, id) = (shared.clone(), vdisk.to_string());
+            tokio::task::spawn_blocking(move || check_head(&shared, &id, &head))
+                .await
+                .map_err(|e| Error::Unavailable(format!("storage task failed: {e}")))??;
         }
         let (events, queue) = mpsc::channel(EVENT_QUEUE);
         let handle =
@@ -100,10 +98,7 @@ impl Registry {
             ordered: Vec::new(),
             waiting: BTreeMap::new(),
             flushed_to: head.map(|h| h.header.last_sequence),
-            // The log as found counts as stored up to its head (`strata tlog verify`
-            // checks it has no gaps); a reset starts a new run.
-            durable: head.map(|h| (0, h.header.last_sequence)).into_iter().collect(),
-            run_start: 0,
+            stored: StoredBlocks::default(),
             run_start_pending: false,
             head: head.map_or(NO_PREV, |h| h.hash),
             force_at: None,
@@ -139,13 +134,12 @@ struct VdiskTask {
     ordered: Vec<(Block, OwnedSemaphorePermit)>,
     /// Blocks that arrived ahead of a gap.
     waiting: BTreeMap<u64, (Block, OwnedSemaphorePermit)>,
-    /// The highest sequence flushed.
+    /// The highest sequence flushed in the current order of sequences (after a reset, the
+    /// one before the reset point). Only for flush triggers: `FlushOK` for a resent block
+    /// is decided by what the chain holds (`stored`).
     flushed_to: Option<u64>,
-    /// The sequences known stored, as inclusive ranges: the log as found, then each run
-    /// between resets. Only these are ever answered `FlushOK` again.
-    durable: Vec<(u64, u64)>,
-    /// The first sequence of the current run (0 until a reset).
-    run_start: u64,
+    /// Headers and blocks read from the chain to answer resent blocks.
+    stored: StoredBlocks,
     /// The next aggregate starts a new run and is marked so in the chain.
     run_start_pending: bool,
     /// The name of the newest stored aggregate.
@@ -223,15 +217,14 @@ impl VdiskTask {
                     let expected = first_sequence.max(after_flushed);
                     self.expected = Some(expected);
                     if expected > after_flushed && self.flushed_to.is_some() {
-                        // The client skips sequences the log never had: those are never
-                        // answered as if they might still come, and the chain records it.
-                        self.run_start = expected;
+                        // The client skips sequences the log never had: the chain records
+                        // it, so the player does not take the jump for a gap.
                         self.run_start_pending = true;
                     }
                 }
                 self.clients.insert(conn, responses);
             }
-            Event::Block { conn, block, budget } => self.receive(conn, block, budget),
+            Event::Block { conn, block, budget } => self.receive(conn, block, budget).await,
             Event::ForceFlush { sequence } => {
                 if self.flushed_to.is_none_or(|f| f < sequence) {
                     self.force_at = Some(self.force_at.map_or(sequence, |s| s.min(sequence)));
@@ -279,41 +272,25 @@ impl VdiskTask {
         for other in others {
             self.clients.remove(&other);
         }
-        // Sequences from `first_sequence` on belong to the new run: blocks stored under
-        // them before no longer count as its blocks.
-        self.durable.retain(|&(start, _)| start < first_sequence);
-        for range in &mut self.durable {
-            range.1 = range.1.min(first_sequence.saturating_sub(1));
-        }
-        self.run_start = first_sequence;
-        self.run_start_pending = self.flushed_to.is_some();
+        // The next aggregate is marked as a new run's start, so the chain records the reset:
+        // a resent block is then looked up in the sequences as they run after it (blocks
+        // stored under sequences from `first_sequence` on before the reset are not its).
+        self.run_start_pending = self.head != NO_PREV;
+        self.flushed_to = first_sequence.checked_sub(1);
         self.expected = Some(first_sequence);
         self.force_at = None;
         tracing::info!(vdisk = %self.id, first_sequence, "first sequence reset");
         Ok(())
     }
 
-    fn receive(&mut self, conn: u64, block: Block, budget: OwnedSemaphorePermit) {
+    async fn receive(&mut self, conn: u64, block: Block, budget: OwnedSemaphorePermit) {
         let sequence = block.sequence;
         let expected = *self.expected.get_or_insert(sequence);
         if sequence < expected {
-            // A duplicate: FlushOK only when the block is stored, RecvOK while it waits in
-            // this run, and RecvFailed for a sequence a reset skipped, which was never
-            // stored and never will be.
-            let status = if self.durable.iter().any(|&(a, b)| (a..=b).contains(&sequence)) {
-                status::FLUSH_OK
-            } else if sequence >= self.run_start {
-                status::RECV_OK
-            } else {
-                tracing::warn!(
-                    vdisk = %self.id,
-                    sequence,
-                    run_start = self.run_start,
-                    "a block below the reset point was never stored; refused"
-                );
-                status::RECV_FAILED
-            };
-            self.reply(conn, Response { status, sequences: vec![sequence] });
+            drop(budget);
+            if let Some(status) = self.duplicate(&block).await {
+                self.reply(conn, Response { status, sequences: vec![sequence] });
+            }
             return;
         }
         if sequence > expected {
@@ -328,6 +305,58 @@ impl VdiskTask {
             self.expected = Some(next);
         }
         self.reply(conn, Response { status: status::RECV_OK, sequences: vec![sequence] });
+    }
+
+    /// The answer to a block below the expected sequence: `RecvOK` while it waits to be
+    /// flushed in this run, `FlushOK` when the chain holds that very block, `RecvFailed`
+    /// when it holds another one or none (a sequence a reset skipped: never stored, and
+    /// never will be under this order). No answer when storage cannot tell now: the client
+    /// sends it again later, and nothing claims it durable meanwhile.
+    async fn duplicate(&mut self, block: &Block) -> Option<i8> {
+        let sequence = block.sequence;
+        let in_flight = self.in_flight.as_ref().is_some_and(|f| {
+            f.sequences.first().is_some_and(|&a| a <= sequence)
+                && f.sequences.last().is_some_and(|&b| sequence <= b)
+        });
+        let ordered = self.ordered.first().is_some_and(|(b, _)| b.sequence <= sequence);
+        if in_flight || ordered {
+            return Some(status::RECV_OK);
+        }
+        let mut stored = std::mem::take(&mut self.stored);
+        let (shared, vdisk, head, copy) =
+            (self.shared.clone(), self.id.clone(), self.head, block.clone());
+        let looked = tokio::task::spawn_blocking(move || {
+            let found = stored.find(&shared, &vdisk, head, &copy);
+            (stored, found)
+        })
+        .await;
+        let found = match looked {
+            Ok((stored, found)) => {
+                self.stored = stored;
+                found
+            }
+            Err(e) => Err(Error::Unavailable(format!("storage task failed: {e}"))),
+        };
+        match found {
+            Ok(Found::Same) => Some(status::FLUSH_OK),
+            Ok(found) => {
+                tracing::warn!(
+                    vdisk = %self.id,
+                    sequence,
+                    "a resent block is not the one stored under its sequence ({}); refused",
+                    if found == Found::Never {
+                        "none is: a reset skipped it"
+                    } else {
+                        "another block is"
+                    }
+                );
+                Some(status::RECV_FAILED)
+            }
+            Err(err) => {
+                tracing::error!(vdisk = %self.id, sequence, error = %err, "cannot tell whether a resent block is stored; not answered");
+                None
+            }
+        }
     }
 
     fn flush_due(&self) -> bool {
@@ -384,12 +413,6 @@ impl VdiskTask {
                 let last = sequences.last().copied();
                 self.head = head;
                 self.flushed_to = last;
-                if let (Some(&first), Some(last)) = (sequences.first(), last) {
-                    match self.durable.last_mut() {
-                        Some(range) if range.1.checked_add(1) == Some(first) => range.1 = last,
-                        _ => self.durable.push((first, last)),
-                    }
-                }
                 if self.force_at.is_some_and(|at| last.is_some_and(|l| l >= at)) {
                     self.force_at = None;
                 }
