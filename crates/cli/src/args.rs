@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use strata_tlog::config::RedisFlags;
 
 use crate::cmd;
 
@@ -126,6 +127,35 @@ impl Command {
             | Command::Pull(_)
             | Command::Sync(_)
             | Command::Vdisk(_) => tracing::Level::WARN,
+        }
+    }
+}
+
+/// Where the log is kept, for every command that reads or serves a tlog: flags win over
+/// `[tlog.redis]`; with neither, the segment files in DATA-DIR/tlog.
+#[derive(Debug, Args)]
+pub(crate) struct TlogStoreArgs {
+    /// Keep aggregates erasure-coded on these Redis-protocol servers (HOST:PORT[/DB], in
+    /// shard order) instead of DATA-DIR/tlog; fewer than K+M are filled up on consecutive
+    /// ports after the last.
+    #[arg(long, value_name = "HOST:PORT[,…]", value_delimiter = ',')]
+    redis_servers: Vec<String>,
+    /// With --redis-servers: the data shards K; any K servers rebuild every aggregate
+    /// [default: 4].
+    #[arg(long, value_name = "K", requires = "redis_servers")]
+    data_shards: Option<usize>,
+    /// With --redis-servers: the parity shards M; up to M servers may be lost [default: 2].
+    #[arg(long, value_name = "M", requires = "redis_servers")]
+    parity_shards: Option<usize>,
+}
+
+impl TlogStoreArgs {
+    /// The flags, for `strata_tlog::config` to merge over `[tlog.redis]`.
+    pub(crate) fn flags(&self) -> RedisFlags {
+        RedisFlags {
+            servers: self.redis_servers.clone(),
+            data_shards: self.data_shards,
+            parity_shards: self.parity_shards,
         }
     }
 }

@@ -19,11 +19,11 @@ pub(crate) struct Config {
     /// The checkpoint service (`[ckpt]`).
     pub(crate) ckpt: strata_ckpt::CkptConfig,
     /// The tlog server and where the log is kept (`[tlog]`, `[tlog.redis]`).
-    pub(crate) tlog: crate::cmd::tlog::TlogConfig,
+    pub(crate) tlog: strata_tlog::config::TlogConfig,
     /// The hub server and the local volume store (`[hub]`).
-    pub(crate) hub: crate::cmd::hub::HubConfig,
+    pub(crate) hub: strata_hub::HubConfig,
     /// The NBD server and vdisks (`[nbd]`).
-    pub(crate) nbd: crate::cmd::nbd::NbdConfig,
+    pub(crate) nbd: strata_nbd::NbdConfig,
 }
 
 /// A configuration file that cannot be read or is not valid.

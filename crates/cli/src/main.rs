@@ -6,7 +6,9 @@ mod cmd;
 mod config;
 mod exit;
 mod logging;
+mod open;
 mod runtime;
+mod show;
 
 use std::process::ExitCode;
 

@@ -40,6 +40,9 @@ pub enum Error {
     /// The blob store failed.
     #[error("blob store: {0}")]
     Blob(String),
+    /// A volume's files or blobs could not be read, written or applied.
+    #[error(transparent)]
+    Volume(#[from] strata_volume::Error),
     /// A file or socket operation failed.
     #[error("{what}: {source}")]
     Io {
@@ -78,6 +81,7 @@ impl Error {
                 Category::FailedPrecondition
             }
             Error::Kv(err) => err.category(),
+            Error::Volume(err) => err.category(),
             Error::Blob(_) | Error::Io { .. } | Error::Unavailable(_) => Category::Unavailable,
             Error::Corrupted(_) => Category::Corrupted,
             Error::Rejected { status, .. } => match status {

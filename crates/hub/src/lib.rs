@@ -12,17 +12,21 @@
 //! - [`transfer`]: push, pull and sync of one volume set against a [`Remote`].
 //! - [`server`] and [`client`]: the JSON HTTP API (`docs/hub-openapi.yaml`) and its client,
 //!   a [`Remote`]; [`tokens`]: bearer tokens kept as hashes in a file the server re-reads.
+//! - [`workspace`]: a data directory's volumes, made from snapshots and snapshotted back.
+//! - [`graph`] and [`Conflict::table`]: the history and a conflict drawn for people.
 
 pub mod client;
 mod config;
 mod error;
 pub mod model;
+mod render;
 pub mod server;
 pub mod service;
 mod store;
 pub mod sync;
 pub mod tokens;
 pub mod transfer;
+pub mod workspace;
 
 pub use crate::client::Client;
 pub use crate::config::HubConfig;
@@ -30,6 +34,7 @@ pub use crate::error::{Category, Error, Result};
 pub use crate::model::{
     Attrs, Branch, BranchMeta, Bush, Snapshot, SnapshotMeta, Volume, VolumeSet, VolumeSetMeta,
 };
+pub use crate::render::graph;
 pub use crate::server::{HubServerConfig, Server};
 pub use crate::service::HubService;
 pub use crate::store::{
@@ -37,6 +42,7 @@ pub use crate::store::{
 };
 pub use crate::sync::{Decision, decide};
 pub use crate::transfer::{Conflict, InProcess, Local, NoProgress, Progress, Remote, Report};
+pub use crate::workspace::{Take, Taken, Workspace};
 
 /// The OpenAPI 3 description of the HTTP API, as served at `GET /openapi.yaml`.
 pub const OPENAPI: &str = include_str!("../../../docs/hub-openapi.yaml");

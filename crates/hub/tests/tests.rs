@@ -6,3 +6,4 @@ mod model;
 mod server;
 mod sync;
 mod util;
+mod workspace;

@@ -2,13 +2,53 @@
 //! their validation. Flags of the commands win over these; this module merges them.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::storage::redis::RedisConfig;
+use crate::aggregate::Key;
+use crate::keyfile::{read_key_file, write_key_file};
+use crate::storage::Storage;
+use crate::storage::redis::{RedisConfig, RedisStore};
+use crate::storage::segment::SegmentStore;
 use crate::{Error, Result};
+
+/// The key file `strata serve` makes on first start, in the data directory.
+pub const DEFAULT_KEY_FILE: &str = "tlog.key";
+
+/// Where a data directory keeps the segment files.
+pub fn segment_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("tlog")
+}
+
+/// A log opened for reading, and where it is (for messages).
+pub struct Reader {
+    /// The store.
+    pub storage: Box<dyn Storage>,
+    /// The directory or the Redis servers, as people name them.
+    pub place: String,
+}
+
+impl Reader {
+    /// The error for a vdisk without aggregates here, naming the vdisks there are.
+    pub fn no_aggregates(&self, vdisk: &str) -> Error {
+        let known = self.storage.vdisks().unwrap_or_default();
+        let hint = if known.is_empty() {
+            "it holds no vdisks".to_string()
+        } else {
+            format!("it holds {}", known.join(", "))
+        };
+        Error::NotFound(format!("vdisk {vdisk}: no aggregates in {} ({hint})", self.place))
+    }
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader").field("place", &self.place).finish_non_exhaustive()
+    }
+}
 
 /// `[tlog]`: every field optional; [`TlogConfig::validate`] checks the whole.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -130,6 +170,55 @@ impl TlogConfig {
         redis.auto_fill().map_err(named)?;
         redis.validate().map_err(named)?;
         Ok(Some(redis))
+    }
+
+    /// The log for readers (replay, verify, restore, ls): the Redis servers `flags` or
+    /// `[tlog.redis]` name, else the segment files in `segments` opened read-only, so a
+    /// running server is not disturbed.
+    pub fn open_reader(&self, flags: &RedisFlags, segments: &Path) -> Result<Reader> {
+        if let Some(redis) = self.redis_config(flags)? {
+            let place = format!("redis servers {}", redis.servers.join(","));
+            return Ok(Reader { storage: Box::new(RedisStore::connect(redis)?), place });
+        }
+        let storage = SegmentStore::open_read_only(segments)?;
+        Ok(Reader { storage: Box::new(storage), place: segments.display().to_string() })
+    }
+
+    /// The log a server writes to: the Redis servers `flags` or `[tlog.redis]` name, else
+    /// the segment files in DATA-DIR/tlog (created when missing), locked for this process.
+    pub fn open_writer(&self, flags: &RedisFlags, data_dir: &Path) -> Result<Arc<dyn Storage>> {
+        if let Some(redis) = self.redis_config(flags)? {
+            tracing::info!(servers = ?redis.servers, k = redis.data_shards, m = redis.parity_shards, "tlog on redis");
+            return Ok(Arc::new(RedisStore::connect(redis)?));
+        }
+        let dir = segment_dir(data_dir);
+        std::fs::create_dir_all(&dir).map_err(Error::file(&dir))?;
+        Ok(Arc::new(SegmentStore::open(&dir)?))
+    }
+
+    /// The key readers open a log with: the file `flag` names, else `key_file`, else
+    /// DATA-DIR/tlog.key when `strata serve` made one; `None` when there is none (a log
+    /// written without encryption needs none).
+    pub fn reader_key(&self, flag: Option<&Path>, data_dir: &Path) -> Result<Option<Key>> {
+        let default = data_dir.join(DEFAULT_KEY_FILE);
+        let file = flag
+            .or(self.key_file.as_deref())
+            .or_else(|| default.exists().then_some(default.as_path()));
+        file.map(read_key_file).transpose()
+    }
+
+    /// The key a server encrypts with: `key_file`, else DATA-DIR/tlog.key, made on first
+    /// use.
+    pub fn server_key(&self, data_dir: &Path) -> Result<Key> {
+        if let Some(path) = &self.key_file {
+            return read_key_file(path);
+        }
+        let path = data_dir.join(DEFAULT_KEY_FILE);
+        if !path.exists() {
+            write_key_file(&path)?;
+            tracing::info!(path = %path.display(), "generated the tlog encryption key; back it up");
+        }
+        read_key_file(&path)
     }
 }
 

@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use strata_hub::{Hub, HubService};
-use strata_kv::{EngineKind, Store};
+use strata_hub::HubService;
 use strata_volume::BlobStore;
 
 use crate::config::Config;
@@ -77,44 +76,15 @@ impl HubArgs {
     }
 }
 
-pub(crate) use strata_hub::HubConfig;
-
 /// DATA-DIR/hub.
 pub(crate) fn hub_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("hub")
 }
 
-/// Opens a hub store: its own redb file at `redb_path` (waiting up to 10 s while another
-/// process has it open), or the configured etcd under `etcd_prefix`.
-pub(crate) fn open_store(
-    config: &Config,
-    redb_path: &Path,
-    etcd_prefix: &str,
-) -> anyhow::Result<Hub> {
-    match config.kv.engine {
-        EngineKind::Redb => {
-            if let Some(dir) = redb_path.parent() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("create {}", dir.display()))?;
-            }
-            // Another volume command may hold the file for a moment: wait for it.
-            let store = Store::redb_waiting(redb_path, std::time::Duration::from_secs(10))
-                .with_context(|| format!("open {}", redb_path.display()))?;
-            Ok(Hub::new(store, ""))
-        }
-        EngineKind::Etcd => {
-            let store = Store::etcd(&config.kv.etcd).with_context(|| {
-                format!("open the kv store on etcd {}", config.kv.etcd.endpoints.join(","))
-            })?;
-            Ok(Hub::new(store, etcd_prefix))
-        }
-    }
-}
-
 /// The hub server's service on DATA-DIR/hub.
 pub(crate) fn open_service(config: &Config, data_dir: &Path) -> anyhow::Result<HubService> {
     let dir = hub_dir(data_dir);
-    let hub = open_store(config, &dir.join("store.redb"), "hub/")?;
+    let hub = crate::open::hub_store(config, &dir.join("store.redb"), "hub/")?;
     let blobs = BlobStore::open(&dir.join("blobs"))
         .with_context(|| format!("open {}", dir.join("blobs").display()))?;
     Ok(HubService::new(hub, blobs))

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
-use strata_kv::{EngineKind, KvConfig, Read, Store};
+use strata_kv::{EngineKind, KvConfig, Read};
 
 use crate::config::Config;
 use crate::exit::Failure;
@@ -74,7 +74,7 @@ enum KvCommand {
 
 pub(crate) fn run(args: KvArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
     let kv = kv_config(&args, &config.kv);
-    let store = open(&kv, data_dir)?;
+    let store = crate::open::kv(&kv, data_dir)?;
     let mut out = std::io::stdout().lock();
     match args.command {
         KvCommand::Get { key, json } => {
@@ -155,20 +155,6 @@ fn kv_config(args: &KvArgs, base: &KvConfig) -> KvConfig {
         None => {}
     }
     kv
-}
-
-/// Opens the store, creating the data directory for the embedded engine.
-pub(crate) fn open(kv: &KvConfig, data_dir: &Path) -> anyhow::Result<Store> {
-    if kv.engine == EngineKind::Redb {
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("create data directory {}", data_dir.display()))?;
-    }
-    let store = Store::open(kv, data_dir).with_context(|| match kv.engine {
-        EngineKind::Redb => format!("open the kv store in {}", data_dir.display()),
-        EngineKind::Etcd => format!("open the kv store on etcd {}", kv.etcd.endpoints.join(",")),
-    })?;
-    tracing::debug!(engine = store.engine_name(), "kv store open");
-    Ok(store)
 }
 
 fn entry_json(key: &[u8], value: &[u8]) -> serde_json::Value {

@@ -9,7 +9,6 @@ pub(crate) mod serve;
 pub(crate) mod snapshot;
 pub(crate) mod snapshotter;
 pub(crate) mod tlog;
-pub(crate) mod tlog_read;
 pub(crate) mod vdisk;
 pub(crate) mod volume;
 

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use strata_kv::EngineKind;
-use strata_nbd::{Listen, NbdServer, Records};
+use strata_nbd::{Listen, NbdServer};
 
 use crate::config::Config;
 
@@ -49,27 +48,6 @@ pub(crate) struct NbdServeArgs {
     max_connections: Option<usize>,
 }
 
-pub(crate) use strata_nbd::NbdConfig;
-
-/// Where vdisk records live: their own redb file under DATA-DIR/vdisks on the embedded
-/// default (opened only per transaction, so the server and `strata vdisk` share it), the
-/// kv store itself on etcd (`store` when the caller has it open already).
-pub(crate) fn records(
-    config: &Config,
-    data_dir: &Path,
-    store: Option<&strata_kv::Store>,
-) -> anyhow::Result<Records> {
-    if config.kv.engine == EngineKind::Redb {
-        return Ok(Records::embedded(data_dir));
-    }
-    let images = config.nbd.images_dir.clone().unwrap_or_else(|| data_dir.join("vdisks"));
-    let store = match store {
-        Some(store) => store.clone(),
-        None => super::kv::open(&config.kv, data_dir)?,
-    };
-    Ok(Records::shared(store, &images))
-}
-
 pub(crate) fn run(args: NbdArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
     match args.command {
         NbdCommand::Serve(args) => serve(args, config, data_dir),
@@ -89,7 +67,7 @@ fn serve(args: NbdServeArgs, config: &Config, data_dir: &Path) -> anyhow::Result
         None => nbd.listen_addr()?,
     };
     let socket = args.socket.or_else(|| nbd.socket.clone());
-    let records = records(config, data_dir, None)?;
+    let records = crate::open::vdisk_records(config, data_dir, None)?;
     let server = NbdServer::new(records, server_config.clone())?;
     let runtime = crate::runtime::runtime()?;
     runtime.block_on(async {

@@ -56,12 +56,13 @@ const GRACE: Duration = Duration::from_secs(30);
 pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("create data directory {}", data_dir.display()))?;
-    let store = super::kv::open(&config.kv, data_dir)?;
+    let store = crate::open::kv(&config.kv, data_dir)?;
     let snapshotter_root = data_dir.join("snapshotter");
-    let snapshotter = super::snapshot::open(&snapshotter_root, &config.kv)?;
+    let snapshotter = crate::open::snapshotter(&snapshotter_root, &config.kv)?;
     let socket = args.snapshotter_socket.unwrap_or_else(|| data_dir.join("snapshotter.sock"));
-    let tlog_storage = super::tlog::configured_storage(config, data_dir)?;
-    let tlog_config = super::tlog::configured_server(config, data_dir)?;
+    let tlog_storage =
+        crate::open::tlog_writer(config, &strata_tlog::config::RedisFlags::default(), data_dir)?;
+    let tlog_config = crate::open::tlog_server(config, data_dir)?;
     let mut published = Published::open(data_dir)?;
     let runtime = crate::runtime::runtime()?;
     runtime.block_on(async {
@@ -103,7 +104,7 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
             key: tlog_config.key.clone(),
         });
         let nbd = strata_nbd::NbdServer::new(
-            super::nbd::records(config, data_dir, Some(&store))?,
+            crate::open::vdisk_records(config, data_dir, Some(&store))?,
             nbd_config,
         )?;
         let (stop, stopping) = watch::channel(false);

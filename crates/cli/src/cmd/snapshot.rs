@@ -2,15 +2,15 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
-use strata_kv::{EngineKind, KvConfig};
-use strata_snapshots::{Filters, Info, Mount, Snapshotter};
+use strata_snapshots::{Filters, Info, Mount};
 
 use crate::config::Config;
+use crate::show::Table;
 
 /// Work with the container snapshots of a snapshotter root directory: the same layers and
 /// metadata `strata snapshotter` serves to containerd. The metadata is DIR/metadata.redb
@@ -103,7 +103,7 @@ enum SnapshotCommand {
 }
 
 pub(crate) fn run(args: SnapshotArgs, config: &Config) -> anyhow::Result<()> {
-    let sn = open(&args.root, &config.kv)?;
+    let sn = crate::open::snapshotter(&args.root, &config.kv)?;
     let mut out = std::io::stdout().lock();
     match args.command {
         SnapshotCommand::Prepare { key, parent, labels, json } => {
@@ -125,10 +125,11 @@ pub(crate) fn run(args: SnapshotArgs, config: &Config) -> anyhow::Result<()> {
             if json {
                 writeln!(out, "{}", serde_json::to_string(&all)?)?;
             } else {
-                writeln!(out, "{:<40} {:<40} KIND", "KEY", "PARENT")?;
+                let mut table = Table::new(["KEY", "PARENT", "KIND"]);
                 for info in all {
-                    writeln!(out, "{:<40} {:<40} {}", info.name, info.parent, info.kind)?;
+                    table.row([info.name, info.parent, info.kind.to_string()]);
                 }
+                writeln!(out, "{}", table.render())?;
             }
         }
         SnapshotCommand::Info { key, json } => print_info(&mut out, &sn.stat(&key)?, json)?,
@@ -160,28 +161,16 @@ pub(crate) fn run(args: SnapshotArgs, config: &Config) -> anyhow::Result<()> {
                     .collect();
                 writeln!(out, "{}", serde_json::Value::Array(rows))?;
             } else {
-                writeln!(out, "{:<40} {:>14} {:>10}", "KEY", "SIZE", "INODES")?;
+                let mut table = Table::new(["KEY", ">SIZE", ">INODES"]);
                 for (key, usage) in rows {
-                    writeln!(out, "{key:<40} {:>14} {:>10}", usage.size, usage.inodes)?;
+                    table.row([key, usage.size.to_string(), usage.inodes.to_string()]);
                 }
+                writeln!(out, "{}", table.render())?;
             }
         }
     }
     out.flush()?;
     Ok(())
-}
-
-/// The snapshotter on `root`, with its metadata in `root/metadata.redb` unless the
-/// configuration names etcd.
-pub(crate) fn open(root: &Path, kv: &KvConfig) -> anyhow::Result<Snapshotter> {
-    std::fs::create_dir_all(root).with_context(|| format!("create {}", root.display()))?;
-    let mut kv = kv.clone();
-    if kv.engine == EngineKind::Redb {
-        // A snapshotter root carries its own metadata, whatever the main store's path is.
-        kv.redb.path = Some("metadata.redb".into());
-    }
-    let store = super::kv::open(&kv, root)?;
-    Ok(Snapshotter::new(root, store)?)
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {

@@ -1,20 +1,19 @@
 //! `strata vdisk`: virtual disk records, and restore from the tlog.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde_json::json;
 use strata_nbd::restore::{self, Bound, Step};
 use strata_nbd::{Vdisk, parse_size};
-use strata_tlog::storage::Storage;
-use strata_tlog::storage::redis::RedisStore;
-use strata_tlog::storage::segment::SegmentStore;
+use strata_tlog::config::segment_dir;
 
-use super::tlog_read::{parse_time, rfc3339};
 use crate::config::Config;
+use crate::exit::categorized;
+use crate::show::{Table, parse_time, rfc3339};
 
 /// Virtual disks: create, ls, info, rm, restore.
 ///
@@ -109,7 +108,7 @@ struct RestoreArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "redis_servers")]
     tlog_dir: Option<PathBuf>,
     #[command(flatten)]
-    store: super::tlog::StoreArgs,
+    store: crate::args::TlogStoreArgs,
     /// The key the log was encrypted with [default: tlog.key_file of the config, else
     /// DATA-DIR/tlog.key when it exists].
     #[arg(long, value_name = "F")]
@@ -120,7 +119,7 @@ struct RestoreArgs {
 }
 
 pub(crate) fn run(args: VdiskArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
-    let records = super::nbd::records(config, data_dir, None)?;
+    let records = crate::open::vdisk_records(config, data_dir, None)?;
     let mut out = std::io::stdout().lock();
     match args.command {
         VdiskCommand::Create(a) => {
@@ -145,22 +144,18 @@ pub(crate) fn run(args: VdiskArgs, config: &Config, data_dir: &Path) -> anyhow::
                 let rows: Vec<_> = vdisks.iter().map(record_json).collect();
                 writeln!(out, "{}", serde_json::Value::Array(rows))?;
             } else {
-                writeln!(
-                    out,
-                    "{:<24} {:>14} {:>6} {:<30} TLOG_ID",
-                    "NAME", "SIZE", "BLOCK", "CREATED"
-                )?;
-                for v in &vdisks {
-                    writeln!(
-                        out,
-                        "{:<24} {:>14} {:>6} {:<30} {}",
+                let mut table = Table::new(["NAME", ">SIZE", ">BLOCK", "CREATED", "TLOG_ID"]);
+                for v in vdisks {
+                    let created = rfc3339(v.created);
+                    table.row([
                         v.name,
-                        v.size,
-                        v.block_size,
-                        rfc3339(v.created),
-                        v.tlog_id
-                    )?;
+                        v.size.to_string(),
+                        v.block_size.to_string(),
+                        created,
+                        v.tlog_id,
+                    ]);
                 }
+                writeln!(out, "{}", table.render())?;
             }
         }
         VdiskCommand::Info(a) => {
@@ -186,30 +181,17 @@ pub(crate) fn run(args: VdiskArgs, config: &Config, data_dir: &Path) -> anyhow::
             writeln!(out, "removed vdisk {}; its log {} stays in the tlog", v.name, v.tlog_id)?;
         }
         VdiskCommand::Restore(a) => {
-            let store: Box<dyn Storage> = match a.store.redis(&config.tlog)? {
-                Some(redis) => Box::new(RedisStore::connect(redis)?),
-                None => {
-                    let dir = a.tlog_dir.clone().unwrap_or_else(|| data_dir.join("tlog"));
-                    Box::new(SegmentStore::open_read_only(&dir).with_context(|| {
-                        format!("open the tlog store in {} (give --tlog-dir)", dir.display())
-                    })?)
-                }
-            };
-            let key_file =
-                a.key_file.clone().or_else(|| config.tlog.key_file.clone()).or_else(|| {
-                    let default = data_dir.join("tlog.key");
-                    default.exists().then_some(default)
-                });
-            let key = key_file
-                .as_deref()
-                .map(strata_tlog::keyfile::read_key_file)
-                .transpose()
+            let dir = a.tlog_dir.clone().unwrap_or_else(|| segment_dir(data_dir));
+            let log = crate::open::tlog_reader(config, &a.store.flags(), &dir)
+                .context("open the tlog (give --tlog-dir or --redis-servers)")?;
+            let key = (config.tlog.reader_key(a.key_file.as_deref(), data_dir))
+                .map_err(categorized)
                 .context("read the tlog key (give --key-file)")?;
             let bound = Bound { to_seq: a.to_seq, to_time: a.to_time, allow_gaps: a.allow_gaps };
-            let bar = progress_bar();
+            let bar = crate::show::progress_bar(PROGRESS);
             let vdisk = restore::restore(
                 &records,
-                &*store,
+                &*log.storage,
                 key.as_ref(),
                 &a.name,
                 bound,
@@ -262,19 +244,9 @@ fn size(text: &str) -> Result<u64, String> {
     parse_size(text).map_err(|e| e.to_string())
 }
 
-/// A progress bar on stderr, hidden when stderr is not a terminal.
-fn progress_bar() -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(0);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} log {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
-}
+/// What the restore's progress bar shows: the log being replayed of how many, its bytes.
+const PROGRESS: &str =
+    "{spinner} log {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}";
 
 fn show(bar: &ProgressBar, s: Step) {
     bar.set_message(format!("{}/{}", s.log + 1, s.logs));
@@ -288,11 +260,6 @@ mod tests {
 
     #[test]
     fn the_progress_template_parses() {
-        assert!(
-            ProgressStyle::with_template(
-                "{spinner} log {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
-            )
-            .is_ok()
-        );
+        assert!(indicatif::ProgressStyle::with_template(PROGRESS).is_ok());
     }
 }

@@ -3,24 +3,25 @@
 //! `<data-dir>/tlog` read-only, so they work beside a running server and after a crash, or
 //! the Redis servers the flags or `[tlog.redis]` name. `strata tlog serve` lives elsewhere.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde_json::json;
 use strata_kv::Category;
 use strata_tlog::aggregate::{Key, hex};
-use strata_tlog::keyfile::{read_key_file, write_key_file};
+use strata_tlog::config::{Reader, TlogConfig, segment_dir};
+use strata_tlog::keyfile::write_key_file;
 use strata_tlog::player::{self, Bounds, Progress};
 use strata_tlog::storage::redis::RedisStore;
-use strata_tlog::storage::segment::SegmentStore;
 use strata_tlog::storage::{Storage, Stored, check_vdisk_id};
 
-use super::tlog::{StoreArgs, TlogConfig};
+use crate::args::TlogStoreArgs;
+use crate::config::Config;
 use crate::exit::{Failure, categorized};
+use crate::show::{Table, rfc3339};
 
 /// Write a new random AES-256 key for `strata tlog serve --key-file` and the readers.
 ///
@@ -56,10 +57,10 @@ pub(crate) struct ReplayArgs {
     #[arg(long, value_name = "N")]
     to_seq: Option<u64>,
     /// Skip blocks written earlier than T.
-    #[arg(long, value_name = "T", value_parser = parse_time)]
+    #[arg(long, value_name = "T", value_parser = crate::show::parse_time)]
     from_time: Option<u64>,
     /// Stop at the first block written later than T.
-    #[arg(long, value_name = "T", value_parser = parse_time)]
+    #[arg(long, value_name = "T", value_parser = crate::show::parse_time)]
     to_time: Option<u64>,
     /// The key file the log was written with (needed when it is encrypted).
     #[arg(long, value_name = "F")]
@@ -75,7 +76,7 @@ pub(crate) struct ReplayArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    store: StoreArgs,
+    store: TlogStoreArgs,
 }
 
 /// Check a vdisk's whole log: every aggregate's hash, every chain link back to the first
@@ -97,7 +98,7 @@ pub(crate) struct VerifyArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    store: StoreArgs,
+    store: TlogStoreArgs,
 }
 
 /// List a vdisk's aggregates, oldest first, with their sequence ranges and times (from
@@ -111,7 +112,7 @@ pub(crate) struct LsArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    store: StoreArgs,
+    store: TlogStoreArgs,
 }
 
 /// Rebuild what Redis servers lost, so that any M of them may be lost again.
@@ -129,46 +130,7 @@ pub(crate) struct RepairArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    store: StoreArgs,
-}
-
-/// A log opened for reading, and where it is, for messages.
-struct Log {
-    storage: Box<dyn Storage>,
-    place: String,
-}
-
-impl Log {
-    /// The store the flags or `[tlog.redis]` name, else DATA-DIR/tlog read-only.
-    fn open(store: &StoreArgs, tlog: &TlogConfig, data_dir: &Path) -> anyhow::Result<Log> {
-        if let Some(redis) = store.redis(tlog)? {
-            let place = format!("redis servers {}", redis.servers.join(","));
-            let storage = RedisStore::connect(redis).map_err(categorized)?;
-            return Ok(Log { storage: Box::new(storage), place });
-        }
-        let dir = tlog_dir(data_dir);
-        let storage = SegmentStore::open_read_only(&dir).map_err(categorized)?;
-        Ok(Log { storage: Box::new(storage), place: dir.display().to_string() })
-    }
-
-    /// The error for a vdisk without aggregates, naming the vdisks there are.
-    fn no_aggregates(&self, vdisk: &str) -> anyhow::Error {
-        let known = self.storage.vdisks().unwrap_or_default();
-        let hint = if known.is_empty() {
-            "it holds no vdisks".to_string()
-        } else {
-            format!("it holds {}", known.join(", "))
-        };
-        anyhow::Error::new(Failure {
-            category: Category::NotFound,
-            message: format!("vdisk {vdisk}: no aggregates in {} ({hint})", self.place),
-        })
-    }
-}
-
-/// Where the tlog keeps its segment files in a data directory.
-pub(crate) fn tlog_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("tlog")
+    store: TlogStoreArgs,
 }
 
 pub(crate) fn run_keygen(args: KeygenArgs) -> anyhow::Result<()> {
@@ -177,12 +139,8 @@ pub(crate) fn run_keygen(args: KeygenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn run_replay(
-    args: ReplayArgs,
-    tlog: &TlogConfig,
-    data_dir: &Path,
-) -> anyhow::Result<()> {
-    let (log, key) = open(&args.store, tlog, data_dir, &args.vdisk, args.key_file.as_deref())?;
+pub(crate) fn run_replay(args: ReplayArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
+    let (log, key) = open(&args.store, config, data_dir, &args.vdisk, args.key_file.as_deref())?;
     let bounds = Bounds {
         from_seq: args.from_seq,
         to_seq: args.to_seq,
@@ -191,7 +149,7 @@ pub(crate) fn run_replay(
         allow_gaps: args.allow_gaps,
     };
     prepare_image(&args.out, &bounds, args.force)?;
-    let bar = progress_bar();
+    let bar = crate::show::progress_bar(PROGRESS);
     let done = player::replay(&*log.storage, &args.vdisk, key.as_ref(), bounds, &args.out, |p| {
         show(&bar, p)
     })
@@ -226,12 +184,8 @@ pub(crate) fn run_replay(
     Ok(())
 }
 
-pub(crate) fn run_verify(
-    args: VerifyArgs,
-    tlog: &TlogConfig,
-    data_dir: &Path,
-) -> anyhow::Result<()> {
-    let (log, key) = open(&args.store, tlog, data_dir, &args.vdisk, args.key_file.as_deref())?;
+pub(crate) fn run_verify(args: VerifyArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
+    let (log, key) = open(&args.store, config, data_dir, &args.vdisk, args.key_file.as_deref())?;
     let report = player::verify(&*log.storage, &args.vdisk, key.as_ref(), args.allow_gaps)
         .map_err(categorized)?;
     let mut out = std::io::stdout().lock();
@@ -268,15 +222,15 @@ pub(crate) fn run_verify(
     Ok(())
 }
 
-pub(crate) fn run_ls(args: LsArgs, tlog: &TlogConfig, data_dir: &Path) -> anyhow::Result<()> {
-    let log = Log::open(&args.store, tlog, data_dir)?;
+pub(crate) fn run_ls(args: LsArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
+    let log = crate::open::tlog_reader(config, &args.store.flags(), &segment_dir(data_dir))?;
     let Some(vdisk) = args.vdisk else {
         return list_vdisks(&*log.storage, args.json);
     };
     check_vdisk_id(&vdisk).map_err(invalid)?;
     let listed = player::list(&*log.storage, &vdisk).map_err(categorized)?;
     if listed.is_empty() {
-        return Err(log.no_aggregates(&vdisk));
+        return Err(categorized(log.no_aggregates(&vdisk)));
     }
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -284,30 +238,26 @@ pub(crate) fn run_ls(args: LsArgs, tlog: &TlogConfig, data_dir: &Path) -> anyhow
         writeln!(out, "{}", serde_json::Value::Array(rows))?;
         return Ok(());
     }
-    writeln!(
-        out,
-        "{:<10} {:<10} {:>6} {:<30} {:>10} {:<4} HASH",
-        "FIRST_SEQ", "LAST_SEQ", "BLOCKS", "TIME", "BYTES", "ENC"
-    )?;
+    let mut table =
+        Table::new([">FIRST_SEQ", ">LAST_SEQ", ">BLOCKS", "TIME", ">BYTES", "ENC", "HASH"]);
     for s in &listed {
         let h = &s.header;
-        writeln!(
-            out,
-            "{:<10} {:<10} {:>6} {:<30} {:>10} {:<4} {}",
-            h.first_sequence,
-            h.last_sequence,
-            h.blocks,
+        table.row([
+            h.first_sequence.to_string(),
+            h.last_sequence.to_string(),
+            h.blocks.to_string(),
             rfc3339(h.timestamp),
-            s.len,
-            if h.encrypted { "yes" } else { "no" },
-            hex(&s.hash)
-        )?;
+            s.len.to_string(),
+            if h.encrypted { "yes" } else { "no" }.to_string(),
+            hex(&s.hash),
+        ]);
     }
+    writeln!(out, "{}", table.render())?;
     Ok(())
 }
 
 pub(crate) fn run_repair(args: RepairArgs, tlog: &TlogConfig) -> anyhow::Result<()> {
-    let Some(redis) = args.store.redis(tlog)? else {
+    let Some(redis) = tlog.redis_config(&args.store.flags()).map_err(categorized)? else {
         return Err(invalid(
             "repair rebuilds the shards of Redis servers; name them with --redis-servers or \
              [tlog.redis] (the embedded store in DATA-DIR/tlog has no shards to rebuild: check \
@@ -375,12 +325,13 @@ fn list_vdisks(store: &dyn Storage, json: bool) -> anyhow::Result<()> {
         writeln!(out, "{}", serde_json::Value::Array(rows))?;
         return Ok(());
     }
-    writeln!(out, "{:<40} {:>10} {:<10} LAST_TIME", "VDISK", "AGGREGATES", "LAST_SEQ")?;
+    let mut table = Table::new(["VDISK", ">AGGREGATES", ">LAST_SEQ", "LAST_TIME"]);
     for (vdisk, count, head) in rows {
         let (seq, time) =
             head.map_or(("-".into(), "-".into()), |h| (h.0.to_string(), rfc3339(h.1)));
-        writeln!(out, "{vdisk:<40} {count:>10} {seq:<10} {time}")?;
+        table.row([vdisk, count.to_string(), seq, time]);
     }
+    writeln!(out, "{}", table.render())?;
     Ok(())
 }
 
@@ -393,7 +344,7 @@ fn aggregate_json(s: &Stored) -> serde_json::Value {
         "last_sequence": h.last_sequence,
         "blocks": h.blocks,
         "timestamp": h.timestamp,
-        "time": rfc3339(h.timestamp),
+        "time": crate::show::rfc3339(h.timestamp),
         "bytes": s.len,
         "encrypted": h.encrypted,
     })
@@ -403,21 +354,17 @@ fn aggregate_json(s: &Stored) -> serde_json::Value {
 /// named by the flag, else by `tlog.key_file`, else DATA-DIR/tlog.key if `strata serve`
 /// made one; logs written without encryption need none.
 fn open(
-    store: &StoreArgs,
-    tlog: &TlogConfig,
+    store: &TlogStoreArgs,
+    config: &Config,
     data_dir: &Path,
     vdisk: &str,
     key_file: Option<&Path>,
-) -> anyhow::Result<(Log, Option<Key>)> {
+) -> anyhow::Result<(Reader, Option<Key>)> {
     check_vdisk_id(vdisk).map_err(invalid)?;
-    let default = data_dir.join("tlog.key");
-    let key_file = key_file
-        .or(tlog.key_file.as_deref())
-        .or_else(|| default.exists().then_some(default.as_path()));
-    let key = key_file.map(read_key_file).transpose().map_err(categorized)?;
-    let log = Log::open(store, tlog, data_dir)?;
+    let key = config.tlog.reader_key(key_file, data_dir).map_err(categorized)?;
+    let log = crate::open::tlog_reader(config, &store.flags(), &segment_dir(data_dir))?;
     if log.storage.head(vdisk).map_err(categorized)?.is_none() {
-        return Err(log.no_aggregates(vdisk));
+        return Err(categorized(log.no_aggregates(vdisk)));
     }
     Ok((log, key))
 }
@@ -449,40 +396,10 @@ fn prepare_image(path: &Path, bounds: &Bounds, force: bool) -> anyhow::Result<()
 /// What the replay's progress bar shows: stored bytes read, speed, time left, aggregates.
 const PROGRESS: &str = "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}";
 
-/// A progress bar on standard error (hidden when that is not a terminal).
-fn progress_bar() -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(0);
-    if let Ok(style) = ProgressStyle::with_template(PROGRESS) {
-        bar.set_style(style);
-    }
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
-}
-
 fn show(bar: &ProgressBar, p: Progress) {
     bar.set_length(p.bytes_total);
     bar.set_position(p.bytes);
     bar.set_message(format!("{}/{} aggregates", p.aggregates, p.aggregates_total));
-}
-
-/// Unix nanoseconds from RFC 3339 (UTC) or from digits that already are nanoseconds.
-pub(crate) fn parse_time(text: &str) -> Result<u64, String> {
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse().map_err(|e| format!("{text:?}: {e}"));
-    }
-    let time = humantime::parse_rfc3339_weak(text).map_err(|e| {
-        format!("{text:?}: {e}; give RFC 3339 in UTC (2026-11-21T10:00:00Z) or Unix nanoseconds")
-    })?;
-    let nanos = time.duration_since(UNIX_EPOCH).map_err(|_| format!("{text:?} is before 1970"))?;
-    u64::try_from(nanos.as_nanos()).map_err(|_| format!("{text:?} is too far in the future"))
-}
-
-/// RFC 3339 of Unix nanoseconds.
-pub(crate) fn rfc3339(nanos: u64) -> String {
-    humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(nanos)).to_string()
 }
 
 fn invalid(message: String) -> anyhow::Error {
@@ -494,16 +411,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times_are_rfc3339_or_nanoseconds() {
-        assert_eq!(parse_time("1700000000000000000"), Ok(1_700_000_000_000_000_000));
-        assert_eq!(parse_time("1970-01-01T00:00:01Z"), Ok(1_000_000_000));
-        assert_eq!(parse_time("1970-01-01T00:00:01.5Z"), Ok(1_500_000_000));
-        assert!(parse_time("yesterday").unwrap_err().contains("RFC 3339"));
-        assert_eq!(rfc3339(1_500_000_000), "1970-01-01T00:00:01.500000000Z");
-    }
-
-    #[test]
     fn the_progress_template_parses() {
-        assert!(ProgressStyle::with_template(PROGRESS).is_ok());
+        assert!(indicatif::ProgressStyle::with_template(PROGRESS).is_ok());
     }
 }

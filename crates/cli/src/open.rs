@@ -1,0 +1,129 @@
+//! Opening the stores commands share, each the same way wherever it is opened: the kv
+//! store, the snapshotter, a hub store, the vdisk records and the tlog. Command modules
+//! call these and never each other.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use strata_hub::Hub;
+use strata_kv::{EngineKind, KvConfig, Store};
+use strata_nbd::Records;
+use strata_snapshots::Snapshotter;
+use strata_tlog::config::{Reader, RedisFlags};
+use strata_tlog::server::ServerConfig;
+use strata_tlog::storage::Storage;
+
+use crate::config::Config;
+use crate::exit::categorized;
+
+/// The kv store, creating the data directory for the embedded engine.
+pub(crate) fn kv(kv: &KvConfig, data_dir: &Path) -> anyhow::Result<Store> {
+    if kv.engine == EngineKind::Redb {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("create data directory {}", data_dir.display()))?;
+    }
+    let store = Store::open(kv, data_dir).with_context(|| match kv.engine {
+        EngineKind::Redb => format!("open the kv store in {}", data_dir.display()),
+        EngineKind::Etcd => format!("open the kv store on etcd {}", kv.etcd.endpoints.join(",")),
+    })?;
+    tracing::debug!(engine = store.engine_name(), "kv store open");
+    Ok(store)
+}
+
+/// The snapshotter on `root`, with its metadata in `root/metadata.redb` unless the
+/// configuration names etcd.
+pub(crate) fn snapshotter(root: &Path, config: &KvConfig) -> anyhow::Result<Snapshotter> {
+    std::fs::create_dir_all(root).with_context(|| format!("create {}", root.display()))?;
+    let mut config = config.clone();
+    if config.engine == EngineKind::Redb {
+        // A snapshotter root carries its own metadata, whatever the main store's path is.
+        config.redb.path = Some("metadata.redb".into());
+    }
+    let store = kv(&config, root)?;
+    Ok(Snapshotter::new(root, store)?)
+}
+
+/// A hub store: its own redb file at `redb_path` (waiting up to 10 s while another
+/// process has it open), or the configured etcd under `etcd_prefix`.
+pub(crate) fn hub_store(
+    config: &Config,
+    redb_path: &Path,
+    etcd_prefix: &str,
+) -> anyhow::Result<Hub> {
+    match config.kv.engine {
+        EngineKind::Redb => {
+            if let Some(dir) = redb_path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("create {}", dir.display()))?;
+            }
+            // Another volume command may hold the file for a moment: wait for it.
+            let store = Store::redb_waiting(redb_path, std::time::Duration::from_secs(10))
+                .with_context(|| format!("open {}", redb_path.display()))?;
+            Ok(Hub::new(store, ""))
+        }
+        EngineKind::Etcd => {
+            let store = Store::etcd(&config.kv.etcd).with_context(|| {
+                format!("open the kv store on etcd {}", config.kv.etcd.endpoints.join(","))
+            })?;
+            Ok(Hub::new(store, etcd_prefix))
+        }
+    }
+}
+
+/// Where vdisk records live: their own redb file under DATA-DIR/vdisks on the embedded
+/// default (opened only per transaction, so the server and `strata vdisk` share it), the
+/// kv store itself on etcd (`store` when the caller has it open already).
+pub(crate) fn vdisk_records(
+    config: &Config,
+    data_dir: &Path,
+    store: Option<&Store>,
+) -> anyhow::Result<Records> {
+    if config.kv.engine == EngineKind::Redb {
+        return Ok(Records::embedded(data_dir));
+    }
+    let images = config.nbd.images_dir.clone().unwrap_or_else(|| data_dir.join("vdisks"));
+    let store = match store {
+        Some(store) => store.clone(),
+        None => kv(&config.kv, data_dir)?,
+    };
+    Ok(Records::shared(store, &images))
+}
+
+/// The tlog for readers, as the flags or `[tlog]` name it: the Redis servers, else the
+/// segment files in `segments` read-only.
+pub(crate) fn tlog_reader(
+    config: &Config,
+    flags: &RedisFlags,
+    segments: &Path,
+) -> anyhow::Result<Reader> {
+    config.tlog.open_reader(flags, segments).map_err(categorized)
+}
+
+/// The tlog a server writes to, as the flags or `[tlog]` name it.
+pub(crate) fn tlog_writer(
+    config: &Config,
+    flags: &RedisFlags,
+    data_dir: &Path,
+) -> anyhow::Result<Arc<dyn Storage>> {
+    config.tlog.open_writer(flags, data_dir).map_err(categorized).with_context(|| {
+        format!("open the tlog store in {}", strata_tlog::config::segment_dir(data_dir).display())
+    })
+}
+
+/// The tlog server settings `[tlog]` gives, encrypted with its key file or DATA-DIR/tlog.key
+/// (made on first start): what `strata serve` runs.
+pub(crate) fn tlog_server(config: &Config, data_dir: &Path) -> anyhow::Result<ServerConfig> {
+    let tlog = &config.tlog;
+    tlog.validate()?;
+    let key = tlog.server_key(data_dir)?;
+    let defaults = ServerConfig::default();
+    let server = ServerConfig {
+        flush_size: tlog.flush_size.unwrap_or(defaults.flush_size),
+        flush_time: tlog.flush_time()?.unwrap_or(defaults.flush_time),
+        key: Some(key),
+        ..defaults
+    };
+    server.validate()?;
+    Ok(server)
+}
