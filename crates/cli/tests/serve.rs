@@ -6,14 +6,24 @@ use anyhow::ensure;
 
 use crate::util::Strata;
 
-fn serve_then_signal(signal: i32) -> anyhow::Result<()> {
+/// Runs `strata serve`, checks every service answers, and stops it with `signal`. With
+/// `tlog_from_config` the tlog's address comes from `[tlog] listen`, not from a flag.
+fn serve_then_signal(signal: i32, tlog_from_config: bool) -> anyhow::Result<()> {
     let strata = Strata::new()?;
-    let server = strata
-        .command()
+    let mut command = strata.command();
+    command.arg("serve");
+    let configured = if tlog_from_config {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let config = strata.dir.path().join("strata.toml");
+        std::fs::write(&config, format!("[tlog]\nlisten = \"127.0.0.1:{port}\"\n"))?;
+        command.arg("--config").arg(config);
+        Some(format!("127.0.0.1:{port}"))
+    } else {
+        command.args(["--tlog-listen", "127.0.0.1:0"]);
+        None
+    };
+    let server = command
         .args([
-            "serve",
-            "--tlog-listen",
-            "127.0.0.1:0",
             "--ckpt-listen",
             "127.0.0.1:0",
             "--hub-listen",
@@ -36,6 +46,9 @@ fn serve_then_signal(signal: i32) -> anyhow::Result<()> {
     let socket = status["services"]["snapshotter"]["socket"].as_str().unwrap_or_default();
     let tlog = status["services"]["tlog"]["address"].as_str().unwrap_or_default();
     let ckpt = status["services"]["ckpt"]["address"].as_str().unwrap_or_default();
+    if let Some(configured) = &configured {
+        ensure!(tlog == configured, "tlog on {tlog}, not on tlog.listen {configured}");
+    }
     strata_testkit::wait_until("services", Duration::from_secs(10), || {
         Ok(std::os::unix::net::UnixStream::connect(socket).is_ok()
             && std::net::TcpStream::connect(tlog).is_ok())
@@ -67,10 +80,11 @@ fn serve_then_signal(signal: i32) -> anyhow::Result<()> {
 
 #[test]
 fn serve_stops_cleanly_on_sigterm() -> anyhow::Result<()> {
-    serve_then_signal(libc::SIGTERM)
+    serve_then_signal(libc::SIGTERM, false)
 }
 
+/// Also: the tlog listens where `[tlog] listen` says when no flag overrides it.
 #[test]
 fn serve_stops_cleanly_on_sigint() -> anyhow::Result<()> {
-    serve_then_signal(libc::SIGINT)
+    serve_then_signal(libc::SIGINT, true)
 }

@@ -6,7 +6,7 @@
 //! the atomic writer, so programs watching it never see half of it. On a signal every service
 //! stops accepting, finishes or flushes what it holds, and the process exits 0.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 use strata_atomic::{AtomicWriter, FileProjection, Payload};
+use strata_tlog::config::RedisFlags;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -34,9 +35,9 @@ pub(crate) struct ServeArgs {
     /// The containerd proxy snapshotter's socket [default: DATA-DIR/snapshotter.sock].
     #[arg(long, value_name = "PATH")]
     snapshotter_socket: Option<PathBuf>,
-    /// The tlog server's address.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:11211")]
-    tlog_listen: SocketAddr,
+    /// The tlog server's address [default: tlog.listen of the config, 127.0.0.1:11211].
+    #[arg(long, value_name = "ADDR")]
+    tlog_listen: Option<SocketAddr>,
     /// The checkpoint service's address [default: ckpt.listen of the config, 127.0.0.1:33123].
     #[arg(long, value_name = "ADDR")]
     ckpt_listen: Option<SocketAddr>,
@@ -53,23 +54,27 @@ pub(crate) struct ServeArgs {
 /// How long services get to finish after a signal before the process exits anyway.
 const GRACE: Duration = Duration::from_secs(30);
 
+/// The tlog server's address when neither --tlog-listen nor `tlog.listen` gives one.
+const TLOG_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 11211);
+
 pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("create data directory {}", data_dir.display()))?;
     let store = crate::open::kv(&config.kv, data_dir)?;
     let snapshotter_root = data_dir.join("snapshotter");
     let snapshotter = crate::open::snapshotter(&snapshotter_root, &config.kv)?;
-    let socket = args.snapshotter_socket.unwrap_or_else(|| data_dir.join("snapshotter.sock"));
-    let tlog_storage =
-        crate::open::tlog_writer(config, &strata_tlog::config::RedisFlags::default(), data_dir)?;
+    let socket =
+        args.snapshotter_socket.clone().unwrap_or_else(|| data_dir.join("snapshotter.sock"));
+    let tlog_storage = crate::open::tlog_writer(config, &RedisFlags::default(), data_dir)?;
     let tlog_config = crate::open::tlog_server(config, data_dir)?;
     let mut published = Published::open(data_dir)?;
     let runtime = crate::runtime::runtime()?;
     runtime.block_on(async {
         let mut signals = crate::runtime::Signals::install()?;
+        let tlog_listen = args.tlog_listen.or(config.tlog.listen).unwrap_or(TLOG_LISTEN);
         let tlog_listener =
-            tokio::net::TcpListener::bind(args.tlog_listen).await.with_context(|| {
-                format!("tlog: listen on {} (choose another with --tlog-listen)", args.tlog_listen)
+            tokio::net::TcpListener::bind(tlog_listen).await.with_context(|| {
+                format!("tlog: listen on {tlog_listen} (choose another with --tlog-listen)")
             })?;
         let tlog_addr = tlog_listener.local_addr()?;
         let mut ckpt_config = config.ckpt.clone();
@@ -103,55 +108,40 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
             storage: tlog_storage.clone(),
             key: tlog_config.key.clone(),
         });
-        let nbd = strata_nbd::NbdServer::new(
-            crate::open::vdisk_records(config, data_dir, Some(&store))?,
-            nbd_config,
-        )?;
-        let (stop, stopping) = watch::channel(false);
-        let until_stop = || {
-            let mut stopping = stopping.clone();
-            async move {
-                let _ = stopping.wait_for(|s| *s).await;
-            }
-        };
-        let mut services: JoinSet<anyhow::Result<&'static str>> = JoinSet::new();
-        let shutdown = until_stop();
+        let records = crate::open::vdisk_records(config, data_dir, Some(&store))?;
+        let nbd = strata_nbd::NbdServer::new(records, nbd_config)?;
+
+        let mut services = Services::new();
+        let shutdown = services.until_stop();
         let sock = socket.clone();
-        services.spawn(async move {
-            strata_snapshots::grpc::serve(snapshotter, &sock, shutdown)
-                .await
-                .context("snapshotter")?;
-            Ok("snapshotter")
+        services.spawn("snapshotter", async move {
+            strata_snapshots::grpc::serve(snapshotter, &sock, shutdown).await.map_err(Into::into)
         });
         // The tlog stops after the NBD server, which flushes its disks through it.
         let (nbd_done, mut nbd_stopped) = watch::channel(false);
-        let tlog_stop = until_stop();
+        let tlog_stop = services.until_stop();
         let shutdown = async move {
             tlog_stop.await;
             let _ = nbd_stopped.wait_for(|done| *done).await;
         };
-        services.spawn(async move {
+        services.spawn("tlog server", async move {
             strata_tlog::server::serve(tlog_listener, tlog_config, tlog_storage, shutdown)
                 .await
-                .context("tlog server")?;
-            Ok("tlog")
+                .map_err(Into::into)
         });
-        let shutdown = until_stop();
-        services.spawn(async move {
-            ckpt.run(shutdown).await.context("checkpoint service")?;
-            Ok("ckpt")
+        let shutdown = services.until_stop();
+        services.spawn("checkpoint service", async move {
+            ckpt.run(shutdown).await.map_err(Into::into)
         });
-        let shutdown = until_stop();
-        services.spawn(async move {
-            hub.run(shutdown).await.map_err(crate::exit::categorized).context("hub server")?;
-            Ok("hub")
+        let shutdown = services.until_stop();
+        services.spawn("hub server", async move {
+            hub.run(shutdown).await.map_err(crate::exit::categorized)
         });
-        let shutdown = until_stop();
-        services.spawn(async move {
+        let shutdown = services.until_stop();
+        services.spawn("nbd server", async move {
             let served = nbd.serve(nbd_listeners, shutdown).await;
             let _ = nbd_done.send(true);
-            served.context("nbd server")?;
-            Ok("nbd")
+            served.map_err(Into::into)
         });
         published.write(&json!({
             "pid": std::process::id(),
@@ -176,23 +166,67 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
             nbd = %nbd_addr,
             "strata serving"
         );
+        services.supervise(&mut signals).await
+    })?;
+    drop(store);
+    published.write(&json!({ "pid": std::process::id(), "state": "stopped" }))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The services of one process: each a task with a name; one stop signal for all.
+struct Services {
+    tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
+    stop: watch::Sender<bool>,
+}
+
+impl Services {
+    fn new() -> Services {
+        Services { tasks: JoinSet::new(), stop: watch::channel(false).0 }
+    }
+
+    /// A future that completes when the services are told to stop.
+    fn until_stop(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stopping = self.stop.subscribe();
+        async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        }
+    }
+
+    fn spawn(
+        &mut self,
+        name: &'static str,
+        service: impl Future<Output = anyhow::Result<()>> + Send + 'static,
+    ) {
+        self.tasks.spawn(async move { (name, service.await) });
+    }
+
+    /// Runs until a signal (Ok) or until a service ends (an error: none should), then
+    /// stops them all and waits up to [`GRACE`] for them to finish.
+    async fn supervise(mut self, signals: &mut crate::runtime::Signals) -> anyhow::Result<()> {
         let outcome = tokio::select! {
             signal = signals.recv() => {
                 tracing::info!(signal, "shutting down");
                 Ok(())
             }
-            Some(ended) = services.join_next() => Err(match ended {
-                Ok(Ok(name)) => anyhow::anyhow!("{name} stopped unexpectedly"),
-                Ok(Err(err)) => err,
+            Some(ended) = self.tasks.join_next() => Err(match ended {
+                Ok((name, Ok(()))) => anyhow::anyhow!("{name} stopped unexpectedly"),
+                Ok((name, Err(err))) => err.context(name),
                 Err(err) => anyhow::anyhow!("a service panicked: {err}"),
             }),
         };
-        let _ = stop.send(true);
+        let _ = self.stop.send(true);
         let drained = tokio::time::timeout(GRACE, async {
-            while let Some(ended) = services.join_next().await {
+            while let Some(ended) = self.tasks.join_next().await {
                 match ended {
-                    Ok(Ok(name)) => tracing::info!(service = name, "stopped"),
-                    Ok(Err(err)) => tracing::error!(error = format!("{err:#}"), "service failed"),
+                    Ok((name, Ok(()))) => tracing::info!(service = name, "stopped"),
+                    Ok((name, Err(err))) => {
+                        tracing::error!(
+                            service = name,
+                            error = format!("{err:#}"),
+                            "service failed"
+                        )
+                    }
                     Err(err) => tracing::error!(error = %err, "service panicked"),
                 }
             }
@@ -202,11 +236,7 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
             tracing::warn!("services did not stop within {GRACE:?}; exiting anyway");
         }
         outcome
-    })?;
-    drop(store);
-    published.write(&json!({ "pid": std::process::id(), "state": "stopped" }))?;
-    tracing::info!("stopped");
-    Ok(())
+    }
 }
 
 /// `<data-dir>/run/`: what this process serves, for other programs to read or watch.
