@@ -72,6 +72,7 @@ impl NbdConfig {
             // `strata nbd serve` journals to tlog servers it cannot read behind; `strata
             // serve` sets the log it serves itself.
             log: None,
+            journal: true,
         }
     }
 

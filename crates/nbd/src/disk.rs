@@ -30,7 +30,7 @@ use rustix::fs::FallocateFlags;
 use strata_tlog::aggregate::Key;
 use strata_tlog::client::{Client, ClientConfig};
 use strata_tlog::storage::Storage;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 
 use crate::proto::errno;
 use crate::record::{Records, Vdisk};
@@ -53,6 +53,10 @@ pub struct DiskConfig {
     /// whose last session did not close cleanly is then rebuilt from it on open instead of
     /// refused.
     pub log: Option<LogAccess>,
+    /// Whether writes are journaled. Only benchmarks turn this off, to measure what
+    /// journaling costs: an unjournaled disk's image no longer matches its log, and its
+    /// record is left alone (no session, no sequences).
+    pub journal: bool,
 }
 
 /// Read access to the tlog's storage, and the key its aggregates are sealed with.
@@ -84,11 +88,14 @@ impl Failed {
 pub struct Disk {
     vdisk: Vdisk,
     file: Arc<File>,
-    tlog: Client,
+    /// `None` only when journaling is off.
+    tlog: Option<Client>,
     records: Records,
     config: DiskConfig,
     /// The end (exclusive) of the sequences this session reserved.
     order: Mutex<u64>,
+    /// Changes journaled but not yet applied to the image.
+    in_flight: Ranges,
     broken: AtomicBool,
 }
 
@@ -97,6 +104,11 @@ impl Disk {
     /// image and connects a tlog client that starts at the span (telling the tlog server to
     /// expect exactly that sequence next).
     pub async fn open(vdisk: Vdisk, records: Records, config: DiskConfig) -> Result<Disk> {
+        if !config.journal {
+            tracing::warn!(vdisk = %vdisk.name, "vdisk opened WITHOUT journaling (benchmarks only)");
+            let file = Arc::new(open_image(&vdisk)?);
+            return Ok(Disk::new(vdisk, file, None, records, config, u64::MAX));
+        }
         let (name, tlog_id) = (vdisk.name.clone(), vdisk.tlog_id.clone());
         let recs = records.clone();
         let (start, end, unclean) =
@@ -106,11 +118,7 @@ impl Disk {
         if unclean {
             reconcile(&vdisk, config.log.clone()).await?;
         }
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&vdisk.image)
-            .map_err(Error::io(format!("open image {}", vdisk.image.display())))?;
+        let file = Arc::new(open_image(&vdisk)?);
         let mut client = ClientConfig::new(config.tlog_servers.clone(), &vdisk.tlog_id);
         client.first_sequence = start;
         client.reset_first_sequence = true;
@@ -123,15 +131,27 @@ impl Disk {
             ))
         })?;
         tracing::info!(vdisk = %vdisk.name, tlog = %vdisk.tlog_id, first_sequence = start, "vdisk opened");
-        Ok(Disk {
+        Ok(Disk::new(vdisk, file, Some(tlog), records, config, end))
+    }
+
+    fn new(
+        vdisk: Vdisk,
+        file: Arc<File>,
+        tlog: Option<Client>,
+        records: Records,
+        config: DiskConfig,
+        end: u64,
+    ) -> Disk {
+        Disk {
             vdisk,
-            file: Arc::new(file),
+            file,
             tlog,
             records,
             config,
             order: Mutex::new(end),
+            in_flight: Ranges::default(),
             broken: AtomicBool::new(false),
-        })
+        }
     }
 
     /// The record the disk was opened with.
@@ -165,6 +185,10 @@ impl Disk {
     }
 
     /// Journals and applies a write; with `fua`, returns once it is durable.
+    ///
+    /// Only the journaling (numbering the blocks, handing them to the tlog client) is
+    /// serial; the copy into the image runs beside other requests', after the earlier
+    /// changes it overlaps (see [`Ranges`]).
     pub async fn write(
         &self,
         offset: u64,
@@ -172,22 +196,26 @@ impl Disk {
         fua: bool,
     ) -> std::result::Result<(), Failed> {
         self.check()?;
-        let last = {
+        let length = data.len() as u64;
+        let (last, ticket) = {
             let mut end = self.order.lock().await;
             let blocks = data.len().div_ceil(MAX_BLOCK).max(1) as u64;
             self.room(&mut end, blocks).await?;
             let mut last = 0;
-            let mut at = 0usize;
-            while at < data.len() {
-                let chunk = data.slice(at..(at + MAX_BLOCK).min(data.len()));
-                let chunk_offset = offset + at as u64;
-                last = self.journal(self.tlog.write(chunk_offset, chunk.clone())).await?;
-                let file = self.file.clone();
-                blocking(move || file.write_all_at(&chunk, chunk_offset)).await?;
-                at += MAX_BLOCK;
+            if let Some(tlog) = &self.tlog {
+                let mut at = 0usize;
+                while at < data.len() {
+                    let chunk = data.slice(at..(at + MAX_BLOCK).min(data.len()));
+                    last = self.journal(tlog.write(offset + at as u64, chunk)).await?;
+                    at += MAX_BLOCK;
+                }
             }
-            last
+            (last, self.in_flight.begin(offset, length))
         };
+        ticket.after_earlier().await;
+        let file = self.file.clone();
+        blocking(move || file.write_all_at(&data, offset)).await?;
+        drop(ticket);
         if fua { self.durable(last).await } else { Ok(()) }
     }
 
@@ -201,34 +229,41 @@ impl Disk {
         fua: bool,
     ) -> std::result::Result<(), Failed> {
         self.check()?;
-        let last = {
+        let length = u64::from(length);
+        let (last, ticket) = {
             let mut end = self.order.lock().await;
             self.room(&mut end, 1).await?;
-            let last = self.journal(self.tlog.discard(offset, u64::from(length))).await?;
-            let file = self.file.clone();
-            blocking(move || zero_range(&file, offset, u64::from(length), allocate)).await?;
-            last
+            let last = match &self.tlog {
+                Some(tlog) => self.journal(tlog.discard(offset, length)).await?,
+                None => 0,
+            };
+            (last, self.in_flight.begin(offset, length))
         };
+        ticket.after_earlier().await;
+        let file = self.file.clone();
+        blocking(move || zero_range(&file, offset, length, allocate)).await?;
+        drop(ticket);
         if fua { self.durable(last).await } else { Ok(()) }
     }
 
     /// Returns once every change made so far is durable in the tlog and in the image.
     pub async fn flush(&self) -> std::result::Result<(), Failed> {
         self.check()?;
-        let last = self.tlog.next_sequence().saturating_sub(1);
+        let last = self.tlog.as_ref().map_or(0, |t| t.next_sequence().saturating_sub(1));
         self.durable(last).await
     }
 
     async fn durable(&self, sequence: u64) -> std::result::Result<(), Failed> {
         let file = self.file.clone();
         blocking(move || file.sync_data()).await?;
-        if sequence == 0 || self.tlog.durable_to().is_some_and(|d| d >= sequence) {
+        let Some(tlog) = &self.tlog else { return Ok(()) };
+        if sequence == 0 || tlog.durable_to().is_some_and(|d| d >= sequence) {
             return Ok(());
         }
         let limit = self.config.tlog_timeout;
         let wait = async {
-            self.tlog.force_flush(sequence).await?;
-            self.tlog.wait_durable(sequence).await
+            tlog.force_flush(sequence).await?;
+            tlog.wait_durable(sequence).await
         };
         match tokio::time::timeout(limit, wait).await {
             Ok(Ok(())) => Ok(()),
@@ -259,7 +294,8 @@ impl Disk {
     /// Makes sure `blocks` more sequences fit in the reserved span, reserving the next span
     /// (contiguously) when they do not.
     async fn room(&self, end: &mut u64, blocks: u64) -> std::result::Result<(), Failed> {
-        if self.tlog.next_sequence().saturating_add(blocks) <= *end {
+        let Some(tlog) = &self.tlog else { return Ok(()) };
+        if tlog.next_sequence().saturating_add(blocks) <= *end {
             return Ok(());
         }
         let (records, name, tlog_id, from) =
@@ -290,9 +326,12 @@ impl Disk {
             .file
             .sync_data()
             .map_err(Error::io(format!("sync image {}", self.vdisk.image.display())));
+        let Some(tlog) = self.tlog else {
+            tracing::info!(vdisk = %self.vdisk.name, "unjournaled vdisk closed");
+            return synced;
+        };
         let limit = self.config.tlog_timeout;
-        let closed = self
-            .tlog
+        let closed = tlog
             .close_within(limit)
             .await
             .map_err(|e| Error::Unavailable(format!("vdisk {}: {e}", self.vdisk.name)));
@@ -345,6 +384,77 @@ async fn reconcile(vdisk: &Vdisk, log: Option<LogAccess>) -> Result<()> {
     })
     .await
     .map_err(|e| Error::Unavailable(format!("rebuild task: {e}")))?
+}
+
+/// Opens a vdisk's image for reading and writing.
+fn open_image(vdisk: &Vdisk) -> Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&vdisk.image)
+        .map_err(Error::io(format!("open image {}", vdisk.image.display())))
+}
+
+/// The changes journaled but not yet applied to the image, so that overlapping changes
+/// reach the image in the order of their sequences (the order a replay applies them in)
+/// while changes to other ranges are copied in parallel.
+///
+/// A change registers its range while it holds the order lock, which also numbers it, so
+/// registration order is sequence order; it then waits for every earlier registered change
+/// it overlaps to finish.
+#[derive(Debug, Default)]
+struct Ranges {
+    changes: std::sync::Mutex<Vec<InFlight>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    id: u64,
+    start: u64,
+    end: u64,
+    /// Dropped when the change is applied; overlapping later changes wait for that.
+    done: watch::Sender<()>,
+}
+
+/// One registered change; dropping it marks the change applied.
+struct Ticket<'a> {
+    ranges: &'a Ranges,
+    id: u64,
+    earlier: Vec<watch::Receiver<()>>,
+}
+
+impl Ranges {
+    fn begin(&self, offset: u64, length: u64) -> Ticket<'_> {
+        let (start, end) = (offset, offset.saturating_add(length.max(1)));
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let earlier = changes
+            .iter()
+            .filter(|c| c.start < end && start < c.end)
+            .map(|c| c.done.subscribe())
+            .collect();
+        changes.push(InFlight { id, start, end, done: watch::channel(()).0 });
+        Ticket { ranges: self, id, earlier }
+    }
+}
+
+impl Ticket<'_> {
+    /// Waits until every earlier change this one overlaps is applied.
+    async fn after_earlier(&self) {
+        for done in &self.earlier {
+            let mut done = done.clone();
+            // Err once the sender is dropped: that change is applied.
+            while done.changed().await.is_ok() {}
+        }
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        let mut changes = self.ranges.changes.lock().unwrap_or_else(|e| e.into_inner());
+        changes.retain(|c| c.id != self.id);
+    }
 }
 
 async fn blocking<T: Send + 'static>(

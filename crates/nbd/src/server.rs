@@ -44,6 +44,8 @@ pub struct ServerConfig {
     pub max_unflushed_bytes: usize,
     /// See [`DiskConfig::log`].
     pub log: Option<LogAccess>,
+    /// See [`DiskConfig::journal`]: off only in benchmarks.
+    pub journal: bool,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +59,7 @@ impl Default for ServerConfig {
             tlog_timeout: Duration::from_secs(30),
             max_unflushed_bytes: 64 << 20,
             log: None,
+            journal: true,
         }
     }
 }
@@ -68,6 +71,7 @@ impl ServerConfig {
             tlog_timeout: self.tlog_timeout,
             max_unflushed_bytes: self.max_unflushed_bytes,
             log: self.log.clone(),
+            journal: self.journal,
         }
     }
 

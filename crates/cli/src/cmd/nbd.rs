@@ -46,6 +46,10 @@ pub(crate) struct NbdServeArgs {
     /// The most client connections served at once [default: nbd.max_connections, 128].
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
+    /// Serve without journaling, for `scripts/bench-nbd` to measure what journaling costs:
+    /// images then no longer match their logs. Never use it for data you keep.
+    #[arg(long, hide = true)]
+    no_journal_benchmark_only: bool,
 }
 
 pub(crate) fn run(args: NbdArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
@@ -61,6 +65,12 @@ fn serve(args: NbdServeArgs, config: &Config, data_dir: &Path) -> anyhow::Result
     let mut server_config = nbd.server(tlog_servers);
     if let Some(n) = args.max_connections {
         server_config.max_connections = n;
+    }
+    if args.no_journal_benchmark_only {
+        tracing::warn!(
+            "serving WITHOUT journaling: for benchmarks only; images will not match their logs"
+        );
+        server_config.journal = false;
     }
     let listen = match args.listen {
         Some(listen) => listen,
