@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::server::ServerConfig;
+use crate::tls::Tls;
 use crate::{Error, Result};
 
 /// `[nbd]` in strata.toml.
@@ -32,6 +33,13 @@ pub struct NbdConfig {
     pub max_unflushed_bytes: usize,
     /// Where images of new vdisks are made when records are on etcd.
     pub images_dir: Option<PathBuf>,
+    /// The certificate chain (PEM) offered to clients that STARTTLS; with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// With a certificate: refuse every option until the client has started TLS
+    /// (FORCEDTLS). `false` lets clients choose.
+    pub tls_required: bool,
 }
 
 impl Default for NbdConfig {
@@ -47,6 +55,9 @@ impl Default for NbdConfig {
             tlog_timeout_ms: d.tlog_timeout.as_millis() as u64,
             max_unflushed_bytes: d.max_unflushed_bytes,
             images_dir: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_required: true,
         }
     }
 }
@@ -55,6 +66,7 @@ impl NbdConfig {
     /// Checks the listen address and the limits the server would get.
     pub fn validate(&self) -> Result<()> {
         self.listen_addr()?;
+        self.tls()?;
         self.server(self.tlog_servers.clone()).validate()
     }
 
@@ -73,6 +85,19 @@ impl NbdConfig {
             // serve` sets the log it serves itself.
             log: None,
             journal: true,
+            tls: None,
+        }
+    }
+
+    /// TLS as `tls_cert`, `tls_key` and `tls_required` set it up, or `None` without a
+    /// certificate; the files are read now, so a bad one is named at start.
+    pub fn tls(&self) -> Result<Option<Tls>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => Tls::from_files(cert, key, self.tls_required).map(Some),
+            _ => Err(Error::InvalidArgument(
+                "nbd.tls_cert and nbd.tls_key go together: give both or neither".into(),
+            )),
         }
     }
 

@@ -32,7 +32,7 @@ use strata_tlog::client::{Client, ClientConfig};
 use strata_tlog::storage::Storage;
 use tokio::sync::{Mutex, watch};
 
-use crate::proto::errno;
+use crate::proto::{allocation, errno};
 use crate::record::{Records, Vdisk};
 use crate::{Error, Result};
 
@@ -96,6 +96,8 @@ pub struct Disk {
     order: Mutex<u64>,
     /// Changes journaled but not yet applied to the image.
     in_flight: Ranges,
+    /// Whether the image's file system punches holes and zeroes ranges itself.
+    fallocate: Arc<Fallocate>,
     broken: AtomicBool,
 }
 
@@ -150,6 +152,7 @@ impl Disk {
             config,
             order: Mutex::new(end),
             in_flight: Ranges::default(),
+            fallocate: Arc::new(Fallocate::default()),
             broken: AtomicBool::new(false),
         }
     }
@@ -174,12 +177,46 @@ impl Disk {
         Ok(())
     }
 
-    /// Reads `length` bytes at `offset` (the caller checked the range).
-    pub async fn read(&self, offset: u64, length: u32) -> std::result::Result<Vec<u8>, Failed> {
+    /// Reads `length` bytes at `offset` (the caller checked the range) into a buffer that
+    /// starts with `headroom` bytes for the reply's header, so the reply goes out in one
+    /// write.
+    pub async fn read(
+        &self,
+        offset: u64,
+        length: u32,
+        headroom: usize,
+    ) -> std::result::Result<Vec<u8>, Failed> {
         let file = self.file.clone();
         blocking(move || {
-            let mut buf = vec![0u8; length as usize];
-            file.read_exact_at(&mut buf, offset).map(|()| buf)
+            let mut buf = vec![0u8; headroom + length as usize];
+            file.read_exact_at(&mut buf[headroom..], offset).map(|()| buf)
+        })
+        .await
+    }
+
+    /// The allocation of `length` bytes at `offset` (the caller checked the range), as
+    /// `base:allocation` extents: (length, [`allocation::HOLE`] | [`allocation::ZERO`]) for
+    /// holes, (length, 0) for data; with `one`, only the first. At most [`MAX_EXTENTS`],
+    /// covering at least the first byte.
+    pub async fn extents(
+        &self,
+        offset: u64,
+        length: u32,
+        one: bool,
+    ) -> std::result::Result<Vec<(u32, u32)>, Failed> {
+        let file = self.file.clone();
+        let size = self.vdisk.size;
+        blocking(move || allocation(&file, offset, length, size, if one { 1 } else { MAX_EXTENTS }))
+            .await
+    }
+
+    /// Asks the kernel to read `length` bytes at `offset` into its cache ahead of use.
+    pub async fn cache(&self, offset: u64, length: u32) -> std::result::Result<(), Failed> {
+        let file = self.file.clone();
+        blocking(move || {
+            let length = std::num::NonZeroU64::new(u64::from(length));
+            rustix::fs::fadvise(&*file, offset, length, rustix::fs::Advice::WillNeed)
+                .map_err(std::io::Error::from)
         })
         .await
     }
@@ -221,14 +258,24 @@ impl Disk {
 
     /// Journals a discard of `length` bytes at `offset` and applies it to the image: a
     /// punched hole, or with `allocate` zeroes written in place (NBD_CMD_FLAG_NO_HOLE).
+    /// With `fast`, fails with ENOTSUP (before journaling anything) when the image's file
+    /// system was found unable to do that without writing zeros.
     pub async fn zero(
         &self,
         offset: u64,
         length: u32,
         allocate: bool,
         fua: bool,
+        fast: bool,
     ) -> std::result::Result<(), Failed> {
         self.check()?;
+        let fallocate = self.fallocate.clone();
+        if fast && !fallocate.works(allocate) {
+            return Err(Failed {
+                errno: errno::ENOTSUP,
+                message: "the image's file system zeroes only by writing zeros".into(),
+            });
+        }
         let length = u64::from(length);
         let (last, ticket) = {
             let mut end = self.order.lock().await;
@@ -241,7 +288,7 @@ impl Disk {
         };
         ticket.after_earlier().await;
         let file = self.file.clone();
-        blocking(move || zero_range(&file, offset, length, allocate)).await?;
+        blocking(move || zero_range(&file, &fallocate, offset, length, allocate)).await?;
         drop(ticket);
         if fua { self.durable(last).await } else { Ok(()) }
     }
@@ -467,9 +514,80 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// The most extents one BLOCK_STATUS reply lists (the protocol asks for at most 2^20).
+pub const MAX_EXTENTS: usize = 1024;
+
+/// The `base:allocation` extents of `length` bytes at `offset` of `file` (of `size` bytes),
+/// at most `max`, found with SEEK_DATA and SEEK_HOLE; the file position is not used by
+/// anything else (reads and writes are positioned).
+fn allocation(
+    file: &File,
+    offset: u64,
+    length: u32,
+    size: u64,
+    max: usize,
+) -> std::io::Result<Vec<(u32, u32)>> {
+    use rustix::fs::SeekFrom;
+    let hole = allocation::HOLE | allocation::ZERO;
+    let end = offset.saturating_add(u64::from(length)).min(size);
+    let mut extents: Vec<(u32, u32)> = Vec::new();
+    let mut at = offset;
+    while at < end && extents.len() < max {
+        let data = match rustix::fs::seek(file, SeekFrom::Data(at)) {
+            Ok(data) => data,
+            // No data after `at`: a hole to the end.
+            Err(rustix::io::Errno::NXIO) => end,
+            Err(err) => return Err(err.into()),
+        };
+        let (next, status) = if data > at {
+            (data.min(end), hole)
+        } else {
+            let hole_at =
+                rustix::fs::seek(file, SeekFrom::Hole(at)).map_err(std::io::Error::from)?;
+            (hole_at.min(end), 0)
+        };
+        // `next - at` fits: it is at most `length`.
+        let span = (next - at) as u32;
+        match extents.last_mut() {
+            Some((len, flags)) if *flags == status => *len += span,
+            _ => extents.push((span, status)),
+        }
+        at = next;
+    }
+    Ok(extents)
+}
+
+/// What the image's file system was found able to do with `fallocate`; assumed able until
+/// a call fails.
+#[derive(Debug)]
+struct Fallocate {
+    punch: AtomicBool,
+    zero: AtomicBool,
+}
+
+impl Default for Fallocate {
+    fn default() -> Fallocate {
+        Fallocate { punch: AtomicBool::new(true), zero: AtomicBool::new(true) }
+    }
+}
+
+impl Fallocate {
+    fn works(&self, allocate: bool) -> bool {
+        let flag = if allocate { &self.zero } else { &self.punch };
+        flag.load(Ordering::Relaxed)
+    }
+}
+
 /// Zeroes a range of the image: punches a hole (or, with `allocate`, zeroes it in place),
-/// falling back to writing zeros where the file system cannot.
-fn zero_range(file: &File, offset: u64, length: u64, allocate: bool) -> std::io::Result<()> {
+/// falling back to writing zeros where the file system cannot (and remembering that in
+/// `fallocate`, so FAST_ZERO requests are refused from then on).
+fn zero_range(
+    file: &File,
+    fallocate: &Fallocate,
+    offset: u64,
+    length: u64,
+    allocate: bool,
+) -> std::io::Result<()> {
     let flags = if allocate {
         FallocateFlags::ZERO_RANGE | FallocateFlags::KEEP_SIZE
     } else {
@@ -478,6 +596,8 @@ fn zero_range(file: &File, offset: u64, length: u64, allocate: bool) -> std::io:
     if rustix::fs::fallocate(file, flags, offset, length).is_ok() {
         return Ok(());
     }
+    let flag = if allocate { &fallocate.zero } else { &fallocate.punch };
+    flag.store(false, Ordering::Relaxed);
     let zeros = vec![0u8; MAX_BLOCK.min(length as usize)];
     let mut at = 0u64;
     while at < length {

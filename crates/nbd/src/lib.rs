@@ -7,8 +7,10 @@
 //!   (a small redb file opened only briefly, or the shared kv store on etcd).
 //! - [`proto`]: the NBD wire constants and message helpers (fixed newstyle).
 //! - [`disk`]: one open vdisk shared by all its connections: the image file, the tlog
-//!   client, and the lock that keeps the image and the log in the same order.
-//! - [`server`]: the NBD server: negotiation, transmission, limits, shutdown.
+//!   client, the lock that numbers changes and the in-flight ranges that keep overlapping
+//!   ones in log order on the image.
+//! - [`server`]: the NBD server: negotiation (with STARTTLS and the `base:allocation`
+//!   metadata context), transmission, limits, shutdown; [`tls`]: its TLS setup.
 //! - [`restore`]: rebuilding a vdisk from its log (and its origins') up to a bound.
 //!
 //! Design and journaling contract: `docs/design/nbd.md`.
@@ -20,9 +22,11 @@ pub mod proto;
 pub mod record;
 pub mod restore;
 pub mod server;
+pub mod tls;
 
 pub use crate::config::NbdConfig;
 pub use crate::disk::LogAccess;
 pub use crate::error::{Error, Result};
 pub use crate::record::{Origin, Records, Vdisk, parse_size};
 pub use crate::server::{Listen, NbdServer, ServerConfig};
+pub use crate::tls::Tls;

@@ -62,6 +62,8 @@ pub mod rep {
     pub const ERR_SHUTDOWN: u32 = (1 << 31) + 7;
     /// Option data too big.
     pub const ERR_TOO_BIG: u32 = (1 << 31) + 9;
+    /// A metadata context: its id and name.
+    pub const META_CONTEXT: u32 = 4;
 }
 
 /// Information types of INFO and GO.
@@ -90,6 +92,10 @@ pub mod flag {
     pub const SEND_WRITE_ZEROES: u16 = 1 << 6;
     /// Several connections to one export are one consistent disk.
     pub const CAN_MULTI_CONN: u16 = 1 << 8;
+    /// CACHE is understood.
+    pub const SEND_CACHE: u16 = 1 << 10;
+    /// WRITE_ZEROES takes FAST_ZERO.
+    pub const SEND_FAST_ZERO: u16 = 1 << 11;
 }
 
 /// The magic of a transmission request.
@@ -111,8 +117,12 @@ pub mod cmd {
     pub const FLUSH: u16 = 3;
     /// Discard.
     pub const TRIM: u16 = 4;
+    /// Prefetch a range into the server's cache.
+    pub const CACHE: u16 = 5;
     /// Write zeroes.
     pub const WRITE_ZEROES: u16 = 6;
+    /// Query the status (allocation) of a range.
+    pub const BLOCK_STATUS: u16 = 7;
 }
 
 /// Command flags.
@@ -121,6 +131,10 @@ pub mod cmd_flag {
     pub const FUA: u16 = 1 << 0;
     /// WRITE_ZEROES must allocate, not punch.
     pub const NO_HOLE: u16 = 1 << 1;
+    /// BLOCK_STATUS: one extent only, no longer than the request.
+    pub const REQ_ONE: u16 = 1 << 3;
+    /// WRITE_ZEROES: fail with ENOTSUP rather than be slower than a write.
+    pub const FAST_ZERO: u16 = 1 << 4;
 }
 
 /// Structured reply chunk types and flags.
@@ -131,8 +145,22 @@ pub mod chunk {
     pub const NONE: u16 = 0;
     /// Data at an offset.
     pub const OFFSET_DATA: u16 = 1;
+    /// Block status descriptors of one metadata context.
+    pub const BLOCK_STATUS: u16 = 5;
     /// An error.
     pub const ERROR: u16 = (1 << 15) + 1;
+}
+
+/// The `base:allocation` metadata context: its name and the status flags of its extents.
+pub mod allocation {
+    /// The context's name.
+    pub const CONTEXT: &str = "base:allocation";
+    /// The id this server gives it.
+    pub const ID: u32 = 1;
+    /// The extent is not allocated (a hole).
+    pub const HOLE: u32 = 1 << 0;
+    /// The extent reads as zeros.
+    pub const ZERO: u32 = 1 << 1;
 }
 
 /// Errno values NBD uses.

@@ -15,14 +15,15 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Mutex, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::disk::{Disk, DiskConfig, Failed, LogAccess};
-use crate::proto::{self, chunk, cmd, cmd_flag, errno, flag, info, opt, rep};
+use crate::proto::{self, allocation, chunk, cmd, cmd_flag, errno, flag, info, opt, rep};
 use crate::record::{Records, Vdisk};
+use crate::tls::Tls;
 use crate::{Error, Result};
 
 /// How the server runs.
@@ -46,6 +47,8 @@ pub struct ServerConfig {
     pub log: Option<LogAccess>,
     /// See [`DiskConfig::journal`]: off only in benchmarks.
     pub journal: bool,
+    /// TLS offered (STARTTLS), and whether it is required.
+    pub tls: Option<Tls>,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +63,7 @@ impl Default for ServerConfig {
             max_unflushed_bytes: 64 << 20,
             log: None,
             journal: true,
+            tls: None,
         }
     }
 }
@@ -177,7 +181,7 @@ impl NbdServer {
     async fn serve_one<L>(self, shell: strata_net::Shell, listener: L)
     where
         L: strata_net::Listener,
-        L::Connection: AsyncRead + AsyncWrite,
+        L::Connection: AsyncRead + AsyncWrite + Unpin,
     {
         let mut stopping = self.inner.stopping.clone();
         let stopped = async move {
@@ -190,19 +194,18 @@ impl NbdServer {
         .await;
     }
 
-    async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
+    async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         &self,
         stream: S,
         peer: String,
     ) {
-        let (mut reader, mut writer) = tokio::io::split(stream);
         let limit = self.inner.config.negotiation_timeout;
         let mut stopping = self.inner.stopping.clone();
         let negotiated = tokio::select! {
-            negotiated = tokio::time::timeout(limit, self.negotiate(&mut reader, &mut writer)) => negotiated,
+            negotiated = tokio::time::timeout(limit, self.negotiate(Box::new(stream))) => negotiated,
             _ = stopping.wait_for(|s| *s) => return,
         };
-        let (disk, structured) = match negotiated {
+        let (disk, session, stream) = match negotiated {
             Ok(Ok(Some(chosen))) => chosen,
             Ok(Ok(None)) => return,
             Ok(Err(err)) => {
@@ -214,9 +217,10 @@ impl NbdServer {
                 return;
             }
         };
-        tracing::debug!(peer, vdisk = %disk.vdisk().name, "nbd: transmission");
+        tracing::debug!(peer, vdisk = %disk.vdisk().name, tls = session.tls, "nbd: transmission");
         let name = disk.vdisk().name.clone();
-        if let Err(err) = self.transmit(&disk, structured, reader, writer).await {
+        let (reader, writer) = tokio::io::split(stream);
+        if let Err(err) = self.transmit(&disk, &session, reader, writer).await {
             tracing::debug!(peer, vdisk = %name, error = %err, "nbd: connection ended");
         }
         self.release(disk).await;
@@ -274,46 +278,93 @@ impl NbdServer {
             .map_err(|e| Error::Unavailable(format!("record listing: {e}")))?
     }
 
-    /// Fixed newstyle negotiation. Returns the chosen disk and whether structured replies
-    /// were negotiated, or `None` when the client aborted.
-    async fn negotiate<R, W>(&self, r: &mut R, w: &mut W) -> Result<Option<(Arc<Disk>, bool)>>
-    where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
-    {
+    /// Fixed newstyle negotiation: the greeting, then options, upgrading the stream to TLS
+    /// on STARTTLS. Returns the chosen disk, what was negotiated and the stream to transmit
+    /// on, or `None` when the client aborted.
+    async fn negotiate(&self, mut stream: Conn) -> Result<Option<(Arc<Disk>, Session, Conn)>> {
         let mut hello = Vec::with_capacity(18);
         hello.extend_from_slice(&proto::NBD_MAGIC.to_be_bytes());
         hello.extend_from_slice(&proto::IHAVEOPT.to_be_bytes());
         hello
             .extend_from_slice(&(proto::FLAG_FIXED_NEWSTYLE | proto::FLAG_NO_ZEROES).to_be_bytes());
-        w.write_all(&hello).await.map_err(net)?;
-        w.flush().await.map_err(net)?;
-        let client_flags = r.read_u32().await.map_err(net)?;
+        stream.write_all(&hello).await.map_err(net)?;
+        stream.flush().await.map_err(net)?;
+        let client_flags = stream.read_u32().await.map_err(net)?;
         if client_flags & !(proto::CLIENT_FIXED_NEWSTYLE | proto::CLIENT_NO_ZEROES) != 0 {
             return Err(Error::InvalidArgument(format!("unknown client flags {client_flags:#x}")));
         }
-        let no_zeroes = client_flags & proto::CLIENT_NO_ZEROES != 0;
-        let mut structured = false;
+        let mut session = Session {
+            no_zeroes: client_flags & proto::CLIENT_NO_ZEROES != 0,
+            ..Session::default()
+        };
         loop {
-            if r.read_u64().await.map_err(net)? != proto::IHAVEOPT {
+            match self.options(&mut stream, &mut session).await? {
+                Chosen::Disk(disk) => return Ok(Some((disk, session, stream))),
+                Chosen::Abort => return Ok(None),
+                Chosen::StartTls => {
+                    let Some(tls) = &self.inner.config.tls else {
+                        return Err(Error::InvalidArgument("STARTTLS without TLS".into()));
+                    };
+                    let upgraded = tls.acceptor.accept(stream).await.map_err(net)?;
+                    stream = Box::new(upgraded);
+                    // Nothing negotiated before STARTTLS carries over.
+                    session =
+                        Session { no_zeroes: session.no_zeroes, tls: true, ..Session::default() };
+                }
+            }
+        }
+    }
+
+    /// Answers options until the client chooses an export, aborts or starts TLS.
+    async fn options(&self, w: &mut Conn, session: &mut Session) -> Result<Chosen> {
+        let tls_required = self.inner.config.tls.as_ref().is_some_and(|t| t.required);
+        loop {
+            if w.read_u64().await.map_err(net)? != proto::IHAVEOPT {
                 return Err(Error::InvalidArgument("option without IHAVEOPT magic".into()));
             }
-            let option = r.read_u32().await.map_err(net)?;
-            let length = r.read_u32().await.map_err(net)?;
+            let option = w.read_u32().await.map_err(net)?;
+            let length = w.read_u32().await.map_err(net)?;
             if length > MAX_OPTION {
                 reply(w, option, rep::ERR_TOO_BIG, b"option data too long").await?;
                 return Err(Error::InvalidArgument(format!("option of {length} bytes")));
             }
             let mut data = vec![0u8; length as usize];
-            r.read_exact(&mut data).await.map_err(net)?;
+            w.read_exact(&mut data).await.map_err(net)?;
             if *self.inner.stopping.borrow() {
                 reply(w, option, rep::ERR_SHUTDOWN, b"the server is shutting down").await?;
-                return Ok(None);
+                return Ok(Chosen::Abort);
+            }
+            if tls_required && !session.tls && !matches!(option, opt::STARTTLS | opt::ABORT) {
+                if option == opt::EXPORT_NAME {
+                    return Err(Error::InvalidArgument("EXPORT_NAME before STARTTLS".into()));
+                }
+                reply(w, option, rep::ERR_TLS_REQD, b"this server requires TLS: STARTTLS first")
+                    .await?;
+                continue;
             }
             match option {
                 opt::ABORT => {
                     let _ = reply(w, option, rep::ACK, b"").await;
-                    return Ok(None);
+                    return Ok(Chosen::Abort);
+                }
+                opt::STARTTLS => {
+                    let refusal = match (&self.inner.config.tls, session.tls) {
+                        (None, _) => {
+                            Some((rep::ERR_POLICY, "TLS is not configured on this server"))
+                        }
+                        (Some(_), true) => Some((rep::ERR_INVALID, "TLS is already up")),
+                        (Some(_), false) if !data.is_empty() => {
+                            Some((rep::ERR_INVALID, "STARTTLS takes no data"))
+                        }
+                        (Some(_), false) => None,
+                    };
+                    match refusal {
+                        Some((kind, why)) => reply(w, option, kind, why.as_bytes()).await?,
+                        None => {
+                            reply(w, option, rep::ACK, b"").await?;
+                            return Ok(Chosen::StartTls);
+                        }
+                    }
                 }
                 opt::LIST => {
                     if !data.is_empty() {
@@ -336,12 +387,15 @@ impl NbdServer {
                 }
                 opt::STRUCTURED_REPLY => {
                     if data.is_empty() {
-                        structured = true;
+                        session.structured = true;
                         reply(w, option, rep::ACK, b"").await?;
                     } else {
                         reply(w, option, rep::ERR_INVALID, b"STRUCTURED_REPLY takes no data")
                             .await?;
                     }
+                }
+                opt::LIST_META_CONTEXT | opt::SET_META_CONTEXT => {
+                    self.meta_context(w, option, &data, session).await?;
                 }
                 opt::EXPORT_NAME => {
                     let name = String::from_utf8_lossy(&data).into_owned();
@@ -352,7 +406,7 @@ impl NbdServer {
                     let disk = self.open(vdisk).await?;
                     let mut answer = disk.vdisk().size.to_be_bytes().to_vec();
                     answer.extend_from_slice(&TRANSMISSION_FLAGS.to_be_bytes());
-                    if !no_zeroes {
+                    if !session.no_zeroes {
                         answer.extend_from_slice(&[0u8; 124]);
                     }
                     let sent = async {
@@ -363,25 +417,15 @@ impl NbdServer {
                         self.release(disk).await;
                         return Err(net(err));
                     }
-                    return Ok(Some((disk, structured)));
+                    session.export = Some(name);
+                    return Ok(Chosen::Disk(disk));
                 }
                 opt::INFO | opt::GO => {
                     let Some((name, requests)) = parse_info(&data) else {
                         reply(w, option, rep::ERR_INVALID, b"malformed INFO/GO request").await?;
                         continue;
                     };
-                    let vdisk = match self.lookup(name.clone()).await {
-                        Ok(Some(vdisk)) => vdisk,
-                        Ok(None) => {
-                            let why = format!("no vdisk named {name:?}");
-                            reply(w, option, rep::ERR_UNKNOWN, why.as_bytes()).await?;
-                            continue;
-                        }
-                        Err(err) => {
-                            reply(w, option, rep::ERR_POLICY, err.to_string().as_bytes()).await?;
-                            continue;
-                        }
-                    };
+                    let Some(vdisk) = self.export(w, option, &name).await? else { continue };
                     let disk = if option == opt::GO {
                         match self.open(vdisk.clone()).await {
                             Ok(disk) => Some(disk),
@@ -399,7 +443,10 @@ impl NbdServer {
                         .describe(w, option, disk.as_ref().map_or(&vdisk, |d| d.vdisk()), &requests)
                         .await;
                     match (disk, described) {
-                        (Some(disk), Ok(())) => return Ok(Some((disk, structured))),
+                        (Some(disk), Ok(())) => {
+                            session.export = Some(name);
+                            return Ok(Chosen::Disk(disk));
+                        }
                         (None, Ok(())) => {}
                         (Some(disk), Err(err)) => {
                             self.release(disk).await;
@@ -408,15 +455,69 @@ impl NbdServer {
                         (None, Err(err)) => return Err(err),
                     }
                 }
-                opt::STARTTLS => {
-                    reply(w, option, rep::ERR_UNSUP, b"TLS is not supported").await?;
-                }
                 _ => {
                     let why = format!("option {option} is not supported");
                     reply(w, option, rep::ERR_UNSUP, why.as_bytes()).await?;
                 }
             }
         }
+    }
+
+    /// The vdisk an option names, or `None` after replying that it cannot be had.
+    async fn export(&self, w: &mut Conn, option: u32, name: &str) -> Result<Option<Vdisk>> {
+        match self.lookup(name.to_string()).await {
+            Ok(Some(vdisk)) => Ok(Some(vdisk)),
+            Ok(None) => {
+                let why = format!("no vdisk named {name:?}");
+                reply(w, option, rep::ERR_UNKNOWN, why.as_bytes()).await?;
+                Ok(None)
+            }
+            Err(err) => {
+                reply(w, option, rep::ERR_POLICY, err.to_string().as_bytes()).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// LIST_META_CONTEXT and SET_META_CONTEXT: the one context served is `base:allocation`.
+    /// SET selects it for the export it names when a query names it exactly; LIST lists it
+    /// for no query, `base:` or `base:allocation`. Other namespaces are ignored.
+    async fn meta_context(
+        &self,
+        w: &mut Conn,
+        option: u32,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<()> {
+        let set = option == opt::SET_META_CONTEXT;
+        if set {
+            // Whatever happens next, earlier selections are gone.
+            session.allocation_for = None;
+        }
+        if !session.structured {
+            return reply(w, option, rep::ERR_INVALID, b"negotiate structured replies first").await;
+        }
+        let Some((name, queries)) = parse_meta_context(data) else {
+            return reply(w, option, rep::ERR_INVALID, b"malformed metadata context request").await;
+        };
+        if self.export(w, option, &name).await?.is_none() {
+            return Ok(());
+        }
+        let matches = if set {
+            queries.iter().any(|q| q == allocation::CONTEXT)
+        } else {
+            queries.is_empty() || queries.iter().any(|q| q == "base:" || q == allocation::CONTEXT)
+        };
+        if matches {
+            let id = if set { allocation::ID } else { 0 };
+            let mut item = id.to_be_bytes().to_vec();
+            item.extend_from_slice(allocation::CONTEXT.as_bytes());
+            reply(w, option, rep::META_CONTEXT, &item).await?;
+            if set {
+                session.allocation_for = Some(name);
+            }
+        }
+        reply(w, option, rep::ACK, b"").await
     }
 
     /// The replies to INFO or GO: the export, what the client asked for, and ACK.
@@ -454,14 +555,16 @@ impl NbdServer {
     async fn transmit<R, W>(
         &self,
         disk: &Arc<Disk>,
-        structured: bool,
+        session: &Session,
         mut reader: R,
-        writer: WriteHalf<W>,
+        writer: W,
     ) -> Result<()>
     where
         R: AsyncRead + Unpin,
-        W: AsyncRead + AsyncWrite + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
     {
+        let structured = session.structured;
+        let allocation = session.export.is_some() && session.allocation_for == session.export;
         let writer = Arc::new(Mutex::new(writer));
         let budget = Arc::new(Semaphore::new(self.inner.config.max_in_flight as usize));
         let mut running = JoinSet::new();
@@ -483,8 +586,6 @@ impl NbdServer {
             if req.kind == cmd::DISC {
                 break Ok(());
             }
-            let end = req.offset.checked_add(u64::from(req.length));
-            let in_range = end.is_some_and(|e| e <= size);
             let payload = if req.kind == cmd::WRITE {
                 if req.length > max {
                     // Read the payload away so the stream stays in step, then refuse it.
@@ -500,31 +601,14 @@ impl NbdServer {
                     answer(&writer, structured, req.cookie, Err(fail(errno::EINVAL, why))).await?;
                     continue;
                 }
-                let mut buf = BytesMut::zeroed(req.length as usize);
-                if let Err(err) = reader.read_exact(&mut buf).await {
-                    break Err(net(err));
+                match read_payload(&mut reader, req.length as usize).await {
+                    Ok(payload) => Some(payload),
+                    Err(err) => break Err(net(err)),
                 }
-                Some(buf.freeze())
             } else {
                 None
             };
-            let refused = match req.kind {
-                cmd::READ if req.length > max => Some(fail(
-                    errno::EINVAL,
-                    format!("read of {} bytes is over the limit of {max}", req.length),
-                )),
-                cmd::WRITE | cmd::WRITE_ZEROES if !in_range => Some(fail(
-                    errno::ENOSPC,
-                    format!("{} bytes at {} go past the end ({size})", req.length, req.offset),
-                )),
-                cmd::READ | cmd::TRIM if !in_range => Some(fail(
-                    errno::EINVAL,
-                    format!("{} bytes at {} go past the end ({size})", req.length, req.offset),
-                )),
-                cmd::READ | cmd::WRITE | cmd::FLUSH | cmd::TRIM | cmd::WRITE_ZEROES => None,
-                other => Some(fail(errno::EINVAL, format!("command {other} is not supported"))),
-            };
-            if let Some(refused) = refused {
+            if let Some(refused) = refuse(&req, size, max, allocation) {
                 answer(&writer, structured, req.cookie, Err(refused)).await?;
                 continue;
             }
@@ -535,7 +619,7 @@ impl NbdServer {
             };
             let (disk, writer) = (disk.clone(), writer.clone());
             running.spawn(async move {
-                let result = execute(&disk, req, payload).await;
+                let result = execute(&disk, req, payload, structured).await;
                 if let Err(Failed { errno, message }) = &result {
                     tracing::warn!(vdisk = %disk.vdisk().name, errno, message, "nbd: request failed");
                 }
@@ -550,6 +634,82 @@ impl NbdServer {
     }
 }
 
+/// A connection, plain or TLS.
+type Conn = Box<dyn Stream>;
+
+/// A byte stream a connection runs over.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
+
+/// What a connection negotiated.
+#[derive(Debug, Default)]
+struct Session {
+    /// The client asked for no zeroes after EXPORT_NAME's reply.
+    no_zeroes: bool,
+    /// Structured replies were negotiated.
+    structured: bool,
+    /// The connection runs over TLS.
+    tls: bool,
+    /// The export `base:allocation` was last selected for, if any.
+    allocation_for: Option<String>,
+    /// The export chosen for transmission.
+    export: Option<String>,
+}
+
+/// How option haggling ended.
+enum Chosen {
+    Disk(Arc<Disk>),
+    StartTls,
+    Abort,
+}
+
+/// Reads a WRITE's payload into a fresh buffer without zeroing it first.
+async fn read_payload<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    length: usize,
+) -> std::io::Result<Bytes> {
+    let mut buf = BytesMut::with_capacity(length);
+    while buf.len() < length {
+        let want = (length - buf.len()) as u64;
+        if (&mut *reader).take(want).read_buf(&mut buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Why a request is refused before it runs, if it is.
+fn refuse(req: &proto::Request, size: u64, max: u32, allocation: bool) -> Option<Failed> {
+    let in_range = req.offset.checked_add(u64::from(req.length)).is_some_and(|e| e <= size);
+    let past_end = || format!("{} bytes at {} go past the end ({size})", req.length, req.offset);
+    match req.kind {
+        cmd::READ if req.length > max => Some(fail(
+            errno::EINVAL,
+            format!("read of {} bytes is over the limit of {max}", req.length),
+        )),
+        cmd::WRITE | cmd::WRITE_ZEROES if !in_range => Some(fail(errno::ENOSPC, past_end())),
+        cmd::READ | cmd::TRIM | cmd::CACHE | cmd::BLOCK_STATUS if !in_range => {
+            Some(fail(errno::EINVAL, past_end()))
+        }
+        cmd::BLOCK_STATUS if !allocation => Some(fail(
+            errno::EINVAL,
+            format!("BLOCK_STATUS needs the {} metadata context selected", allocation::CONTEXT),
+        )),
+        cmd::CACHE if req.flags != 0 => {
+            Some(fail(errno::EINVAL, format!("CACHE takes no flags ({:#x})", req.flags)))
+        }
+        cmd::READ
+        | cmd::WRITE
+        | cmd::FLUSH
+        | cmd::TRIM
+        | cmd::WRITE_ZEROES
+        | cmd::CACHE
+        | cmd::BLOCK_STATUS => None,
+        other => Some(fail(errno::EINVAL, format!("command {other} is not supported"))),
+    }
+}
+
 /// The largest option payload read.
 const MAX_OPTION: u32 = 16 * 1024;
 
@@ -558,22 +718,53 @@ const TRANSMISSION_FLAGS: u16 = flag::HAS_FLAGS
     | flag::SEND_FUA
     | flag::SEND_TRIM
     | flag::SEND_WRITE_ZEROES
-    | flag::CAN_MULTI_CONN;
+    | flag::CAN_MULTI_CONN
+    | flag::SEND_CACHE
+    | flag::SEND_FAST_ZERO;
 
-/// What a successful request sends back: the data of a read, or nothing.
-type Outcome = std::result::Result<Option<(u64, Vec<u8>)>, Failed>;
+/// The bytes a read's buffer keeps free in front of the data for the reply's header: a
+/// structured chunk header and the offset (28), or a simple reply (16, at the end of them).
+const HEADROOM: usize = 28;
 
-async fn execute(disk: &Disk, req: proto::Request, payload: Option<Bytes>) -> Outcome {
+/// What a successful request sends back.
+enum Done {
+    /// Nothing but the reply header.
+    Nothing,
+    /// A read: the data at `offset`, after [`HEADROOM`] free bytes in the buffer.
+    Data { offset: u64, buf: Vec<u8> },
+    /// A BLOCK_STATUS: the `base:allocation` extents (length, flags).
+    Extents(Vec<(u32, u32)>),
+}
+
+type Outcome = std::result::Result<Done, Failed>;
+
+async fn execute(
+    disk: &Disk,
+    req: proto::Request,
+    payload: Option<Bytes>,
+    structured: bool,
+) -> Outcome {
     let fua = req.flags & cmd_flag::FUA != 0;
+    let (offset, length) = (req.offset, req.length);
+    let nothing = |()| Done::Nothing;
     match req.kind {
-        cmd::READ => disk.read(req.offset, req.length).await.map(|d| Some((req.offset, d))),
-        cmd::WRITE => disk.write(req.offset, payload.unwrap_or_default(), fua).await.map(|()| None),
-        cmd::TRIM => disk.zero(req.offset, req.length, false, fua).await.map(|()| None),
+        cmd::READ => {
+            let buf = disk.read(offset, length, HEADROOM).await?;
+            Ok(Done::Data { offset, buf })
+        }
+        cmd::WRITE => disk.write(offset, payload.unwrap_or_default(), fua).await.map(nothing),
+        cmd::TRIM => disk.zero(offset, length, false, fua, false).await.map(nothing),
         cmd::WRITE_ZEROES => {
             let allocate = req.flags & cmd_flag::NO_HOLE != 0;
-            disk.zero(req.offset, req.length, allocate, fua).await.map(|()| None)
+            let fast = req.flags & cmd_flag::FAST_ZERO != 0;
+            disk.zero(offset, length, allocate, fua, fast).await.map(nothing)
         }
-        cmd::FLUSH => disk.flush().await.map(|()| None),
+        cmd::FLUSH => disk.flush().await.map(nothing),
+        cmd::CACHE => disk.cache(offset, length).await.map(nothing),
+        cmd::BLOCK_STATUS if structured => {
+            let one = req.flags & cmd_flag::REQ_ONE != 0;
+            disk.extents(offset, length, one).await.map(Done::Extents)
+        }
         other => Err(fail(errno::EINVAL, format!("command {other} is not supported"))),
     }
 }
@@ -582,53 +773,83 @@ fn fail(errno: u32, message: String) -> Failed {
     Failed { errno, message }
 }
 
-/// Sends a request's reply: simple, or structured chunks when negotiated (reads only; other
-/// commands may always get simple replies).
-async fn answer<W: AsyncWrite>(
-    writer: &Mutex<WriteHalf<W>>,
+/// Sends a request's reply in one write: simple, or a structured chunk when negotiated
+/// (for reads, BLOCK_STATUS and errors; other commands may always get simple replies).
+async fn answer<W: AsyncWrite + Unpin>(
+    writer: &Mutex<W>,
     structured: bool,
     cookie: u64,
     outcome: Outcome,
 ) -> Result<()> {
-    let mut w = writer.lock().await;
-    match outcome {
-        Ok(Some((_, data))) if structured && data.is_empty() => {
-            let header = proto::chunk_header(chunk::FLAG_DONE, chunk::NONE, cookie, 0);
-            w.write_all(&header).await.map_err(net)?;
+    let mut small = Vec::new();
+    let bytes: &[u8] = match outcome {
+        Ok(Done::Data { offset, mut buf }) => {
+            let data_len = buf.len() - HEADROOM;
+            if structured && data_len == 0 {
+                small.extend_from_slice(&proto::chunk_header(
+                    chunk::FLAG_DONE,
+                    chunk::NONE,
+                    cookie,
+                    0,
+                ));
+                &small
+            } else if structured {
+                let len = 8 + data_len as u32;
+                buf[..20].copy_from_slice(&proto::chunk_header(
+                    chunk::FLAG_DONE,
+                    chunk::OFFSET_DATA,
+                    cookie,
+                    len,
+                ));
+                buf[20..28].copy_from_slice(&offset.to_be_bytes());
+                small = buf;
+                &small
+            } else {
+                buf[HEADROOM - 16..HEADROOM].copy_from_slice(&proto::simple_reply(0, cookie));
+                small = buf;
+                &small[HEADROOM - 16..]
+            }
         }
-        Ok(Some((offset, data))) if structured => {
-            let header = proto::chunk_header(
+        Ok(Done::Extents(extents)) => {
+            let len = 4 + 8 * extents.len() as u32;
+            small.extend_from_slice(&proto::chunk_header(
                 chunk::FLAG_DONE,
-                chunk::OFFSET_DATA,
+                chunk::BLOCK_STATUS,
                 cookie,
-                8 + data.len() as u32,
-            );
-            w.write_all(&header).await.map_err(net)?;
-            w.write_all(&offset.to_be_bytes()).await.map_err(net)?;
-            w.write_all(&data).await.map_err(net)?;
+                len,
+            ));
+            small.extend_from_slice(&allocation::ID.to_be_bytes());
+            for (length, flags) in extents {
+                small.extend_from_slice(&length.to_be_bytes());
+                small.extend_from_slice(&flags.to_be_bytes());
+            }
+            &small
         }
-        Ok(Some((_, data))) => {
-            w.write_all(&proto::simple_reply(0, cookie)).await.map_err(net)?;
-            w.write_all(&data).await.map_err(net)?;
+        Ok(Done::Nothing) => {
+            small.extend_from_slice(&proto::simple_reply(0, cookie));
+            &small
         }
-        Ok(None) => w.write_all(&proto::simple_reply(0, cookie)).await.map_err(net)?,
         Err(Failed { errno, message }) if structured => {
             let message: String = message.chars().take(1024).collect();
-            let header = proto::chunk_header(
+            let len = 6 + message.len() as u32;
+            small.extend_from_slice(&proto::chunk_header(
                 chunk::FLAG_DONE,
                 chunk::ERROR,
                 cookie,
-                6 + message.len() as u32,
-            );
-            w.write_all(&header).await.map_err(net)?;
-            w.write_all(&errno.to_be_bytes()).await.map_err(net)?;
-            w.write_all(&(message.len() as u16).to_be_bytes()).await.map_err(net)?;
-            w.write_all(message.as_bytes()).await.map_err(net)?;
+                len,
+            ));
+            small.extend_from_slice(&errno.to_be_bytes());
+            small.extend_from_slice(&(message.len() as u16).to_be_bytes());
+            small.extend_from_slice(message.as_bytes());
+            &small
         }
         Err(Failed { errno, .. }) => {
-            w.write_all(&proto::simple_reply(errno, cookie)).await.map_err(net)?
+            small.extend_from_slice(&proto::simple_reply(errno, cookie));
+            &small
         }
-    }
+    };
+    let mut w = writer.lock().await;
+    w.write_all(bytes).await.map_err(net)?;
     w.flush().await.map_err(net)
 }
 
@@ -641,6 +862,25 @@ async fn reply<W: AsyncWrite + Unpin>(
     w.write_all(&proto::option_reply(option, kind, data.len() as u32)).await.map_err(net)?;
     w.write_all(data).await.map_err(net)?;
     w.flush().await.map_err(net)
+}
+
+/// Parses LIST/SET_META_CONTEXT data: the export name and the queries.
+fn parse_meta_context(data: &[u8]) -> Option<(String, Vec<String>)> {
+    let u32_at = |at: usize| -> Option<usize> {
+        Some(u32::from_be_bytes(data.get(at..at + 4)?.try_into().ok()?) as usize)
+    };
+    let len = u32_at(0)?;
+    let name = std::str::from_utf8(data.get(4..4 + len)?).ok()?.to_string();
+    let mut at = 4 + len;
+    let n = u32_at(at)?;
+    at += 4;
+    let mut queries = Vec::new();
+    for _ in 0..n {
+        let len = u32_at(at)?;
+        queries.push(std::str::from_utf8(data.get(at + 4..at + 4 + len)?).ok()?.to_string());
+        at += 4 + len;
+    }
+    (at == data.len()).then_some((name, queries))
 }
 
 /// Parses INFO/GO data: the export name and the information types asked for.

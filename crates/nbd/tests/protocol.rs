@@ -44,8 +44,12 @@ fn negotiation_refuses_unknown_exports_and_options() -> anyhow::Result<()> {
     let mut s = RawClient::hello(env.nbd)?;
     let replies = RawClient::option(&mut s, 7, &go_data("unknown"))?;
     ensure!(replies.last().is_some_and(|r| r.0 == (1 << 31) + 6), "ERR_UNKNOWN: {replies:?}");
-    let replies = RawClient::option(&mut s, 10, b"whatever")?;
+    // EXTENDED_HEADERS (11) is not supported.
+    let replies = RawClient::option(&mut s, 11, b"")?;
     ensure!(replies.last().is_some_and(|r| r.0 == (1 << 31) + 1), "ERR_UNSUP: {replies:?}");
+    // SET_META_CONTEXT before structured replies is invalid, as the protocol says.
+    let replies = RawClient::option(&mut s, 10, b"whatever")?;
+    ensure!(replies.last().is_some_and(|r| r.0 == (1 << 31) + 3), "ERR_INVALID: {replies:?}");
     let replies = RawClient::option(&mut s, 3, &[])?;
     let names: Vec<String> = replies
         .iter()

@@ -36,6 +36,29 @@ pub const HEADER_LEN: usize = 88;
 /// The largest plaintext an envelope may declare (bounds allocation on decode).
 const MAX_PLAINTEXT: u64 = 1 << 30;
 
+/// The AES-GCM tag appended to an encrypted body.
+const TAG_LEN: usize = 16;
+/// The bytes of each sample [`worth_compressing`] tries.
+const SAMPLE: usize = 8 << 10;
+
+/// Whether LZ4 is worth running over all of `plain`: three samples (start, middle, end)
+/// compressed must come to at most 7/8 of their size. Random or already compressed data
+/// (what an encrypted or compressed file system writes) fails fast this way instead of
+/// costing a full LZ4 pass that is then thrown away; small plaintexts are always tried.
+fn worth_compressing(plain: &[u8]) -> bool {
+    if plain.len() <= 4 * SAMPLE {
+        return true;
+    }
+    let starts = [0, plain.len() / 2 - SAMPLE / 2, plain.len() - SAMPLE];
+    let (mut raw, mut packed) = (0, 0);
+    for start in starts {
+        let sample = &plain[start..start + SAMPLE];
+        raw += sample.len();
+        packed += lz4_flex::block::compress(sample).len();
+    }
+    packed * 8 <= raw * 7
+}
+
 /// A 256-bit AES-GCM key.
 #[derive(Clone)]
 pub struct Key(LessSafeKey);
@@ -153,9 +176,9 @@ impl Aggregate {
             return Err(Error::InvalidArgument("an aggregate needs at least one block".into()));
         };
         let plain = self.encode();
-        let compressed = lz4_flex::block::compress(&plain);
-        let use_compressed = compressed.len() < plain.len();
-        let mut body = if use_compressed { compressed } else { plain.clone() };
+        let compressed = worth_compressing(&plain)
+            .then(|| lz4_flex::block::compress(&plain))
+            .filter(|c| c.len() < plain.len());
         let mut nonce = [0u8; NONCE_LEN];
         if key.is_some() {
             SystemRandom::new()
@@ -170,24 +193,29 @@ impl Aggregate {
             blocks: u32::try_from(self.blocks.len()).unwrap_or(u32::MAX),
             encrypted: key.is_some(),
             run_start,
-            compressed: use_compressed,
+            compressed: compressed.is_some(),
             nonce,
             plaintext_len: plain.len() as u64,
         };
         let head = header.encode();
+        let body = compressed.as_deref().unwrap_or(&plain);
+        // The envelope is built in one buffer and encrypted in place: no copy of the body
+        // beyond the one into the envelope.
+        let mut bytes = Vec::with_capacity(HEADER_LEN + body.len() + TAG_LEN);
+        bytes.extend_from_slice(&head);
+        bytes.extend_from_slice(body);
         if let Some(key) = key {
             let aad = aad(&head, &self.vdisk_id);
-            key.0
-                .seal_in_place_append_tag(
+            let tag = key
+                .0
+                .seal_in_place_separate_tag(
                     Nonce::assume_unique_for_key(nonce),
                     Aad::from(aad),
-                    &mut body,
+                    &mut bytes[HEADER_LEN..],
                 )
                 .map_err(|_| Error::InvalidArgument("aggregate too large to encrypt".into()))?;
+            bytes.extend_from_slice(tag.as_ref());
         }
-        let mut bytes = Vec::with_capacity(HEADER_LEN + body.len());
-        bytes.extend_from_slice(&head);
-        bytes.extend_from_slice(&body);
         let hash = *blake3::hash(&bytes).as_bytes();
         Ok(Sealed { hash, bytes, header })
     }
@@ -404,6 +432,33 @@ mod tests {
         let err = Aggregate::open("other", &sealed.hash, &sealed.bytes, Some(&key)).unwrap_err();
         assert!(matches!(err, Error::Corrupted(_)), "{err}");
         assert!(Aggregate::open("vd", &sealed.hash, &sealed.bytes, None).is_err());
+    }
+
+    #[test]
+    fn incompressible_blocks_skip_lz4_and_compressible_ones_do_not() {
+        let key = Key::from_bytes(&[1; 32]);
+        let mut rng = fastrand::Rng::with_seed(3);
+        let random: Vec<u8> = std::iter::repeat_with(|| rng.u8(..)).take(256 << 10).collect();
+        let mut text = Vec::new();
+        while text.len() < 256 << 10 {
+            text.extend_from_slice(format!("line {} of a log file\n", text.len()).as_bytes());
+        }
+        // Half random, half text: the samples see both, and the whole shrinks.
+        let mixed = [&random[..128 << 10], &text[..128 << 10]].concat();
+        for (data, compressed) in [(random, false), (text, true), (mixed, true)] {
+            let aggregate = Aggregate {
+                vdisk_id: "vd".into(),
+                timestamp: 1,
+                blocks: vec![Block::write(1, 0, Bytes::from(data), 1)],
+                prev: NO_PREV,
+            };
+            for key in [None, Some(&key)] {
+                let sealed = aggregate.seal(key).unwrap();
+                assert_eq!(sealed.header.compressed, compressed);
+                let opened = Aggregate::open("vd", &sealed.hash, &sealed.bytes, key).unwrap();
+                assert_eq!(opened, aggregate);
+            }
+        }
     }
 
     #[test]

@@ -46,6 +46,17 @@ pub(crate) struct NbdServeArgs {
     /// The most client connections served at once [default: nbd.max_connections, 128].
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
+    /// Offer TLS (NBD_OPT_STARTTLS) with this certificate chain (PEM), with --tls-key
+    /// [default: nbd.tls_cert of the config]. Clients must then use TLS unless
+    /// --tls-optional (or nbd.tls_required = false) is given; they connect with nbds://.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert [default: nbd.tls_key of the config].
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// With TLS: also serve clients that do not start TLS.
+    #[arg(long)]
+    tls_optional: bool,
     /// Serve without journaling, for `scripts/bench-nbd` to measure what journaling costs:
     /// images then no longer match their logs. Never use it for data you keep.
     #[arg(long, hide = true)]
@@ -66,6 +77,14 @@ fn serve(args: NbdServeArgs, config: &Config, data_dir: &Path) -> anyhow::Result
     if let Some(n) = args.max_connections {
         server_config.max_connections = n;
     }
+    let mut tls = nbd.clone();
+    if args.tls_cert.is_some() {
+        (tls.tls_cert, tls.tls_key) = (args.tls_cert, args.tls_key);
+    }
+    if args.tls_optional {
+        tls.tls_required = false;
+    }
+    server_config.tls = tls.tls()?;
     if args.no_journal_benchmark_only {
         tracing::warn!(
             "serving WITHOUT journaling: for benchmarks only; images will not match their logs"
@@ -87,6 +106,7 @@ fn serve(args: NbdServeArgs, config: &Config, data_dir: &Path) -> anyhow::Result
             listen = %listen,
             socket = ?socket,
             tlog = %server_config.tlog_servers.join(","),
+            tls = ?server_config.tls.as_ref().map(|t| if t.required { "required" } else { "optional" }),
             "nbd serving"
         );
         server.serve(listeners, shutdown).await?;

@@ -104,6 +104,7 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
         // The NBD server reads the log it journals to, to rebuild a disk whose last session
         // did not close cleanly.
         let mut nbd_config = config.nbd.server(vec![tlog_addr.to_string()]);
+        nbd_config.tls = config.nbd.tls()?;
         nbd_config.log = Some(strata_nbd::LogAccess {
             storage: tlog_storage.clone(),
             key: tlog_config.key.clone(),
