@@ -5,10 +5,12 @@
 //!
 //! - [`model`]: the records ([`VolumeSet`], [`Snapshot`], [`Branch`], [`Volume`], [`Bush`])
 //!   and the metadata three-way sync compares.
-//! - [`Hub`] (`store.rs`): every operation of the model on a `strata_kv::Store` — fork,
+//! - [`Hub`] (`store/`, a file per object): every operation of the model on a `strata_kv::Store` — fork,
 //!   extend, idempotent import, the blob compare-and-swap, delete, queries,
 //!   FindNonMissingSnapshot and RequestBlobDiff.
 //! - [`sync`]: the decision rule and the target's side of a sync.
+//! - [`plan`]: what a push or pull does (snapshots, blobs, branch outcomes, metadata),
+//!   decided from both sides' state without I/O.
 //! - [`transfer`]: push, pull and sync of one volume set against a [`Remote`].
 //! - [`server`] and [`client`]: the JSON HTTP API (`docs/hub-openapi.yaml`) and its client,
 //!   a [`Remote`]; [`tokens`]: bearer tokens kept as hashes in a file the server re-reads.
@@ -19,6 +21,7 @@ pub mod client;
 mod config;
 mod error;
 pub mod model;
+pub mod plan;
 mod render;
 pub mod server;
 pub mod service;

@@ -12,18 +12,24 @@
 //! reads only the snapshots written since on either side (`export?since=` and the local
 //! change log) and decides over those alone, falling back to everything when a revision is
 //! unknown or a snapshot was deleted (see `read_changes`).
+//!
+//! The decisions (which snapshots, blobs and branch moves, which metadata) are
+//! [`crate::plan`]'s: each of push and pull reads both sides, asks its planner, and carries
+//! the plan out here.
 
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use strata_volume::BlobStore;
 
-use crate::model::{Branch, BranchMeta, Snapshot, SnapshotMeta, VolumeSet, VolumeSetMeta};
+use crate::model::{BranchMeta, Snapshot, SnapshotMeta, VolumeSet, VolumeSetMeta};
+use crate::plan::{
+    self, Lookups, PullBranch, PullState, PushPlan, PushState, Synced, Take, branch_label, json,
+};
 use crate::service::{HubService, blob_id, copy_blob};
 use crate::store::{BranchOutcome, Changes, Hub, Query, SyncMark};
 use crate::sync::{
-    Decision, Export, ImportRequest, ImportResponse, SyncItem, SyncOutcome, SyncRequest,
-    SyncResponse, decide,
+    Decision, Export, ImportRequest, ImportResponse, SyncOutcome, SyncRequest, SyncResponse,
 };
 use crate::{Error, Result};
 
@@ -151,14 +157,6 @@ pub struct Report {
     pub conflicts: Vec<Conflict>,
 }
 
-fn json<T: Serialize>(value: &T) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
-}
-
-fn branch_label(b: &Branch) -> String {
-    if b.name.is_empty() { b.id.clone() } else { b.name.clone() }
-}
-
 /// Local bookkeeping for one sync: the local store and its blobs.
 #[derive(Debug, Clone)]
 pub struct Local {
@@ -204,97 +202,71 @@ impl Local {
         mark: Option<SyncMark>,
         progress: &dyn Progress,
     ) -> Result<Report> {
-        let (local, snap_inits, complete) = match local {
-            Some(scanned) => (Some(scanned.snapshots), Some(scanned.snap_inits), scanned.complete),
-            None => (None, None, true),
-        };
+        let state = self.push_state(vsid, local, mark, target.is_some())?;
+        // Every branch is decided before anything is sent.
+        let plan = plan::push(&state, target.as_ref(), self)?;
         let mut report = Report { volset_id: vsid.into(), ..Report::default() };
+        report.branches = plan.branches.iter().map(|(b, o)| (branch_label(b), *o)).collect();
+        let (blobs, bytes) = self.upload_blobs(remote, &plan.blobs, progress).await?;
+        report.blobs_pushed += blobs;
+        report.bytes += bytes;
+        let new_there = target.is_none();
+        report.snapshots_pushed +=
+            self.send_snapshots(remote, vsid, &state.volset, &plan, new_there, progress).await?;
+        let mut synced = plan.synced;
+        self.reconcile(remote, vsid, &plan.metadata, &mut synced, &mut report).await?;
+        let Synced { volsets, snapshots, branches } = &synced;
+        self.hub.set_synced(vsid, volsets, snapshots, branches, plan.mark.as_ref())?;
+        Ok(report)
+    }
+
+    /// This store's side of a push of `vsid`, with `local` (what a pull just left) when
+    /// given, else every snapshot read now.
+    fn push_state(
+        &self,
+        vsid: &str,
+        local: Option<Scanned>,
+        mark: Option<SyncMark>,
+        on_remote: bool,
+    ) -> Result<PushState> {
         let volset = self.hub.volset(vsid)?;
-        let remote_snaps: HashMap<String, Snapshot> = target
-            .as_ref()
-            .map(|t| t.snapshots.iter().map(|s| (s.id.clone(), s.clone())).collect())
-            .unwrap_or_default();
-        let remote_branches: HashMap<String, Branch> = target
-            .as_ref()
-            .map(|t| t.branches.iter().map(|b| (b.id.clone(), b.clone())).collect())
-            .unwrap_or_default();
-        // This store's revision before it is read, for the mark of a push alone.
-        let revision = if local.is_none() { self.hub.revision(vsid)? } else { None };
-        let mut local_snaps = match local {
-            Some(snaps) => snaps,
-            None => self.hub.snapshots(vsid, &Query::default())?,
+        let (revision, snapshots, snap_inits, complete) = match local {
+            Some(scanned) => (None, scanned.snapshots, scanned.snap_inits, scanned.complete),
+            None => {
+                // This store's revision before it is read, for the mark of a push alone.
+                let revision = self.hub.revision(vsid)?;
+                let snapshots = self.hub.snapshots(vsid, &Query::default())?;
+                (revision, snapshots, self.hub.inits::<SnapshotMeta>("snap")?, true)
+            }
         };
-        local_snaps.sort_by_key(|s| s.depth);
-        let snap_inits = match snap_inits {
-            Some(inits) => inits,
-            None => self.hub.inits::<SnapshotMeta>("snap")?,
-        };
-        // Whether the remote has a local snapshot. When the target lists only what changed
-        // since the last sync, a snapshot it does not list is there exactly when it was
-        // synced before (it has a synced copy here): that sync left both sides the same.
-        let remote_has =
-            |id: &str| remote_snaps.contains_key(id) || (!complete && snap_inits.contains_key(id));
-
-        // Decide every branch before sending anything.
-        let mut branches = self.hub.branches(vsid)?;
+        let branches = self.hub.branches(vsid)?;
         let tips: Vec<&str> = branches.iter().map(|b| b.tip.as_str()).collect();
-        let depth: HashMap<String, u64> =
+        let tip_depths =
             self.hub.snapshots_by_id(&tips)?.into_iter().map(|s| (s.id, s.depth)).collect();
-        branches.sort_by_key(|b| depth.get(&b.tip).copied().unwrap_or(0));
-        let mut send_branches = Vec::new();
-        for branch in &branches {
-            let outcome = match remote_branches.get(&branch.id) {
-                None => BranchOutcome::Created,
-                Some(r) if r.tip == branch.tip => BranchOutcome::Unchanged,
-                Some(r) if self.hub.is_ancestor(&r.tip, &branch.tip)? => BranchOutcome::Extended,
-                // A partial target's snapshots are all here already (a pull just took them).
-                Some(r)
-                    if (complete && ancestor_in(&remote_snaps, &branch.tip, &r.tip))
-                        || (!complete && self.hub.is_ancestor(&branch.tip, &r.tip)?) =>
-                {
-                    BranchOutcome::TargetAhead
-                }
-                Some(r) => {
-                    return Err(Error::Diverged(format!(
-                        "branch {:?} is at {} locally and at {} on the hub",
-                        branch_label(branch),
-                        branch.tip,
-                        r.tip
-                    )));
-                }
-            };
-            if matches!(outcome, BranchOutcome::Created | BranchOutcome::Extended) {
-                send_branches.push(branch.clone());
-            }
-            report.branches.push((branch_label(branch), outcome));
-        }
-        let new_snaps: Vec<Snapshot> =
-            local_snaps.iter().filter(|s| !remote_has(&s.id)).cloned().collect();
-        // A push alone leaves both sides the same when the hub has no snapshot this store
-        // lacks and every branch of the hub's ends where this store's does: then it remembers
-        // the revisions, and the next sync reads only what changed since, as after a sync.
-        let mark = match (mark, revision, target.as_ref().and_then(|t| t.revision.clone())) {
-            (Some(mark), _, _) => Some(mark),
-            (None, Some(local), Some(remote)) => {
-                let here: HashSet<&str> = local_snaps.iter().map(|s| s.id.as_str()).collect();
-                let tips: HashSet<&str> = branches.iter().map(|b| b.id.as_str()).collect();
-                let same = remote_snaps.keys().all(|id| here.contains(id.as_str()))
-                    && remote_branches.keys().all(|id| tips.contains(id.as_str()))
-                    && report.branches.iter().all(|(_, o)| *o != BranchOutcome::TargetAhead);
-                same.then_some(SyncMark { remote, local })
-            }
-            (None, _, _) => None,
-        };
+        let volset_init =
+            if on_remote { self.hub.init::<VolumeSetMeta>("vs", vsid)? } else { None };
+        let branch_inits = self.hub.inits::<BranchMeta>("br")?;
+        Ok(PushState {
+            volset,
+            snapshots,
+            snap_inits,
+            complete,
+            branches,
+            tip_depths,
+            volset_init,
+            branch_inits,
+            revision,
+            mark,
+        })
+    }
 
-        // Blobs the hub lacks.
-        let wanted: Vec<String> = {
-            let mut seen = HashSet::new();
-            new_snaps
-                .iter()
-                .filter_map(|s| s.blob_id.clone())
-                .filter(|b| seen.insert(b.clone()))
-                .collect()
-        };
+    /// Uploads those of `wanted` the remote lacks; returns how many, and their bytes.
+    async fn upload_blobs(
+        &self,
+        remote: &impl Remote,
+        wanted: &[String],
+        progress: &dyn Progress,
+    ) -> Result<(usize, u64)> {
         let mut missing = Vec::new();
         for chunk in wanted.chunks(IMPORT_BATCH) {
             missing.extend(remote.missing_blobs(chunk).await?);
@@ -306,105 +278,82 @@ impl Local {
         progress.begin("upload blobs", total);
         let advance = |n| progress.advance(n);
         in_lanes(&missing, |id| remote.upload_blob(&self.blobs, id, &advance)).await?;
-        report.blobs_pushed += missing.len();
         progress.end();
-        report.bytes += total;
+        Ok((missing.len(), total))
+    }
 
-        // Snapshots oldest first, then branches.
-        progress.begin("push snapshots", new_snaps.len() as u64);
-        let chunks: Vec<&[Snapshot]> = new_snaps.chunks(IMPORT_BATCH).collect();
+    /// Imports the plan's snapshots on the remote, oldest first, in batches, then its branch
+    /// moves with the last batch (one request even when empty if the set is `new_there`);
+    /// returns how many snapshots were new there.
+    async fn send_snapshots(
+        &self,
+        remote: &impl Remote,
+        vsid: &str,
+        volset: &VolumeSet,
+        plan: &PushPlan,
+        new_there: bool,
+        progress: &dyn Progress,
+    ) -> Result<usize> {
+        let moves = plan.moves();
+        let mut added = 0;
+        progress.begin("push snapshots", plan.snapshots.len() as u64);
+        let chunks: Vec<&[Snapshot]> = plan.snapshots.chunks(IMPORT_BATCH).collect();
         let count = chunks.len().max(1);
         for i in 0..count {
             let snapshots = chunks.get(i).map(|c| c.to_vec()).unwrap_or_default();
             let last = i + 1 == count;
             let request = ImportRequest {
                 volumeset: volset.clone(),
-                branches: if last { send_branches.clone() } else { Vec::new() },
+                branches: if last { moves.clone() } else { Vec::new() },
                 snapshots,
             };
-            if request.snapshots.is_empty() && request.branches.is_empty() && target.is_some() {
+            if request.snapshots.is_empty() && request.branches.is_empty() && !new_there {
                 continue;
             }
             let response = remote.import(vsid, &request).await?;
-            report.snapshots_pushed += response.added;
+            added += response.added;
             progress.advance(request.snapshots.len() as u64);
         }
         progress.end();
+        Ok(added)
+    }
 
-        // What is now the same on both sides is synced.
-        let mut init_snaps: Vec<(String, SnapshotMeta)> =
-            new_snaps.iter().map(|s| (s.id.clone(), s.meta())).collect();
-        let mut init_branches: Vec<(String, BranchMeta)> = branches
-            .iter()
-            .filter(|b| !remote_branches.contains_key(&b.id))
-            .map(|b| (b.id.clone(), b.meta()))
-            .collect();
-        let mut init_vs: Vec<(String, VolumeSetMeta)> = Vec::new();
-        if target.is_none() {
-            init_vs.push((vsid.into(), volset.meta()));
-        }
-
-        // Changed metadata, decided on the hub.
-        let mut request = SyncRequest::default();
-        if let Some(t) = &target {
-            let init = self.hub.init::<VolumeSetMeta>("vs", vsid)?;
-            if init.as_ref() != Some(&volset.meta()) || t.volumeset.meta() != volset.meta() {
-                request.volumeset = Some(SyncItem { id: vsid.into(), cur: volset.meta(), init });
-            }
-        }
-        for s in &local_snaps {
-            if !remote_has(&s.id) {
-                continue;
-            }
-            let init = snap_inits.get(&s.id);
-            // Not listed by a partial target: unchanged there since it equalled `init`.
-            let differs = remote_snaps.get(&s.id).is_some_and(|r| r.meta() != s.meta());
-            if init != Some(&s.meta()) || differs {
-                request.snapshots.push(SyncItem {
-                    id: s.id.clone(),
-                    cur: s.meta(),
-                    init: init.cloned(),
-                });
-            }
-        }
-        let branch_inits = self.hub.inits::<BranchMeta>("br")?;
-        for b in &branches {
-            let Some(r) = remote_branches.get(&b.id) else { continue };
-            let init = branch_inits.get(&b.id);
-            if init != Some(&b.meta()) || r.meta() != b.meta() {
-                request.branches.push(SyncItem {
-                    id: b.id.clone(),
-                    cur: b.meta(),
-                    init: init.cloned(),
-                });
-            }
-        }
-        if request.volumeset.is_some()
-            || !request.snapshots.is_empty()
-            || !request.branches.is_empty()
+    /// Changed metadata, decided on the hub: sends `request` (unless empty), takes the
+    /// target's copies where it won, and adds what both sides now hold to `synced`.
+    async fn reconcile(
+        &self,
+        remote: &impl Remote,
+        vsid: &str,
+        request: &SyncRequest,
+        synced: &mut Synced,
+        report: &mut Report,
+    ) -> Result<()> {
+        if request.volumeset.is_none()
+            && request.snapshots.is_empty()
+            && request.branches.is_empty()
         {
-            let response = remote.sync(vsid, &request).await?;
-            if let Some(out) = &response.volumeset {
-                if let Some(meta) = self.settle("volumeset", out, &mut report)? {
-                    self.hub.update_volset_meta(vsid, &meta)?;
-                }
-                init_vs.push((vsid.into(), settled(out)));
-            }
-            for out in &response.snapshots {
-                if let Some(meta) = self.settle("snapshot", out, &mut report)? {
-                    self.hub.update_snapshot_meta(&out.id, &meta)?;
-                }
-                init_snaps.push((out.id.clone(), settled(out)));
-            }
-            for out in &response.branches {
-                if let Some(meta) = self.settle("branch", out, &mut report)? {
-                    self.hub.update_branch_meta(vsid, &out.id, &meta)?;
-                }
-                init_branches.push((out.id.clone(), settled(out)));
-            }
+            return Ok(());
         }
-        self.hub.set_synced(vsid, &init_vs, &init_snaps, &init_branches, mark.as_ref())?;
-        Ok(report)
+        let response = remote.sync(vsid, request).await?;
+        if let Some(out) = &response.volumeset {
+            if let Some(meta) = self.settle("volumeset", out, report)? {
+                self.hub.update_volset_meta(vsid, &meta)?;
+            }
+            synced.volsets.push((vsid.into(), settled(out)));
+        }
+        for out in &response.snapshots {
+            if let Some(meta) = self.settle("snapshot", out, report)? {
+                self.hub.update_snapshot_meta(&out.id, &meta)?;
+            }
+            synced.snapshots.push((out.id.clone(), settled(out)));
+        }
+        for out in &response.branches {
+            if let Some(meta) = self.settle("branch", out, report)? {
+                self.hub.update_branch_meta(vsid, &out.id, &meta)?;
+            }
+            synced.branches.push((out.id.clone(), settled(out)));
+        }
+        Ok(())
     }
 
     /// Counts a decision of the target and returns the copy to store locally, if any.
@@ -555,157 +504,98 @@ impl Local {
         progress: &dyn Progress,
     ) -> Result<(Report, Export, Scanned)> {
         let vsid = vsid.to_string();
-        let Scanned { snapshots: local_snapshots, mut snap_inits, complete, revision } = scanned;
+        let Scanned { snapshots, snap_inits, complete, revision } = scanned;
         let mut report = Report { volset_id: vsid.clone(), ..Report::default() };
-        let mut init_vs = Vec::new();
-        let mut init_snaps = Vec::new();
-        let mut init_branches = Vec::new();
-        let mut fresh_branches = HashSet::new();
-        if self.hub.import_volset(&target.volumeset)? {
-            init_vs.push((vsid.clone(), target.volumeset.meta()));
-        } else {
-            let cur = self.hub.volset(&vsid)?;
-            let init = self.hub.init::<VolumeSetMeta>("vs", &vsid)?;
-            let tgt = target.volumeset.meta();
-            if let Some(meta) =
-                self.take(&mut report, "volumeset", &vsid, &tgt, &cur.meta(), init.as_ref())
-            {
-                self.hub.update_volset_meta(&vsid, &meta)?;
-                init_vs.push((vsid.clone(), meta));
-            }
-        }
-
-        let mut local: HashMap<String, Snapshot> =
-            local_snapshots.into_iter().map(|s| (s.id.clone(), s)).collect();
-        let mut new_snaps: Vec<Snapshot> =
-            target.snapshots.iter().filter(|s| !local.contains_key(&s.id)).cloned().collect();
-        new_snaps.sort_by_key(|s| s.depth);
-        let mut wanted = Vec::new();
-        let mut total = 0;
-        for s in &new_snaps {
-            if let Some(blob) = &s.blob_id
-                && !self.blobs.has(&blob_id(blob)?)
-                && !wanted.contains(blob)
-            {
-                wanted.push(blob.clone());
-                total += s.size;
-            }
-        }
-        progress.begin("download blobs", total);
-        let advance = |n| progress.advance(n);
-        in_lanes(&wanted, |id| remote.download_blob(&vsid, id, &self.blobs, &advance)).await?;
-        report.blobs_pulled += wanted.len();
-        progress.end();
-        report.bytes += total;
-        report.snapshots_pulled = self.hub.import_snapshots(&vsid, &new_snaps, None)?;
-        init_snaps.extend(new_snaps.iter().map(|s| (s.id.clone(), s.meta())));
-
-        let mut branches = target.branches.clone();
-        let local_branches: HashMap<String, Branch> =
-            self.hub.branches(&vsid)?.into_iter().map(|b| (b.id.clone(), b)).collect();
-        // Tips' depths: from the target, or (a partial target) from this store, which has
-        // every tip it has not listed.
-        let mut depth: HashMap<&str, u64> =
-            target.snapshots.iter().map(|s| (s.id.as_str(), s.depth)).collect();
-        let unlisted: Vec<&str> = if complete {
-            Vec::new()
-        } else {
-            branches.iter().map(|b| b.tip.as_str()).filter(|t| !depth.contains_key(t)).collect()
+        let mut synced = Synced::default();
+        self.pull_volset(&vsid, &target.volumeset, &mut report, &mut synced)?;
+        let state = PullState {
+            snapshots: snapshots.into_iter().map(|s| (s.id.clone(), s)).collect(),
+            snap_inits,
+            branches: self.hub.branches(&vsid)?.into_iter().map(|b| (b.id.clone(), b)).collect(),
+            tip_depths: self.unlisted_tip_depths(&target, complete)?,
+            branch_inits: self.hub.inits::<BranchMeta>("br")?,
         };
-        let here: HashMap<String, u64> =
-            self.hub.snapshots_by_id(&unlisted)?.into_iter().map(|s| (s.id, s.depth)).collect();
-        depth.extend(here.iter().map(|(id, d)| (id.as_str(), *d)));
-        branches.sort_by_key(|b| depth.get(b.tip.as_str()).copied().unwrap_or(0));
-        for b in &branches {
-            let outcome = match local_branches.get(&b.id) {
-                Some(have) if have.tip == b.tip => BranchOutcome::Unchanged,
-                _ => self.hub.import_branch(b)?,
+        let plan = plan::pull(&state, &target, self)?;
+        progress.begin("download blobs", plan.bytes);
+        let advance = |n| progress.advance(n);
+        in_lanes(&plan.blobs, |id| remote.download_blob(&vsid, id, &self.blobs, &advance)).await?;
+        report.blobs_pulled += plan.blobs.len();
+        progress.end();
+        report.bytes += plan.bytes;
+        report.snapshots_pulled = self.hub.import_snapshots(&vsid, &plan.snapshots, None)?;
+        synced.snapshots.extend(plan.snapshots.iter().map(|s| (s.id.clone(), s.meta())));
+        for step in &plan.branches {
+            let (b, outcome) = match step {
+                PullBranch::Unchanged(b) => (b, BranchOutcome::Unchanged),
+                PullBranch::Import(b) => (b, self.hub.import_branch(b)?),
             };
             if outcome == BranchOutcome::Created {
-                init_branches.push((b.id.clone(), b.meta()));
-                fresh_branches.insert(b.id.clone());
+                synced.branches.push((b.id.clone(), b.meta()));
             }
             report.branches.push((branch_label(b), outcome));
         }
-
-        for t in &target.snapshots {
-            let Some(cur) = local.get_mut(&t.id) else { continue };
-            if let Some(meta) = self.take(
-                &mut report,
-                "snapshot",
-                &t.id,
-                &t.meta(),
-                &cur.meta(),
-                snap_inits.get(&t.id),
-            ) {
-                *cur = self.hub.update_snapshot_meta(&t.id, &meta)?;
-                init_snaps.push((t.id.clone(), meta));
-            }
+        let PullState { snapshots: mut local, mut snap_inits, .. } = state;
+        for t in plan.snapshot_meta {
+            let (id, meta) = note(&mut report, t);
+            let updated = self.hub.update_snapshot_meta(&id, &meta)?;
+            local.insert(id.clone(), updated);
+            synced.snapshots.push((id, meta));
         }
-        let branch_inits = self.hub.inits::<BranchMeta>("br")?;
-        for t in &target.branches {
-            if fresh_branches.contains(&t.id) {
-                continue;
-            }
-            let cur = match local_branches.get(&t.id) {
-                Some(have) => have.clone(),
-                None => self.hub.find_branch(&vsid, &t.id)?,
-            };
-            if let Some(meta) = self.take(
-                &mut report,
-                "branch",
-                &t.id,
-                &t.meta(),
-                &cur.meta(),
-                branch_inits.get(&t.id),
-            ) {
-                self.hub.update_branch_meta(&vsid, &t.id, &meta)?;
-                init_branches.push((t.id.clone(), meta));
-            }
+        for t in plan.branch_meta {
+            let (id, meta) = note(&mut report, t);
+            self.hub.update_branch_meta(&vsid, &id, &meta)?;
+            synced.branches.push((id, meta));
         }
-        self.hub.set_synced(&vsid, &init_vs, &init_snaps, &init_branches, None)?;
+        let Synced { volsets, snapshots, branches } = &synced;
+        self.hub.set_synced(&vsid, volsets, snapshots, branches, None)?;
         // What the store holds now: the snapshots it had (with the metadata just taken)
         // and the new ones as imported.
         let mut now: Vec<Snapshot> = local.into_values().collect();
-        for mut s in new_snaps {
+        for mut s in plan.snapshots {
             s.owner = target.volumeset.owner.clone();
             now.push(s);
         }
-        snap_inits.extend(init_snaps.iter().cloned());
+        snap_inits.extend(synced.snapshots);
         Ok((report, target, Scanned { snapshots: now, snap_inits, complete, revision }))
     }
 
-    /// The pull side of one decision: the copy to store locally (and as initial), if any.
-    /// `UseCurrent` leaves both local copies alone: the change is still to be pushed.
-    fn take<M: PartialEq + Clone + Serialize>(
+    /// Imports the remote's volume set `tgt` when new here, or else takes its metadata
+    /// where the remote's copy wins.
+    fn pull_volset(
         &self,
+        vsid: &str,
+        tgt: &VolumeSet,
         report: &mut Report,
-        kind: &'static str,
-        id: &str,
-        tgt: &M,
-        cur: &M,
-        init: Option<&M>,
-    ) -> Option<M> {
-        match decide(tgt, cur, init) {
-            Decision::NoAction | Decision::UseCurrent => None,
-            Decision::UseTgtNoConflict => {
-                if tgt != cur {
-                    report.metadata_pulled += 1;
-                }
-                Some(tgt.clone())
-            }
-            Decision::UseTgtConflict => {
-                report.metadata_pulled += 1;
-                report.conflicts.push(Conflict {
-                    kind,
-                    id: id.into(),
-                    initial: json(&init),
-                    current: json(cur),
-                    target: json(tgt),
-                });
-                Some(tgt.clone())
-            }
+        synced: &mut Synced,
+    ) -> Result<()> {
+        if self.hub.import_volset(tgt)? {
+            synced.volsets.push((vsid.into(), tgt.meta()));
+            return Ok(());
         }
+        let cur = self.hub.volset(vsid)?;
+        let init = self.hub.init::<VolumeSetMeta>("vs", vsid)?;
+        if let Some(t) = plan::take("volumeset", vsid, &tgt.meta(), &cur.meta(), init.as_ref()) {
+            let (_, meta) = note(report, t);
+            self.hub.update_volset_meta(vsid, &meta)?;
+            synced.volsets.push((vsid.into(), meta));
+        }
+        Ok(())
+    }
+
+    /// The depths of `target`'s branch tips it does not list, read here: a partial target
+    /// lists only what changed, and this store has every tip it has not listed.
+    fn unlisted_tip_depths(&self, target: &Export, complete: bool) -> Result<HashMap<String, u64>> {
+        if complete {
+            return Ok(HashMap::new());
+        }
+        let listed: HashSet<&str> = target.snapshots.iter().map(|s| s.id.as_str()).collect();
+        let unlisted: Vec<&str> = target
+            .branches
+            .iter()
+            .map(|b| b.tip.as_str())
+            .filter(|t| !listed.contains(t))
+            .collect();
+        Ok(self.hub.snapshots_by_id(&unlisted)?.into_iter().map(|s| (s.id, s.depth)).collect())
     }
 
     /// Sync: pull, then push.
@@ -763,6 +653,26 @@ struct Scanned {
     revision: Option<String>,
 }
 
+/// This store's ancestry and blobs, as the planners ask for them.
+impl Lookups for Local {
+    fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Result<bool> {
+        self.hub.is_ancestor(ancestor, descendant)
+    }
+    fn has_blob(&self, id: &str) -> Result<bool> {
+        Ok(self.blobs.has(&blob_id(id)?))
+    }
+}
+
+/// Counts metadata taken from the remote (and its conflict) in `report`; returns the id
+/// and the copy to store.
+fn note<M>(report: &mut Report, take: Take<M>) -> (String, M) {
+    if take.pulled {
+        report.metadata_pulled += 1;
+    }
+    report.conflicts.extend(take.conflict);
+    (take.id, take.meta)
+}
+
 /// The copy both sides hold after the target decided.
 fn settled<M: Clone>(out: &SyncOutcome<M>) -> M {
     match out.decision {
@@ -796,16 +706,4 @@ where
         result?;
     }
     Ok(())
-}
-
-/// True when `ancestor` is `descendant` or its ancestor, among `snaps`.
-fn ancestor_in(snaps: &HashMap<String, Snapshot>, ancestor: &str, descendant: &str) -> bool {
-    let mut next = Some(descendant.to_string());
-    while let Some(id) = next {
-        if id == ancestor {
-            return true;
-        }
-        next = snaps.get(&id).and_then(|s| s.parent_id.clone());
-    }
-    false
 }
