@@ -1,59 +1,15 @@
 //! TLS mode with a test CA made by `openssl`: clients that trust the CA get through,
 //! others fail the handshake; a partial TLS configuration is refused at bind.
 
-use std::path::Path;
-use std::process::Command;
-
 use bytes::Bytes;
 use strata_ckpt::{CkptConfig, Client, ClientConfig, Server};
-use strata_testkit::ensure_program;
 
 use crate::util::{Running, new_object, redb_store, test_config};
-
-/// Writes `ca.pem`, and `server.pem` with `server.key` for 127.0.0.1 signed by it, into `dir`.
-fn make_certificates(dir: &Path) -> anyhow::Result<()> {
-    ensure_program("openssl", "openssl")?;
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\n\
-         keyUsage = digitalSignature\nextendedKeyUsage = serverAuth\n",
-    )?;
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let steps: [Vec<&str>; 3] = [
-        [&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem"]].concat(),
-        [&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr"]].concat(),
-        vec![
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-extfile",
-            "server.ext",
-        ],
-    ];
-    for (step, subject) in steps.iter().zip(["strata test ca", "127.0.0.1", ""]) {
-        let mut command = Command::new("openssl");
-        command.current_dir(dir).args(step).args(["-days", "2"]);
-        if !subject.is_empty() {
-            command.args(["-subj", &format!("/CN={subject}")]);
-        }
-        let output = command.output()?;
-        anyhow::ensure!(output.status.success(), "openssl {step:?}: {output:?}");
-    }
-    Ok(())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_mode_serves_clients_that_trust_the_ca() -> anyhow::Result<()> {
     let certs = tempfile::tempdir()?;
-    make_certificates(certs.path())?;
+    strata_testkit::make_certificates(certs.path())?;
     let target = new_object(b"object")?;
     let (store, _dir) = redb_store()?;
     let config = CkptConfig {

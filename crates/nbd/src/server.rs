@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -122,6 +123,39 @@ struct Inner {
     disks: Mutex<HashMap<String, Weak<Disk>>>,
     stopping: watch::Receiver<bool>,
     stop: watch::Sender<bool>,
+    counters: Arc<Counters>,
+}
+
+/// What the server has done since it started, over every connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests answered, by command (indexed by the NBD command number, 0 to 7).
+    pub requests: [u64; 8],
+    /// Bytes sent in answer to READs.
+    pub bytes_read: u64,
+    /// Bytes of WRITEs accepted.
+    pub bytes_written: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    requests: [AtomicU64; 8],
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+}
+
+impl Counters {
+    fn count(&self, req: &proto::Request, ok: bool) {
+        if let Some(n) = self.requests.get(usize::from(req.kind)) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+        let length = u64::from(req.length);
+        match req.kind {
+            cmd::READ if ok => self.bytes_read.fetch_add(length, Ordering::Relaxed),
+            cmd::WRITE if ok => self.bytes_written.fetch_add(length, Ordering::Relaxed),
+            _ => 0,
+        };
+    }
 }
 
 impl NbdServer {
@@ -136,8 +170,19 @@ impl NbdServer {
                 disks: Mutex::new(HashMap::new()),
                 stopping,
                 stop,
+                counters: Arc::default(),
             }),
         })
+    }
+
+    /// What the server has done so far.
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        Stats {
+            requests: std::array::from_fn(|i| c.requests[i].load(Ordering::Relaxed)),
+            bytes_read: c.bytes_read.load(Ordering::Relaxed),
+            bytes_written: c.bytes_written.load(Ordering::Relaxed),
+        }
     }
 
     /// Serves on `listeners` until `shutdown` completes, then stops accepting, lets every
@@ -618,8 +663,10 @@ impl NbdServer {
                 Err(_) => break Ok(()),
             };
             let (disk, writer) = (disk.clone(), writer.clone());
+            let counters = self.inner.counters.clone();
             running.spawn(async move {
                 let result = execute(&disk, req, payload, structured).await;
+                counters.count(&req, result.is_ok());
                 if let Err(Failed { errno, message }) = &result {
                     tracing::warn!(vdisk = %disk.vdisk().name, errno, message, "nbd: request failed");
                 }

@@ -21,6 +21,7 @@ pub struct Env {
     pub records: Records,
     pub nbd: SocketAddr,
     pub socket: PathBuf,
+    pub server: NbdServer,
     runtime: tokio::runtime::Runtime,
     stops: Vec<oneshot::Sender<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -44,7 +45,7 @@ impl Env {
         let storage: Arc<dyn Storage> = Arc::new(SegmentStore::open(&tmp.path().join("tlog"))?);
         let (tlog_stop, tlog_stopped) = oneshot::channel::<()>();
         let (nbd_stop, nbd_stopped) = oneshot::channel::<()>();
-        let (nbd, tasks) = runtime.block_on(async {
+        let (nbd, server, tasks) = runtime.block_on(async {
             let tlog_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let tlog_addr = tlog_listener.local_addr()?;
             let tlog = tokio::spawn(async move {
@@ -60,6 +61,7 @@ impl Env {
             });
             let config = ServerConfig { tlog_servers: vec![tlog_addr.to_string()], ..config };
             let server = NbdServer::new(records.clone(), config)?;
+            let kept = server.clone();
             let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let nbd = tcp.local_addr()?;
             let unix = tokio::net::UnixListener::bind(&socket)?;
@@ -72,9 +74,10 @@ impl Env {
                     eprintln!("nbd server failed: {err}");
                 }
             });
-            anyhow::Ok((nbd, vec![served, tlog]))
+            anyhow::Ok((nbd, kept, vec![served, tlog]))
         })?;
-        Ok(Env { tmp, records, nbd, socket, runtime, stops: vec![nbd_stop, tlog_stop], tasks })
+        let stops = vec![nbd_stop, tlog_stop];
+        Ok(Env { tmp, records, nbd, socket, server, runtime, stops, tasks })
     }
 
     /// Stops the NBD server (flushing every disk), then the tlog server.

@@ -10,7 +10,10 @@ const READ: u16 = 0;
 const WRITE: u16 = 1;
 const FLUSH: u16 = 3;
 const TRIM: u16 = 4;
+const CACHE: u16 = 5;
 const WRITE_ZEROES: u16 = 6;
+const BLOCK_STATUS: u16 = 7;
+const FAST_ZERO: u16 = 1 << 4;
 const EINVAL: u32 = 22;
 const ENOSPC: u32 = 28;
 const EIO: u32 = 5;
@@ -282,5 +285,24 @@ fn concurrent_overlapping_changes_reach_the_image_in_log_order() -> anyhow::Resu
         "the image differs from its log's replay at byte {:?}",
         served.iter().zip(&replayed).position(|(a, b)| a != b)
     );
+    Ok(())
+}
+
+#[test]
+fn cache_fast_zero_and_block_status_without_a_context() -> anyhow::Result<()> {
+    let env = Env::start()?;
+    env.create("extras", 1 << 20)?;
+    let mut c = RawClient::go(env.nbd, "extras")?;
+    ensure!(c.flags & (1 << 10) != 0 && c.flags & (1 << 11) != 0, "CACHE and FAST_ZERO offered");
+    ensure!(c.request(CACHE, 0, 0, 65536, &[])?.0 == 0, "CACHE of a range");
+    ensure!(c.request(CACHE, 1, 0, 4096, &[])?.0 == EINVAL, "CACHE with a flag");
+    ensure!(c.request(CACHE, 0, 1 << 20, 4096, &[])?.0 == EINVAL, "CACHE past the end");
+    ensure!(c.request(WRITE, 0, 0, 8192, &[0xab; 8192])?.0 == 0);
+    // The image's file system punches holes, so a fast zero is fast and lands.
+    ensure!(c.request(WRITE_ZEROES, FAST_ZERO, 0, 4096, &[])?.0 == 0, "FAST_ZERO");
+    let (err, data) = c.request(READ, 0, 0, 8192, &[])?;
+    ensure!(err == 0 && data[..4096] == [0; 4096] && data[4096..] == [0xab; 4096]);
+    // BLOCK_STATUS needs structured replies and base:allocation, which this client skipped.
+    ensure!(c.request(BLOCK_STATUS, 0, 0, 4096, &[])?.0 == EINVAL, "BLOCK_STATUS refused");
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! Integration tests of strata-nbd: a real tlog server and the NBD server in-process, real
-//! NBD clients (qemu-img, qemu-io, qemu-nbd, a raw protocol client) against them.
+//! NBD clients (qemu-img, qemu-io, qemu-nbd, libnbd's nbdinfo and nbdcopy, fio's nbd engine,
+//! a raw protocol client) against them.
 
 mod harness;
+mod libnbd;
 mod protocol;
 mod qemu;
 mod records;

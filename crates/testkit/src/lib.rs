@@ -10,6 +10,7 @@
 //!   per test process and tests separate themselves by key prefix.
 //! - [`ensure_program`]: installs a Debian package when its program is missing.
 //! - [`free_port`]: a loopback port nobody listens on.
+//! - [`make_certificates`]: a test CA and a server certificate for 127.0.0.1.
 //! - [`memory_store`], [`redb_store`], [`etcd_store`]: a KV store per engine for suites that
 //!   [`conformance!`] runs on each.
 //!
@@ -24,6 +25,7 @@ mod process;
 mod redis;
 mod stores;
 mod swift;
+mod tls;
 
 pub use crate::containerd::{CTR_NAMESPACE, Containerd};
 pub use crate::etcd::{Etcd, shared_etcd};
@@ -35,3 +37,4 @@ pub use crate::stores::{
 pub use crate::swift::{
     SWIFT_KEY, SWIFT_OTHER_USER, SWIFT_USER, Swift, SwiftAuth, SwiftResponse, shared_swift,
 };
+pub use crate::tls::make_certificates;

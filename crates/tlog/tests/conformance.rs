@@ -40,7 +40,7 @@ macro_rules! suite {
         strata_testkit::conformance!($engine, $factory, engine => &*engine.storage;
             empty_vdisks_have_no_head, appends_read_back_in_chain_order,
             only_the_head_may_be_extended, unknown_aggregates_and_bad_ids_are_refused,
-            vdisks_are_listed
+            vdisks_are_listed, many_appends_chain_and_a_failed_seal_stores_nothing
         );
     };
 }
@@ -105,5 +105,35 @@ fn vdisks_are_listed(storage: &dyn Storage) -> anyhow::Result<()> {
     let mut vdisks = storage.vdisks()?;
     vdisks.sort();
     assert_eq!(vdisks, ["a", "b"]);
+    Ok(())
+}
+
+fn many_appends_chain_and_a_failed_seal_stores_nothing(
+    storage: &dyn Storage,
+) -> anyhow::Result<()> {
+    let first = fill(storage, "vd", None, 1, 1)?;
+    let mut rng = fastrand::Rng::with_seed(4);
+    let mut left = 3;
+    let mut seal = |prev: &strata_tlog::aggregate::Hash| -> strata_tlog::Result<_> {
+        if left == 0 {
+            return Ok(None);
+        }
+        left -= 1;
+        let blocks = random_blocks(&mut rng, 4, 10 + 10 * (3 - left) as u64);
+        Ok(Some(Aggregate { vdisk_id: "vd".into(), timestamp: 2, blocks, prev: *prev }.seal(None)?))
+    };
+    let head = storage.append_many("vd", &mut seal, first[0])?;
+    let listed = storage.list("vd")?;
+    assert_eq!(listed.len(), 4);
+    assert!(listed.windows(2).all(|w| w[1].header.prev == w[0].hash));
+    assert_eq!(storage.head("vd")?.map(|s| s.hash), Some(head));
+    assert_eq!(listed[3].hash, head);
+    // Sealing fails before anything is written: the error comes back, the log is as it was.
+    let mut failing = |_: &strata_tlog::aggregate::Hash| -> strata_tlog::Result<_> {
+        Err(Error::Unavailable("the random generator failed".into()))
+    };
+    assert!(storage.append_many("vd", &mut failing, head).is_err());
+    assert_eq!(storage.head("vd")?.map(|s| s.hash), Some(head));
+    assert_eq!(storage.list("vd")?.len(), 4);
     Ok(())
 }

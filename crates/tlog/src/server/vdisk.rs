@@ -20,7 +20,7 @@ use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::aggregate::{Aggregate, Hash, NO_PREV};
+use crate::aggregate::{Aggregate, Hash, NO_PREV, Sealed};
 use crate::message::{Block, Response, status};
 use crate::server::Shared;
 use crate::server::stored::{Found, StoredBlocks, check_head};
@@ -448,37 +448,41 @@ impl VdiskTask {
 fn store(
     shared: &Shared,
     vdisk: &str,
-    mut prev: Hash,
+    prev: Hash,
     blocks: Vec<Block>,
     mut run_start: bool,
 ) -> Result<Hash> {
     let limit = shared.config.max_aggregate_bytes.max(1);
-    let mut chunk: Vec<Block> = Vec::new();
-    let mut bytes = 0usize;
+    let key = shared.config.key.as_ref();
     let mut blocks = blocks.into_iter().peekable();
-    while let Some(block) = blocks.next() {
-        bytes += block.data.len();
-        chunk.push(block);
-        let full = bytes >= limit || chunk.len() >= MAX_AGGREGATE_BLOCKS;
-        if full || blocks.peek().is_none() {
-            let aggregate = Aggregate {
-                vdisk_id: vdisk.to_string(),
-                timestamp: now_nanos(),
-                blocks: std::mem::take(&mut chunk),
-                prev,
-            };
-            let key = shared.config.key.as_ref();
-            let sealed = if std::mem::take(&mut run_start) {
-                aggregate.seal_run_start(key)?
-            } else {
-                aggregate.seal(key)?
-            };
-            shared.storage.append(vdisk, &sealed)?;
-            prev = *sealed.hash();
-            bytes = 0;
+    // Seals the next aggregate (up to the size limits) chained from `prev`, while the
+    // storage holds the ones before; the storage makes them durable together.
+    let mut next = |prev: &Hash| -> Result<Option<Sealed>> {
+        let mut chunk: Vec<Block> = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(block) =
+            blocks.next_if(|_| bytes < limit && chunk.len() < MAX_AGGREGATE_BLOCKS)
+        {
+            bytes += block.data.len();
+            chunk.push(block);
         }
-    }
-    Ok(prev)
+        if chunk.is_empty() {
+            return Ok(None);
+        }
+        let aggregate = Aggregate {
+            vdisk_id: vdisk.to_string(),
+            timestamp: now_nanos(),
+            blocks: chunk,
+            prev: *prev,
+        };
+        let sealed = if std::mem::take(&mut run_start) {
+            aggregate.seal_run_start(key)?
+        } else {
+            aggregate.seal(key)?
+        };
+        Ok(Some(sealed))
+    };
+    shared.storage.append_many(vdisk, &mut next, prev)
 }
 
 /// Unix nanoseconds now.

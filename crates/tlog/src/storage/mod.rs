@@ -26,6 +26,25 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// aggregate and the new head survive a crash. Its `prev` must be the current head.
     fn append(&self, vdisk: &str, sealed: &Sealed) -> Result<()>;
 
+    /// Stores the aggregates `next` yields, in order, each chaining to the one before, as
+    /// [`Storage::append`] would, durably when this returns. An engine may make them durable
+    /// together (one sync for all); after a crash before it returns, any prefix of them may
+    /// be there. `next` is called only while the previous aggregate is being stored, so
+    /// sealing and storing can overlap no more than the engine allows.
+    fn append_many(
+        &self,
+        vdisk: &str,
+        next: &mut dyn FnMut(&Hash) -> Result<Option<Sealed>>,
+        head: Hash,
+    ) -> Result<Hash> {
+        let mut head = head;
+        while let Some(sealed) = next(&head)? {
+            self.append(vdisk, &sealed)?;
+            head = *sealed.hash();
+        }
+        Ok(head)
+    }
+
     /// The newest aggregate of `vdisk`, if it has any.
     fn head(&self, vdisk: &str) -> Result<Option<Stored>>;
 

@@ -71,6 +71,17 @@ pub struct SegmentStore {
 }
 
 impl SegmentStore {
+    /// Refuses writes to a store opened read-only.
+    fn check_writable(&self) -> Result<()> {
+        if self.mode == Mode::ReadOnly {
+            return Err(Error::InvalidArgument(format!(
+                "{}: the store is open read-only; only a server appends",
+                self.dir.display()
+            )));
+        }
+        Ok(())
+    }
+
     /// Opens (creating it if needed) the store in `dir` for writing, with default settings.
     pub fn open(dir: &Path) -> Result<SegmentStore> {
         SegmentStore::open_with(dir, SegmentConfig::default())
@@ -172,15 +183,44 @@ impl SegmentStore {
 
 impl Storage for SegmentStore {
     fn append(&self, vdisk: &str, sealed: &Sealed) -> Result<()> {
-        if self.mode == Mode::ReadOnly {
-            return Err(Error::InvalidArgument(format!(
-                "{}: the store is open read-only; only a server appends",
-                self.dir.display()
-            )));
-        }
+        self.check_writable()?;
         let state = self.vdisk(vdisk)?;
         let mut state = lock_state(&state)?;
         state.append(sealed, &self.config)
+    }
+
+    /// One sync for all of them: written one after another, then made durable together.
+    fn append_many(
+        &self,
+        vdisk: &str,
+        next: &mut dyn FnMut(&Hash) -> Result<Option<Sealed>>,
+        head: Hash,
+    ) -> Result<Hash> {
+        self.check_writable()?;
+        let state = self.vdisk(vdisk)?;
+        let mut state = lock_state(&state)?;
+        let mut head = head;
+        let mut written = false;
+        loop {
+            let sealed = match next(&head) {
+                Ok(Some(sealed)) => sealed,
+                Ok(None) => break,
+                Err(err) => {
+                    if written {
+                        // Unsynced records the caller will not count as stored.
+                        state.poison();
+                    }
+                    return Err(err);
+                }
+            };
+            state.append_unsynced(&sealed, &self.config)?;
+            head = *sealed.hash();
+            written = true;
+        }
+        if written {
+            state.sync()?;
+        }
+        Ok(head)
     }
 
     fn head(&self, vdisk: &str) -> Result<Option<Stored>> {

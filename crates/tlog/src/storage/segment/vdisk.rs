@@ -137,6 +137,38 @@ impl Vdisk {
 
     /// Appends `sealed` durably. Its `prev` must be the head.
     pub(super) fn append(&mut self, sealed: &Sealed, config: &SegmentConfig) -> Result<()> {
+        self.append_unsynced(sealed, config)?;
+        self.sync()
+    }
+
+    /// Makes everything appended so far durable (the open segment's data; closed segments
+    /// were synced when they were sealed).
+    pub(super) fn sync(&mut self) -> Result<()> {
+        if let Tail::Closed = self.tail {
+            return Ok(());
+        }
+        let file = self.last_file()?;
+        if let Err(e) = file.sync_data() {
+            self.poisoned = true;
+            let path = self.segments.last().map(|s| s.path.clone()).unwrap_or_default();
+            return Err(Error::file(path)(e));
+        }
+        Ok(())
+    }
+
+    /// Marks the log unusable until the server restarts (and rescans it): what is on disk
+    /// may no longer be what this index says.
+    pub(super) fn poison(&mut self) {
+        self.poisoned = true;
+    }
+
+    /// Appends `sealed` without syncing: durable only after [`VdiskLog::sync`]. Its `prev`
+    /// must be the head.
+    pub(super) fn append_unsynced(
+        &mut self,
+        sealed: &Sealed,
+        config: &SegmentConfig,
+    ) -> Result<()> {
         if self.poisoned {
             return Err(Error::Unavailable(format!(
                 "vdisk {}: an earlier write to its log failed; restart the server to recover",
@@ -156,8 +188,7 @@ impl Vdisk {
         let path = self.segments.last().map(|s| s.path.clone()).unwrap_or_default();
         let written = file
             .write_all_at(&record_header(len, sealed.hash()), end)
-            .and_then(|()| file.write_all_at(sealed.bytes(), end + RECORD_HEADER_LEN))
-            .and_then(|()| file.sync_data());
+            .and_then(|()| file.write_all_at(sealed.bytes(), end + RECORD_HEADER_LEN));
         if let Err(e) = written {
             self.poisoned = true;
             return Err(Error::file(path)(e));
