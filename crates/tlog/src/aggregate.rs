@@ -175,9 +175,15 @@ impl Aggregate {
         let (Some(first), Some(last)) = (self.blocks.first(), self.blocks.last()) else {
             return Err(Error::InvalidArgument("an aggregate needs at least one block".into()));
         };
-        let plain = self.encode();
-        let compressed = worth_compressing(&plain)
-            .then(|| lz4_flex::block::compress(&plain))
+        // The envelope is built in one buffer: header room, then the message, encrypted in
+        // place; only a compressed body is copied (smaller) into a second one.
+        let mut bytes = Vec::with_capacity(HEADER_LEN + self.encoded_len_estimate() + TAG_LEN);
+        bytes.resize(HEADER_LEN, 0);
+        self.encode_into(&mut bytes)?;
+        let plain_len = bytes.len() - HEADER_LEN;
+        let plain = &bytes[HEADER_LEN..];
+        let compressed = worth_compressing(plain)
+            .then(|| lz4_flex::block::compress(plain))
             .filter(|c| c.len() < plain.len());
         let mut nonce = [0u8; NONCE_LEN];
         if key.is_some() {
@@ -195,15 +201,14 @@ impl Aggregate {
             run_start,
             compressed: compressed.is_some(),
             nonce,
-            plaintext_len: plain.len() as u64,
+            plaintext_len: plain_len as u64,
         };
         let head = header.encode();
-        let body = compressed.as_deref().unwrap_or(&plain);
-        // The envelope is built in one buffer and encrypted in place: no copy of the body
-        // beyond the one into the envelope.
-        let mut bytes = Vec::with_capacity(HEADER_LEN + body.len() + TAG_LEN);
-        bytes.extend_from_slice(&head);
-        bytes.extend_from_slice(body);
+        if let Some(compressed) = compressed {
+            bytes.truncate(HEADER_LEN);
+            bytes.extend_from_slice(&compressed);
+        }
+        bytes[..HEADER_LEN].copy_from_slice(&head);
         if let Some(key) = key {
             let aad = aad(&head, &self.vdisk_id);
             let tag = key
@@ -288,8 +293,17 @@ impl Aggregate {
         Ok(aggregate)
     }
 
-    fn encode(&self) -> Vec<u8> {
-        let mut message = Builder::new_default();
+    /// Roughly the encoded message's size: the block data and a little per block.
+    fn encoded_len_estimate(&self) -> usize {
+        self.blocks.iter().map(|b| b.data.len() + 96).sum::<usize>() + 256
+    }
+
+    /// Appends the encoded message to `out`. The message is built in one segment sized for
+    /// the whole, so the data is copied once into it and once into `out`.
+    fn encode_into(&self, out: &mut Vec<u8>) -> Result<()> {
+        let words = (self.encoded_len_estimate() / 8) as u32;
+        let allocator = capnp::message::HeapAllocator::new().first_segment_words(words.max(64));
+        let mut message = Builder::new(allocator);
         let mut root = message.init_root::<tlog_aggregation::Builder<'_>>();
         root.set_name("tlog");
         root.set_size(self.blocks.len() as u64);
@@ -301,7 +315,8 @@ impl Aggregate {
         for (i, block) in self.blocks.iter().take(len as usize).enumerate() {
             block.write_to(list.reborrow().get(i as u32));
         }
-        serialize::write_message_to_words(&message)
+        serialize::write_message(out, &message)?;
+        Ok(())
     }
 
     fn decode(plain: Vec<u8>) -> Result<Aggregate> {

@@ -49,7 +49,7 @@ pub(crate) fn model<'a>(blocks: impl IntoIterator<Item = &'a Block>) -> Vec<u8> 
 }
 
 fn small() -> SegmentConfig {
-    SegmentConfig { segment_size: 128 << 10 }
+    SegmentConfig { segment_size: 128 << 10, ..SegmentConfig::default() }
 }
 
 #[test]

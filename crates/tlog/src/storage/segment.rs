@@ -48,11 +48,14 @@ pub struct SegmentConfig {
     /// A segment is closed and the next started when a record would take it past this
     /// size. A record larger than this gets a segment of its own.
     pub segment_size: u64,
+    /// Write records with `O_DIRECT` where the file system allows it (it falls back to the
+    /// page cache by itself where not); `false` always goes through the page cache.
+    pub direct_io: bool,
 }
 
 impl Default for SegmentConfig {
     fn default() -> SegmentConfig {
-        SegmentConfig { segment_size: 256 << 20 }
+        SegmentConfig { segment_size: 256 << 20, direct_io: true }
     }
 }
 
