@@ -358,7 +358,7 @@ impl Vdisk {
         let file = self.last_file()?;
         let (number, path) =
             self.segments.last().map(|s| (s.number, s.path.clone())).unwrap_or_default();
-        let pending = std::mem::take(&mut self.pending);
+        let mut pending = std::mem::take(&mut self.pending);
         let tried = self.direct_file(number, &path).map(|d| pending.write_direct(d));
         let written = match tried {
             Some(Err(e)) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
@@ -636,12 +636,14 @@ impl Pending {
         (self.raw, self.offset) = (raw, offset);
     }
 
-    /// Writes the whole aligned blocks through `direct` (an `O_DIRECT` handle), zeros after
-    /// the records. What lies after the last record is zeros anyway (preallocated, or past
+    /// Writes the whole aligned blocks through `direct` (an `O_DIRECT` handle), zeroing the
+    /// padding after the records first. What lies after the last record is zeros anyway (preallocated, or past
     /// the end), so the padding changes nothing a reader sees.
-    fn write_direct(&self, direct: &File) -> std::io::Result<()> {
+    fn write_direct(&mut self, direct: &File) -> std::io::Result<()> {
         let len = self.len.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
-        let window = &self.raw[self.offset..self.offset + len];
+        let used = self.len;
+        let window = &mut self.raw[self.offset..self.offset + len];
+        window[used..].fill(0);
         direct.write_all_at(window, self.start)
     }
 
@@ -651,11 +653,9 @@ impl Pending {
         file.write_all_at(records, self.start + self.head as u64)
     }
 
-    /// The buffer, empty and zeroed where records were, for the next batch.
+    /// The buffer, empty, for the next batch (its bytes are overwritten before use, and
+    /// the padding is zeroed when written).
     fn emptied(mut self) -> Pending {
-        let end =
-            (self.len.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN).min(self.raw.len() - self.offset);
-        self.window()[..end].fill(0);
         self.len = 0;
         self.head = 0;
         self
