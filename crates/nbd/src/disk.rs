@@ -29,6 +29,7 @@ use bytes::Bytes;
 use rustix::fs::FallocateFlags;
 use strata_tlog::aggregate::Key;
 use strata_tlog::client::{Client, ClientConfig};
+use strata_tlog::message::Block;
 use strata_tlog::storage::Storage;
 use tokio::sync::{Mutex, watch};
 
@@ -234,17 +235,25 @@ impl Disk {
     ) -> std::result::Result<(), Failed> {
         self.check()?;
         let length = data.len() as u64;
+        // Hashed here, beside other requests; numbered under the lock.
+        let now = strata_tlog::message::now_nanos();
+        let blocks: Vec<Block> = match &self.tlog {
+            Some(_) => (0..data.len())
+                .step_by(MAX_BLOCK)
+                .map(|at| {
+                    let chunk = data.slice(at..(at + MAX_BLOCK).min(data.len()));
+                    Block::write(0, offset + at as u64, chunk, now)
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         let (last, ticket) = {
             let mut end = self.order.lock().await;
-            let blocks = data.len().div_ceil(MAX_BLOCK).max(1) as u64;
-            self.room(&mut end, blocks).await?;
+            self.room(&mut end, blocks.len().max(1) as u64).await?;
             let mut last = 0;
             if let Some(tlog) = &self.tlog {
-                let mut at = 0usize;
-                while at < data.len() {
-                    let chunk = data.slice(at..(at + MAX_BLOCK).min(data.len()));
-                    last = self.journal(tlog.write(offset + at as u64, chunk)).await?;
-                    at += MAX_BLOCK;
+                for block in blocks {
+                    last = self.journal(tlog.send_next(block)).await?;
                 }
             }
             (last, self.in_flight.begin(offset, length))

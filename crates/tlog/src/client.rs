@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use crate::frame::FrameReader;
 use crate::message::{
     Block, Command, HandshakeRequest, HandshakeResponse, MessageType, Response, handshake_status,
-    status,
+    now_nanos, status,
 };
 use crate::version::Version;
 use crate::{Error, Result};
@@ -117,6 +117,16 @@ impl Client {
     pub async fn write(&self, offset: u64, data: Bytes) -> Result<u64> {
         let sequence = self.next_sequence.fetch_add(1, Ordering::SeqCst);
         self.send(Block::write(sequence, offset, data, now_nanos())).await?;
+        Ok(sequence)
+    }
+
+    /// Sends `block` (made with [`Block::write`] or [`Block::discard`], so already hashed)
+    /// with the next sequence, which it returns. Callers that order their writes under a
+    /// lock hash outside it and call this inside.
+    pub async fn send_next(&self, mut block: Block) -> Result<u64> {
+        let sequence = self.next_sequence.fetch_add(1, Ordering::SeqCst);
+        block.sequence = sequence;
+        self.send(block).await?;
         Ok(sequence)
     }
 
@@ -535,10 +545,4 @@ fn typed(kind: MessageType, message: &[u8]) -> Vec<u8> {
 
 fn command(kind: MessageType, sequence: u64) -> Vec<u8> {
     typed(kind, &Command { kind: kind as u8, sequence }.encode())
-}
-
-fn now_nanos() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }

@@ -99,6 +99,13 @@ pub struct HandshakeResponse {
     pub status: i8,
 }
 
+/// Unix nanoseconds now: the timestamp blocks and aggregates carry.
+pub fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// One block write or discard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Block {

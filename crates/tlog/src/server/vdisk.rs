@@ -14,14 +14,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::aggregate::{Aggregate, Hash, NO_PREV, Sealed};
-use crate::message::{Block, Response, status};
+use crate::message::{Block, Response, now_nanos, status};
 use crate::server::Shared;
 use crate::server::stored::{Found, StoredBlocks, check_head};
 use crate::{Error, Result};
@@ -483,9 +482,4 @@ fn store(
         Ok(Some(sealed))
     };
     shared.storage.append_many(vdisk, &mut next, prev)
-}
-
-/// Unix nanoseconds now.
-pub(crate) fn now_nanos() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
