@@ -13,7 +13,7 @@ STRATA_BUILD_PACKAGES=(protobuf-compiler libprotobuf-dev)
 STRATA_TEST_PACKAGES=(
   etcd-server capnproto containerd redis-server memcached openssl
   swift swift-proxy swift-account swift-container swift-object
-  qemu-utils nbd-client e2fsprogs util-linux coreutils tar gzip
+  qemu-utils nbd-client libnbd-bin fio e2fsprogs util-linux coreutils tar gzip
 )
 
 # Installs every listed Debian package that is not installed yet, then checks that each one
