@@ -1,10 +1,12 @@
 //! One open vdisk, shared by every connection to its export: the image file, one tlog
-//! client, and the lock that keeps the image and the log in one order.
+//! client, the lock that numbers changes, and the changes in flight.
 //!
-//! Every change (write, trim, write-zeroes) takes the order lock, hands its blocks to the
-//! tlog client (which numbers them), applies them to the image, and only then lets the
-//! next change in: two overlapping writes from different connections land in the image in
-//! the order of their sequences, so a replay of the log rebuilds the image exactly.
+//! Every change (write, trim, write-zeroes) is hashed first, then takes the order lock only
+//! to hand its blocks to the tlog client (which numbers them) and to register its byte range
+//! among the changes in flight. It then waits for every earlier registered change whose
+//! range it overlaps, copies itself into the image, and leaves. Changes to different ranges
+//! reach the image in parallel; overlapping ones in the order of their sequences, so a
+//! replay of the log rebuilds the image exactly.
 //! A flush waits until the tlog has every sequence issued so far durable, and syncs the
 //! image (`fdatasync`).
 //!
@@ -226,7 +228,7 @@ impl Disk {
     ///
     /// Only the journaling (numbering the blocks, handing them to the tlog client) is
     /// serial; the copy into the image runs beside other requests', after the earlier
-    /// changes it overlaps (see [`Ranges`]).
+    /// changes it overlaps (the changes in flight; see the module documentation).
     pub async fn write(
         &self,
         offset: u64,
