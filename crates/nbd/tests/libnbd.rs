@@ -172,6 +172,8 @@ fn fio_writes_verify_and_the_log_replays_to_the_same_image() -> anyhow::Result<(
             &["--name=verify", "--ioengine=nbd", uri.as_str(), "--size=32m"][..],
             &job,
             &["--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--end_fsync=1"],
+            // No verify state file left in the working directory.
+            &["--verify_state_save=0"],
         ]
         .concat();
         let out = output("fio", &args)?;

@@ -119,6 +119,33 @@ async fn flush_time_flushes_a_partial_buffer() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Large blocks flush once a full aggregate's worth is ordered, long before `flush_size`
+/// blocks are (with 1 MiB blocks a client's buffer may not hold that many) or the timer.
+#[tokio::test]
+async fn a_full_aggregate_of_data_flushes_before_flush_size() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = config(1000);
+    cfg.max_aggregate_bytes = 1 << 20;
+    let server = Server::start(dir.path(), cfg).await?;
+    let mut raw = Raw::attach(server.addr, "vd", 1, false).await?;
+    for seq in 1..=4 {
+        let data = bytes::Bytes::from(vec![seq as u8; 256 << 10]);
+        raw.block(&Block::write(seq, seq << 20, data, seq)).await?;
+    }
+    let flushed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let response = raw.response().await?;
+            if response.status == status::FLUSH_OK {
+                return anyhow::Ok(response.sequences);
+            }
+        }
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("no FlushOK within 10 s: the 60 s timer was waited for"))??;
+    ensure!(flushed == [1, 2, 3, 4], "{flushed:?}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn reset_first_sequence_by_a_second_client() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;

@@ -7,8 +7,8 @@
 //! flushed, `FlushOK` again only when the chain holds that very block, and `RecvFailed`
 //! otherwise (a sequence a reset skipped, or a different block under a stored sequence), so
 //! `FlushOK` always means "this block is durable". Flushes happen when the ordered buffer
-//! holds `flush_size` blocks, when `flush_time` has passed since the last flush, and when a
-//! forced flush's sequence has been ordered. A flush answers `FlushOK` only after storage
+//! holds `flush_size` blocks or `max_aggregate_bytes` of data, when `flush_time` has passed
+//! since the last flush, and when a forced flush's sequence has been ordered. A flush answers `FlushOK` only after storage
 //! said the aggregates and the new head are durable; a failed flush answers `FlushFailed`
 //! and closes the vdisk, so clients reconnect and resend.
 
@@ -95,6 +95,7 @@ impl Registry {
             shared: shared.clone(),
             expected: None,
             ordered: Vec::new(),
+            ordered_bytes: 0,
             waiting: BTreeMap::new(),
             flushed_to: head.map(|h| h.header.last_sequence),
             stored: StoredBlocks::default(),
@@ -131,6 +132,8 @@ struct VdiskTask {
     expected: Option<u64>,
     /// Blocks in sequence order, waiting to be flushed.
     ordered: Vec<(Block, OwnedSemaphorePermit)>,
+    /// The data bytes in `ordered`.
+    ordered_bytes: usize,
     /// Blocks that arrived ahead of a gap.
     waiting: BTreeMap<u64, (Block, OwnedSemaphorePermit)>,
     /// The highest sequence flushed in the current order of sequences (after a reset, the
@@ -295,9 +298,11 @@ impl VdiskTask {
         if sequence > expected {
             self.waiting.entry(sequence).or_insert((block, budget));
         } else {
+            self.ordered_bytes += block.data.len();
             self.ordered.push((block, budget));
             let mut next = expected + 1;
             while let Some(entry) = self.waiting.remove(&next) {
+                self.ordered_bytes += entry.0.data.len();
                 self.ordered.push(entry);
                 next += 1;
             }
@@ -359,7 +364,11 @@ impl VdiskTask {
     }
 
     fn flush_due(&self) -> bool {
-        if self.ordered.len() >= self.shared.config.flush_size {
+        // A full aggregate's worth flushes too: with large blocks, `flush_size` blocks could
+        // be more than a client may leave unflushed, and it would wait for the timer.
+        if self.ordered.len() >= self.shared.config.flush_size
+            || self.ordered_bytes >= self.shared.config.max_aggregate_bytes
+        {
             return true;
         }
         match (self.force_at, self.ordered.last()) {
@@ -382,6 +391,7 @@ impl VdiskTask {
             return;
         }
         let taken = std::mem::take(&mut self.ordered);
+        self.ordered_bytes = 0;
         let (blocks, budget): (Vec<Block>, Vec<OwnedSemaphorePermit>) = taken.into_iter().unzip();
         let sequences: Vec<u64> = blocks.iter().map(|b| b.sequence).collect();
         let shared = self.shared.clone();
