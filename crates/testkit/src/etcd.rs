@@ -36,7 +36,7 @@ impl Etcd {
     }
 
     fn try_start() -> anyhow::Result<Etcd> {
-        let dir = tempfile::Builder::new().prefix("strata-etcd-").tempdir()?;
+        let dir = crate::process::scratch_dir("strata-etcd-")?;
         let (port, peer) = (free_port()?, free_port()?);
         let client = format!("http://127.0.0.1:{port}");
         let peer = format!("http://127.0.0.1:{peer}");

@@ -10,6 +10,8 @@
 //!   per test process and tests separate themselves by key prefix.
 //! - [`ensure_program`]: installs a Debian package when its program is missing.
 //! - [`free_port`]: a loopback port nobody listens on.
+//! - [`scratch_dir`]: a server's temporary directory, swept once its process is gone (the
+//!   shared servers live in statics, which are never dropped).
 //! - [`make_certificates`]: a test CA and a server certificate for 127.0.0.1.
 //! - [`memory_store`], [`redb_store`], [`etcd_store`]: a KV store per engine for suites that
 //!   [`conformance!`] runs on each.
@@ -29,7 +31,7 @@ mod tls;
 
 pub use crate::containerd::{CTR_NAMESPACE, Containerd};
 pub use crate::etcd::{Etcd, shared_etcd};
-pub use crate::process::{ServerProcess, ensure_program, free_port, wait_until};
+pub use crate::process::{ServerProcess, ensure_program, free_port, scratch_dir, wait_until};
 pub use crate::redis::RedisServers;
 pub use crate::stores::{
     StoreFixture, etcd_config, etcd_store, etcd_suite_store, memory_store, redb_store,

@@ -162,3 +162,29 @@ pub fn wait_until(
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A temporary directory named `PREFIX…` for a server's files, marked with this process's
+/// id. Servers shared by a whole test process live in statics, which are never dropped, so
+/// their directories outlive the process; each call first removes the directories of this
+/// prefix whose process is gone, so runs do not pile them up.
+pub fn scratch_dir(prefix: &str) -> anyhow::Result<tempfile::TempDir> {
+    let root = std::env::temp_dir();
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for entry in entries.flatten() {
+            let stale = entry.file_name().to_string_lossy().starts_with(prefix)
+                && std::fs::read_to_string(entry.path().join(OWNER))
+                    .ok()
+                    .and_then(|pid| pid.trim().parse::<u32>().ok())
+                    .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
+            if stale {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
+    std::fs::write(dir.path().join(OWNER), std::process::id().to_string())?;
+    Ok(dir)
+}
+
+/// The file in a [`scratch_dir`] naming the process that made it.
+const OWNER: &str = "owner.pid";

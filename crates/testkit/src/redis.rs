@@ -24,7 +24,7 @@ impl RedisServers {
     /// Installs Redis if needed (Debian `redis-server`) and starts `n` servers.
     pub fn start(n: usize) -> anyhow::Result<RedisServers> {
         ensure_program("redis-server", "redis-server")?;
-        let dir = tempfile::Builder::new().prefix("strata-redis-").tempdir()?;
+        let dir = crate::process::scratch_dir("strata-redis-")?;
         let mut servers = RedisServers { processes: Vec::new(), ports: Vec::new(), dir };
         for i in 0..n {
             let mut last = None;

@@ -116,7 +116,7 @@ impl Swift {
     }
 
     fn try_start() -> anyhow::Result<Swift> {
-        let dir = tempfile::Builder::new().prefix("strata-swift-").tempdir()?;
+        let dir = crate::process::scratch_dir("strata-swift-")?;
         let ports = Ports {
             proxy: free_port()?,
             memcached: free_port()?,
