@@ -106,9 +106,8 @@ pub(crate) fn tlog_writer(
     flags: &RedisFlags,
     data_dir: &Path,
 ) -> anyhow::Result<Arc<dyn Storage>> {
-    config.tlog.open_writer(flags, data_dir).map_err(categorized).with_context(|| {
-        format!("open the tlog store in {}", strata_tlog::config::segment_dir(data_dir).display())
-    })
+    // The errors name the segment files or the Redis servers themselves.
+    config.tlog.open_writer(flags, data_dir).map_err(categorized)
 }
 
 /// The tlog server settings `[tlog]` gives, encrypted with its key file or DATA-DIR/tlog.key

@@ -594,9 +594,13 @@ impl Default for Fallocate {
 }
 
 impl Fallocate {
+    /// Whether zeroing in place (`allocate`) or punching holes works here.
     fn works(&self, allocate: bool) -> bool {
-        let flag = if allocate { &self.zero } else { &self.punch };
-        flag.load(Ordering::Relaxed)
+        self.flag(allocate).load(Ordering::Relaxed)
+    }
+
+    fn flag(&self, allocate: bool) -> &AtomicBool {
+        if allocate { &self.zero } else { &self.punch }
     }
 }
 
@@ -618,8 +622,7 @@ fn zero_range(
     if rustix::fs::fallocate(file, flags, offset, length).is_ok() {
         return Ok(());
     }
-    let flag = if allocate { &fallocate.zero } else { &fallocate.punch };
-    flag.store(false, Ordering::Relaxed);
+    fallocate.flag(allocate).store(false, Ordering::Relaxed);
     let zeros = vec![0u8; MAX_BLOCK.min(length as usize)];
     let mut at = 0u64;
     while at < length {
