@@ -17,8 +17,20 @@ use strata_tlog::storage::Storage;
 use crate::config::Config;
 use crate::exit::categorized;
 
-/// The kv store, creating the data directory for the embedded engine.
+/// The kv store for a command: through the `strata serve` that holds the data directory's
+/// redb file, when one runs (see [`through_server`]), else opened here.
 pub(crate) fn kv(kv: &KvConfig, data_dir: &Path) -> anyhow::Result<Store> {
+    if kv.engine == EngineKind::Redb
+        && let Some(store) = through_server(data_dir, &kv.redb_file(data_dir))
+    {
+        return Ok(store);
+    }
+    served_kv(kv, data_dir)
+}
+
+/// The kv store for a server, which holds it open: opened in this process, creating the
+/// data directory for the embedded engine.
+pub(crate) fn served_kv(kv: &KvConfig, data_dir: &Path) -> anyhow::Result<Store> {
     if kv.engine == EngineKind::Redb {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("create data directory {}", data_dir.display()))?;
@@ -31,17 +43,60 @@ pub(crate) fn kv(kv: &KvConfig, data_dir: &Path) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-/// The snapshotter on `root`, with its metadata in `root/metadata.redb` unless the
-/// configuration names etcd.
-pub(crate) fn snapshotter(root: &Path, config: &KvConfig) -> anyhow::Result<Snapshotter> {
+/// The snapshotter on `root` for a command: its metadata through the `strata serve` running
+/// on `data_dir` when that server holds it, else opened here.
+pub(crate) fn snapshotter(
+    root: &Path,
+    config: &KvConfig,
+    data_dir: &Path,
+) -> anyhow::Result<Snapshotter> {
+    let config = snapshotter_kv(root, config)?;
+    if config.engine == EngineKind::Redb
+        && let Some(store) = through_server(data_dir, &config.redb_file(root))
+    {
+        return Ok(Snapshotter::new(root, store)?);
+    }
+    Ok(Snapshotter::new(root, served_kv(&config, root)?)?)
+}
+
+/// The snapshotter on `root` for a server, which holds its metadata open, in
+/// `root/metadata.redb` unless the configuration names etcd.
+pub(crate) fn served_snapshotter(root: &Path, config: &KvConfig) -> anyhow::Result<Snapshotter> {
+    let config = snapshotter_kv(root, config)?;
+    Ok(Snapshotter::new(root, served_kv(&config, root)?)?)
+}
+
+/// The kv configuration of a snapshotter root, creating the root.
+fn snapshotter_kv(root: &Path, config: &KvConfig) -> anyhow::Result<KvConfig> {
     std::fs::create_dir_all(root).with_context(|| format!("create {}", root.display()))?;
     let mut config = config.clone();
     if config.engine == EngineKind::Redb {
         // A snapshotter root carries its own metadata, whatever the main store's path is.
         config.redb.path = Some("metadata.redb".into());
     }
-    let store = kv(&config, root)?;
-    Ok(Snapshotter::new(root, store)?)
+    Ok(config)
+}
+
+/// The store in the redb `file` through the server running on `data_dir`: the admin socket
+/// its `run/status.json` names, when the server is serving and shares that file. `None`
+/// otherwise (no server, a stale status, another file), and the caller opens the file itself.
+fn through_server(data_dir: &Path, file: &Path) -> Option<Store> {
+    let status = std::fs::read(data_dir.join("run").join("status.json")).ok()?;
+    let status: serde_json::Value = serde_json::from_slice(&status).ok()?;
+    if status["state"] != "serving" {
+        return None;
+    }
+    let socket = Path::new(status["services"]["admin"]["socket"].as_str()?);
+    match Store::connect(socket, file) {
+        Ok(store) => {
+            tracing::debug!(socket = %socket.display(), file = %file.display(), "kv store open through the server");
+            Some(store)
+        }
+        Err(err) => {
+            tracing::debug!(error = %err, file = %file.display(), "not shared by a server; opening it here");
+            None
+        }
+    }
 }
 
 /// A hub store: its own redb file at `redb_path` (waiting up to 10 s while another

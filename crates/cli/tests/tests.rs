@@ -1,5 +1,6 @@
 //! End-to-end tests of the `strata` binary, run as a separate process the way users run it.
 
+mod admin;
 mod ckpt;
 mod hub;
 mod kv;

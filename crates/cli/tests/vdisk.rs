@@ -9,9 +9,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use strata_testkit::{ServerProcess, ensure_program, free_port, wait_until};
+use strata_testkit::{ServerProcess, ensure_program, wait_until};
 
-use crate::util::Strata;
+use crate::util::{Strata, serve, start_on_free_port, wait_ready};
 
 fn qemu(program: &str, args: &[&str]) -> anyhow::Result<String> {
     let out =
@@ -54,61 +54,6 @@ fn random_image(path: &Path, size: u64, mut seed: u64) -> anyhow::Result<()> {
     }
     file.sync_all()?;
     Ok(())
-}
-
-/// Starts a server with `start` on a free port until it is up: a port found free can be
-/// taken by another test's server before this one binds it, so a server that exits early
-/// is started again on another port (three tries; the last error carries its log).
-fn start_on_free_port<T>(mut start: impl FnMut(u16) -> anyhow::Result<T>) -> anyhow::Result<T> {
-    let mut last = None;
-    for _ in 0..3 {
-        match start(free_port()?) {
-            Ok(started) => return Ok(started),
-            Err(err) => last = Some(err),
-        }
-    }
-    Err(last.unwrap_or_else(|| anyhow::anyhow!("no try")))
-}
-
-/// Waits until `ready`, or fails with the server's log when it exits first.
-fn wait_ready(
-    process: &mut ServerProcess,
-    log: &Path,
-    mut ready: impl FnMut() -> bool,
-) -> anyhow::Result<()> {
-    wait_until("the server", Duration::from_secs(20), || {
-        process.check_running()?;
-        Ok(ready())
-    })
-    .with_context(|| std::fs::read_to_string(log).unwrap_or_default())
-}
-
-/// `strata serve` on free ports; returns the process and the NBD address.
-fn serve(strata: &Strata, log: &str) -> anyhow::Result<(ServerProcess, String)> {
-    start_on_free_port(|nbd| serve_on(strata, log, nbd))
-}
-
-fn serve_on(strata: &Strata, log: &str, nbd: u16) -> anyhow::Result<(ServerProcess, String)> {
-    let (tlog, ckpt) = (free_port()?, free_port()?);
-    let mut command = strata.command();
-    command.args([
-        "serve",
-        "--tlog-listen",
-        &format!("127.0.0.1:{tlog}"),
-        "--ckpt-listen",
-        &format!("127.0.0.1:{ckpt}"),
-        "--nbd-listen",
-        &format!("127.0.0.1:{nbd}"),
-        "--hub-listen",
-        "127.0.0.1:0",
-        "--snapshotter-socket",
-        &strata.dir.path().join(format!("{log}.sock")).to_string_lossy(),
-    ]);
-    let log = strata.dir.path().join(log);
-    let mut process = ServerProcess::spawn("strata serve", command, &log)?;
-    let addr = format!("127.0.0.1:{nbd}");
-    wait_ready(&mut process, &log, || std::net::TcpStream::connect(&addr).is_ok())?;
-    Ok((process, addr))
 }
 
 fn json(strata: &Strata, args: &[&str]) -> anyhow::Result<serde_json::Value> {

@@ -16,6 +16,17 @@ pub struct KvConfig {
     pub etcd: EtcdConfig,
 }
 
+impl KvConfig {
+    /// The redb file this configuration names: `redb.path` taken from `data_dir` when
+    /// relative, else `kv.redb` in `data_dir`.
+    pub fn redb_file(&self, data_dir: &std::path::Path) -> PathBuf {
+        match &self.redb.path {
+            Some(path) => data_dir.join(path),
+            None => data_dir.join("kv.redb"),
+        }
+    }
+}
+
 /// The engine names accepted in configuration and on the command line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -11,6 +11,8 @@
 //! - [`ReadTxn`] is a consistent read-only view; [`WriteTxn`] buffers writes and commits them
 //!   at once with [`WriteTxn::commit`]. Dropping a transaction rolls it back.
 //! - [`Read`] is what both kinds of transaction read with: `get`, `scan`, `range`, `prefix`.
+//! - [`share`] lets a server share its stores with other processes over a unix socket;
+//!   [`Store::connect`] opens one there.
 //! - [`Error`] carries a [`Category`] that transports map to their own codes.
 //!
 //! Transactions are optimistic on every engine: reads are remembered, writes buffered, and
@@ -36,6 +38,7 @@
 mod config;
 mod engine;
 mod error;
+pub mod share;
 mod store;
 mod txn;
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::engine::Engine;
 use crate::engine::etcd::EtcdEngine;
 use crate::engine::redb::RedbEngine;
+use crate::engine::remote::RemoteEngine;
 use crate::{EngineKind, Error, EtcdConfig, KvConfig, ReadTxn, Result, WriteTxn};
 
 /// How long [`Store::with_txn`] keeps retrying a transaction that lost conflicts.
@@ -18,20 +19,14 @@ const MAX_PAUSE: Duration = Duration::from_millis(2);
 /// A handle to one KV store. Cheap to clone; clones share the engine.
 #[derive(Debug, Clone)]
 pub struct Store {
-    engine: Arc<dyn Engine>,
+    pub(crate) engine: Arc<dyn Engine>,
 }
 
 impl Store {
     /// Opens the store `config` describes; relative redb paths are taken from `data_dir`.
     pub fn open(config: &KvConfig, data_dir: &Path) -> Result<Store> {
         match config.engine {
-            EngineKind::Redb => {
-                let path = match &config.redb.path {
-                    Some(path) => data_dir.join(path),
-                    None => data_dir.join("kv.redb"),
-                };
-                Store::redb(&path)
-            }
+            EngineKind::Redb => Store::redb(&config.redb_file(data_dir)),
             EngineKind::Etcd => Store::etcd(&config.etcd),
         }
     }
@@ -54,6 +49,15 @@ impl Store {
                 other => return other,
             }
         }
+    }
+
+    /// Opens the store a running server shares on the unix socket `socket` (see
+    /// [`share`](crate::share)): the one that server keeps in the redb file `file`.
+    /// Transactions work as on a store of this process; the server's engine validates
+    /// and applies them.
+    pub fn connect(socket: &Path, file: &Path) -> Result<Store> {
+        let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+        Ok(Store { engine: Arc::new(RemoteEngine::connect(socket, &file)?) })
     }
 
     /// Connects to etcd.

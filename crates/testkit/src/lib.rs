@@ -34,7 +34,8 @@ pub use crate::etcd::{Etcd, shared_etcd};
 pub use crate::process::{ServerProcess, ensure_program, free_port, scratch_dir, wait_until};
 pub use crate::redis::RedisServers;
 pub use crate::stores::{
-    StoreFixture, etcd_config, etcd_store, etcd_suite_store, memory_store, redb_store,
+    ShareServer, StoreFixture, etcd_config, etcd_store, etcd_suite_store, memory_store, redb_store,
+    shared_store,
 };
 pub use crate::swift::{
     SWIFT_KEY, SWIFT_OTHER_USER, SWIFT_USER, Swift, SwiftAuth, SwiftResponse, shared_swift,

@@ -40,6 +40,31 @@ impl ServerProcess {
         Ok(())
     }
 
+    /// Sends SIGTERM and waits up to 60 s for the process to exit; fails unless it exits
+    /// successfully (a clean shutdown).
+    pub fn terminate(&mut self) -> anyhow::Result<()> {
+        let pid = libc::pid_t::try_from(self.child.id())?;
+        #[allow(unsafe_code, reason = "sending a signal to our own child")]
+        // SAFETY: kill(2) on a child this process spawned and has not reaped.
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        if sent != 0 {
+            bail!("SIGTERM to {}: {}", self.name, std::io::Error::last_os_error());
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!("{} exited with {status} after SIGTERM", self.name);
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{} still runs 60 s after SIGTERM", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGKILL and reaps the process.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

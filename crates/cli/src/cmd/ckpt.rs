@@ -170,7 +170,7 @@ fn serve(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()
         (None, _) => data_dir.to_path_buf(),
     };
     // Opened before the runtime starts: the etcd engine runs its own runtime.
-    let store = crate::open::kv(&config.kv, &kv_dir)?;
+    let store = crate::open::served_kv(&config.kv, &kv_dir)?;
     let runtime = crate::runtime::runtime()?;
     runtime.block_on(serve_until_signal(&ckpt, store))
 }

@@ -22,7 +22,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args, &config, &data_dir),
         Command::Kv(args) => kv::run(args, &config, &data_dir),
-        Command::Snapshot(args) => snapshot::run(args, &config),
+        Command::Snapshot(args) => snapshot::run(args, &config, &data_dir),
         Command::Project(args) => project::run(args),
         Command::Snapshotter(args) => snapshotter::run(args, &config, &data_dir),
         Command::Tlog(args) => tlog::run(args, &config, &data_dir),

@@ -60,9 +60,10 @@ const TLOG_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST),
 pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("create data directory {}", data_dir.display()))?;
-    let store = crate::open::kv(&config.kv, data_dir)?;
+    let store = crate::open::served_kv(&config.kv, data_dir)?;
     let snapshotter_root = data_dir.join("snapshotter");
-    let snapshotter = crate::open::snapshotter(&snapshotter_root, &config.kv)?;
+    let snapshotter = crate::open::served_snapshotter(&snapshotter_root, &config.kv)?;
+    let shared = shared_stores(config, data_dir, &store, &snapshotter)?;
     let socket =
         args.snapshotter_socket.clone().unwrap_or_else(|| data_dir.join("snapshotter.sock"));
     let tlog_storage = crate::open::tlog_writer(config, &RedisFlags::default(), data_dir)?;
@@ -71,6 +72,8 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
     let runtime = crate::runtime::runtime()?;
     runtime.block_on(async {
         let mut signals = crate::runtime::Signals::install()?;
+        let admin_socket = data_dir.join("run").join("admin.sock");
+        let admin_listener = bind_admin(&admin_socket)?;
         let tlog_listen = args.tlog_listen.or(config.tlog.listen).unwrap_or(TLOG_LISTEN);
         let tlog_listener =
             tokio::net::TcpListener::bind(tlog_listen).await.with_context(|| {
@@ -114,6 +117,11 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
 
         let mut services = Services::new();
         let shutdown = services.until_stop();
+        services.spawn("admin socket", async move {
+            strata_kv::share::serve(admin_listener, shared, shutdown).await;
+            Ok(())
+        });
+        let shutdown = services.until_stop();
         let sock = socket.clone();
         services.spawn("snapshotter", async move {
             strata_snapshots::grpc::serve(snapshotter, &sock, shutdown).await.map_err(Into::into)
@@ -155,6 +163,7 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
                 "ckpt": { "address": ckpt_addr.to_string() },
                 "hub": { "address": hub_addr.to_string(), "dir": data_dir.join("hub") },
                 "nbd": { "address": nbd_addr.to_string(), "vdisks": data_dir.join("vdisks") },
+                "admin": { "socket": admin_socket },
             },
         }))?;
         tracing::info!(
@@ -173,6 +182,51 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
     published.write(&json!({ "pid": std::process::id(), "state": "stopped" }))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The stores this process holds that other processes' commands (`strata kv`,
+/// `strata snapshot`) use through the admin socket: the redb files, none on etcd (where
+/// every process opens the store itself).
+fn shared_stores(
+    config: &Config,
+    data_dir: &Path,
+    store: &strata_kv::Store,
+    snapshotter: &strata_snapshots::Snapshotter,
+) -> anyhow::Result<strata_kv::share::Shared> {
+    let mut shared = strata_kv::share::Shared::default();
+    if config.kv.engine == strata_kv::EngineKind::Redb {
+        let files = [
+            (config.kv.redb_file(data_dir), store),
+            (data_dir.join("snapshotter").join("metadata.redb"), snapshotter.store()),
+        ];
+        for (file, store) in files {
+            shared
+                .add(&file, store.clone())
+                .with_context(|| format!("share {}", file.display()))?;
+        }
+    }
+    Ok(shared)
+}
+
+/// Binds the admin socket at `path`, replacing one a killed server left (this process
+/// holds the data directory's stores, so no other server is using it), readable and
+/// writable by this user only.
+fn bind_admin(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    match std::fs::remove_file(path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            return Err(err).with_context(|| format!("remove the stale {}", path.display()));
+        }
+        _ => {}
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("admin: listen on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restrict {} to this user", path.display()))?;
+    Ok(listener)
 }
 
 /// The services of one process: each a task with a name; one stop signal for all.

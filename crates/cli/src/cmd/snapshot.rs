@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -13,14 +13,16 @@ use crate::config::Config;
 use crate::show::Table;
 
 /// Work with the container snapshots of a snapshotter root directory: the same layers and
-/// metadata `strata snapshotter` serves to containerd. The metadata is DIR/metadata.redb
-/// unless the configuration names etcd; a running `strata snapshotter` holds that file, so
-/// stop it first or configure etcd.
+/// metadata the snapshotter serves to containerd. The metadata is DIR/metadata.redb unless
+/// the configuration names etcd. While `strata serve` runs on the data directory, these
+/// commands work through it on its root (DATA-DIR/snapshotter); a standalone
+/// `strata snapshotter` holds its file alone, so stop it first or configure etcd.
 #[derive(Debug, Args)]
 pub(crate) struct SnapshotArgs {
-    /// The snapshotter's root directory.
+    /// The snapshotter's root directory [default: DATA-DIR/snapshotter, the one
+    /// `strata serve` runs].
     #[arg(long, value_name = "DIR")]
-    root: PathBuf,
+    root: Option<PathBuf>,
     #[command(subcommand)]
     command: SnapshotCommand,
 }
@@ -102,8 +104,9 @@ enum SnapshotCommand {
     },
 }
 
-pub(crate) fn run(args: SnapshotArgs, config: &Config) -> anyhow::Result<()> {
-    let sn = crate::open::snapshotter(&args.root, &config.kv)?;
+pub(crate) fn run(args: SnapshotArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
+    let root = args.root.unwrap_or_else(|| data_dir.join("snapshotter"));
+    let sn = crate::open::snapshotter(&root, &config.kv, data_dir)?;
     let mut out = std::io::stdout().lock();
     match args.command {
         SnapshotCommand::Prepare { key, parent, labels, json } => {

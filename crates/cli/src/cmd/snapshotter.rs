@@ -38,7 +38,7 @@ pub(crate) struct SnapshotterArgs {
 /// Serves until SIGINT or SIGTERM. Everything lives under --root, so the data directory is
 /// not used.
 pub(crate) fn run(args: SnapshotterArgs, config: &Config, _data_dir: &Path) -> anyhow::Result<()> {
-    let snapshotter = crate::open::snapshotter(&args.root, &config.kv)?;
+    let snapshotter = crate::open::served_snapshotter(&args.root, &config.kv)?;
     tracing::info!(
         socket = %args.socket.display(),
         root = %args.root.display(),

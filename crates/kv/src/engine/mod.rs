@@ -7,6 +7,7 @@
 pub(crate) mod etcd;
 pub(crate) mod recent;
 pub(crate) mod redb;
+pub(crate) mod remote;
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
