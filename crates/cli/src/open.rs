@@ -20,12 +20,11 @@ use crate::exit::categorized;
 /// The kv store for a command: through the `strata serve` that holds the data directory's
 /// redb file, when one runs (see [`through_server`]), else opened here.
 pub(crate) fn kv(kv: &KvConfig, data_dir: &Path) -> anyhow::Result<Store> {
-    if kv.engine == EngineKind::Redb
-        && let Some(store) = through_server(data_dir, &kv.redb_file(data_dir))
-    {
-        return Ok(store);
+    if kv.engine != EngineKind::Redb {
+        return served_kv(kv, data_dir);
     }
-    served_kv(kv, data_dir)
+    let file = kv.redb_file(data_dir);
+    shared_or_own(data_dir, &file, || served_kv(kv, data_dir))
 }
 
 /// The kv store for a server, which holds it open: opened in this process, creating the
@@ -51,12 +50,12 @@ pub(crate) fn snapshotter(
     data_dir: &Path,
 ) -> anyhow::Result<Snapshotter> {
     let config = snapshotter_kv(root, config)?;
-    if config.engine == EngineKind::Redb
-        && let Some(store) = through_server(data_dir, &config.redb_file(root))
-    {
-        return Ok(Snapshotter::new(root, store)?);
+    if config.engine != EngineKind::Redb {
+        return Ok(Snapshotter::new(root, served_kv(&config, root)?)?);
     }
-    Ok(Snapshotter::new(root, served_kv(&config, root)?)?)
+    let file = config.redb_file(root);
+    let store = shared_or_own(data_dir, &file, || served_kv(&config, root))?;
+    Ok(Snapshotter::new(root, store)?)
 }
 
 /// The snapshotter on `root` for a server, which holds its metadata open, in
@@ -75,6 +74,36 @@ fn snapshotter_kv(root: &Path, config: &KvConfig) -> anyhow::Result<KvConfig> {
         config.redb.path = Some("metadata.redb".into());
     }
     Ok(config)
+}
+
+/// The store in the redb `file`: through the server running on `data_dir` when it shares
+/// it, else opened here with `open`. A file held by a server that is still starting (it
+/// publishes its admin socket once every service runs) is waited for, up to 5 s.
+fn shared_or_own(
+    data_dir: &Path,
+    file: &Path,
+    open: impl Fn() -> anyhow::Result<Store>,
+) -> anyhow::Result<Store> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if let Some(store) = through_server(data_dir, file) {
+            return Ok(store);
+        }
+        match open() {
+            Err(err) if is_busy(&err) && std::time::Instant::now() < deadline => {
+                tracing::debug!(
+                    "{file:?} is held by another process; waiting for its admin socket"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            opened => return opened,
+        }
+    }
+}
+
+/// Whether `err` says another process holds the redb file.
+fn is_busy(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| matches!(cause.downcast_ref(), Some(strata_kv::Error::Busy(_))))
 }
 
 /// The store in the redb `file` through the server running on `data_dir`: the admin socket

@@ -65,7 +65,12 @@ fn commands_work_beside_a_busy_server() -> anyhow::Result<()> {
     ensure_program("qemu-io", "qemu-utils")?;
     let strata = Strata::new()?;
     let (mut server, addr) = serve(&strata, "serve.log")?;
-    let status = std::fs::read_to_string(strata.dir.path().join("run/status.json"))?;
+    // The status is published once every service runs, just after the NBD port answers.
+    let status_file = strata.dir.path().join("run/status.json");
+    strata_testkit::wait_until("run/status.json", Duration::from_secs(10), || {
+        Ok(std::fs::read_to_string(&status_file).is_ok_and(|s| s.contains("serving")))
+    })?;
+    let status = std::fs::read_to_string(&status_file)?;
     ensure!(status.contains("admin.sock"), "status names no admin socket: {status}");
     strata.ok(&["vdisk", "create", "busy", "--size", "16M"])?;
     let tlog_id = json(&strata, &["vdisk", "info", "busy", "--json"])?["tlog_id"]
@@ -90,6 +95,8 @@ fn commands_work_beside_a_busy_server() -> anyhow::Result<()> {
         let disk = scope.spawn(|| write_disk(&uri, &stop));
         let writer = scope.spawn(|| write_keys(&strata, &stop));
         let inspected = (0..3).try_for_each(|round| inspect(&strata, round));
+        let backup = strata.dir.path().join("backup.redb");
+        let backed_up = json(&strata, &["kv", "backup", &backup.to_string_lossy(), "--json"]);
         // The log shows the disk's flushed writes while they go on.
         let listed = strata_testkit::wait_until("tlog ls", Duration::from_secs(20), || {
             let listed = json(&strata, &["tlog", "ls", "--vdisk", &tlog_id, "--json"])?;
@@ -100,6 +107,7 @@ fn commands_work_beside_a_busy_server() -> anyhow::Result<()> {
         let keys = writer.join().map_err(|_| anyhow::anyhow!("the key writer panicked"))??;
         inspected?;
         listed?;
+        ensure!(backed_up?["keys"].as_u64().is_some_and(|k| k > 0), "an empty backup");
         Ok((rounds, keys))
     })?;
     ensure!(rounds > 0 && keys > 0, "no load: {rounds} disk rounds, {keys} keys");
@@ -116,5 +124,17 @@ fn commands_work_beside_a_busy_server() -> anyhow::Result<()> {
     let local = json(&strata, &["kv", "ls", "load/", "--json"])?;
     ensure!(local == through_server, "after the server stopped: {local}");
     ensure!(strata.ok(&["snapshot", "ls"])?.contains("layer2"));
+
+    // The backup is one moment of the store: the key writer's first N keys, none missing.
+    let restored = Strata::new()?;
+    std::fs::copy(strata.dir.path().join("backup.redb"), restored.dir.path().join("kv.redb"))?;
+    let copy = json(&restored, &["kv", "ls", "load/", "--json"])?;
+    let names: Vec<&str> =
+        copy.as_array().into_iter().flatten().filter_map(|e| e["key"].as_str()).collect();
+    let expected: Vec<String> = (0..names.len()).map(|n| format!("load/{n:04}")).collect();
+    ensure!(!names.is_empty() && names == expected, "backup holds {names:?}");
+    let refused =
+        strata.run(&["kv", "backup", &strata.dir.path().join("backup.redb").to_string_lossy()])?;
+    ensure!(refused.status.code() == Some(4), "a backup over an existing file: {refused:?}");
     Ok(())
 }

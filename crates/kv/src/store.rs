@@ -1,5 +1,6 @@
 //! The store handle: opening an engine, beginning transactions, and retrying conflicts.
 
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,7 +9,7 @@ use crate::engine::Engine;
 use crate::engine::etcd::EtcdEngine;
 use crate::engine::redb::RedbEngine;
 use crate::engine::remote::RemoteEngine;
-use crate::{EngineKind, Error, EtcdConfig, KvConfig, ReadTxn, Result, WriteTxn};
+use crate::{EngineKind, Error, EtcdConfig, KvConfig, Read, ReadTxn, Result, WriteTxn};
 
 /// How long [`Store::with_txn`] keeps retrying a transaction that lost conflicts.
 const RETRY_FOR: Duration = Duration::from_secs(30);
@@ -125,6 +126,33 @@ impl Store {
                 other => return other,
             }
         }
+    }
+
+    /// Copies every key of this store, as of one read view, into `to`, in transactions of
+    /// at most `to`'s operation limit (and 10,000 keys). Returns the number of keys and the
+    /// revision the view read at. Keys `to` holds already are overwritten, others kept: copy
+    /// into an empty store for an exact copy.
+    pub fn copy_into(&self, to: &Store) -> Result<(u64, Option<u64>)> {
+        const BATCH: usize = 10_000;
+        let batch = to.max_txn_ops().unwrap_or(BATCH).clamp(1, BATCH);
+        let mut view = self.read()?;
+        let mut cursor: Bound<Vec<u8>> = Bound::Unbounded;
+        let mut copied = 0u64;
+        loop {
+            let page = view.scan(cursor.as_ref().map(Vec::as_slice), Bound::Unbounded, batch)?;
+            let Some((last, _)) = page.last() else { break };
+            cursor = Bound::Excluded(last.clone());
+            let mut txn = to.write()?;
+            for (key, value) in &page {
+                txn.put(key, value);
+            }
+            txn.commit()?;
+            copied += page.len() as u64;
+            if page.len() < batch {
+                break;
+            }
+        }
+        Ok((copied, view.revision()))
     }
 
     /// Runs `body` in a read-only transaction.
