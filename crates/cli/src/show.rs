@@ -88,6 +88,23 @@ pub(crate) fn rfc3339(nanos: u64) -> String {
     humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(nanos)).to_string()
 }
 
+/// Prints what a backup (`strata kv backup`, `strata snapshot backup`) copied.
+pub(crate) fn backup(
+    out: &mut impl std::io::Write,
+    file: &std::path::Path,
+    backup: &strata_kv::Backup,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        let value =
+            serde_json::json!({ "file": file, "keys": backup.keys, "revision": backup.revision });
+        writeln!(out, "{value}")?;
+    } else {
+        writeln!(out, "{} keys copied to {}", backup.keys, file.display())?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -97,6 +97,9 @@ fn commands_work_beside_a_busy_server() -> anyhow::Result<()> {
         let inspected = (0..3).try_for_each(|round| inspect(&strata, round));
         let backup = strata.dir.path().join("backup.redb");
         let backed_up = json(&strata, &["kv", "backup", &backup.to_string_lossy(), "--json"]);
+        let layers = strata.dir.path().join("layers.redb");
+        let layers_backed_up =
+            json(&strata, &["snapshot", "backup", &layers.to_string_lossy(), "--json"]);
         // The log shows the disk's flushed writes while they go on.
         let listed = strata_testkit::wait_until("tlog ls", Duration::from_secs(20), || {
             let listed = json(&strata, &["tlog", "ls", "--vdisk", &tlog_id, "--json"])?;
@@ -108,6 +111,7 @@ fn commands_work_beside_a_busy_server() -> anyhow::Result<()> {
         inspected?;
         listed?;
         ensure!(backed_up?["keys"].as_u64().is_some_and(|k| k > 0), "an empty backup");
+        ensure!(layers_backed_up?["keys"].as_u64().is_some_and(|k| k > 0), "no layers");
         Ok((rounds, keys))
     })?;
     ensure!(rounds > 0 && keys > 0, "no load: {rounds} disk rounds, {keys} keys");

@@ -16,6 +16,9 @@ pub enum Error {
     /// larger than the engine allows, a write in a read-only transaction).
     #[error("{0}")]
     InvalidArgument(String),
+    /// The thing to be made exists already (a backup's file).
+    #[error("{0}")]
+    AlreadyExists(String),
     /// The engine could not be reached or is shutting down.
     #[error("kv engine unavailable: {0}")]
     Unavailable(String),
@@ -43,6 +46,7 @@ impl Error {
         match self {
             Error::Conflict(_) => Category::Conflict,
             Error::InvalidArgument(_) => Category::InvalidArgument,
+            Error::AlreadyExists(_) => Category::AlreadyExists,
             Error::Unavailable(_) | Error::Etcd(_) | Error::Busy(_) => Category::Unavailable,
             Error::Poisoned(_) | Error::Redb(_) => Category::FailedPrecondition,
             Error::Corrupted(_) => Category::Corrupted,

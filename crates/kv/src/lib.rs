@@ -44,5 +44,5 @@ mod txn;
 
 pub use crate::config::{EngineKind, EtcdConfig, KvConfig, RedbConfig};
 pub use crate::error::{Category, Error, Result};
-pub use crate::store::{AsConflict, Store};
+pub use crate::store::{AsConflict, Backup, Store};
 pub use crate::txn::{KeyValue, Read, ReadTxn, WriteTxn, prefix_end};

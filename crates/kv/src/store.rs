@@ -155,6 +155,41 @@ impl Store {
         Ok((copied, view.revision()))
     }
 
+    /// Writes a consistent copy of this store (one read view) to a new redb file `file`:
+    /// built as `FILE.partial`, synced, then renamed into place, so `file` is either absent
+    /// or whole. Refuses a `file` that exists.
+    pub fn backup(&self, file: &Path) -> Result<Backup> {
+        if file.exists() {
+            return Err(Error::AlreadyExists(format!(
+                "{}: exists; name a new file for the backup",
+                file.display()
+            )));
+        }
+        let io = |what: &str, path: &Path, err: std::io::Error| {
+            Error::Unavailable(format!("{what} {}: {err}", path.display()))
+        };
+        let partial = file.with_extension("partial");
+        match std::fs::remove_file(&partial) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io("remove", &partial, err));
+            }
+            _ => {}
+        }
+        let copy = Store::redb(&partial)?;
+        let (keys, revision) = self.copy_into(&copy)?;
+        drop(copy);
+        std::fs::File::open(&partial)
+            .and_then(|f| f.sync_all())
+            .map_err(|err| io("sync", &partial, err))?;
+        std::fs::rename(&partial, file).map_err(|err| io("rename into", file, err))?;
+        if let Some(dir) = file.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|err| io("sync", dir, err))?;
+        }
+        Ok(Backup { keys, revision })
+    }
+
     /// Runs `body` in a read-only transaction.
     pub fn with_read<T, E>(
         &self,
@@ -165,6 +200,15 @@ impl Store {
     {
         body(&mut self.read()?)
     }
+}
+
+/// What [`Store::backup`] copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backup {
+    /// How many keys.
+    pub keys: u64,
+    /// The revision of the read view they were copied from (`None` for an empty store).
+    pub revision: Option<u64>,
 }
 
 /// Errors that can say whether they are a lost conflict, so [`Store::with_txn`] can retry

@@ -128,12 +128,8 @@ pub(crate) fn run(args: KvArgs, config: &Config, data_dir: &Path) -> anyhow::Res
             }
         }
         KvCommand::Backup { file, json } => {
-            let (keys, revision) = backup(&store, &file)?;
-            if json {
-                writeln!(out, "{}", json!({ "file": file, "keys": keys, "revision": revision }))?;
-            } else {
-                writeln!(out, "{keys} keys copied to {}", file.display())?;
-            }
+            let backup = store.backup(&file).map_err(crate::exit::categorized)?;
+            crate::show::backup(&mut out, &file, &backup, json)?;
         }
         KvCommand::Ls { prefix, values, limit, json } => {
             let mut entries = store.read()?.prefix(prefix.unwrap_or_default().as_bytes())?;
@@ -154,30 +150,6 @@ pub(crate) fn run(args: KvArgs, config: &Config, data_dir: &Path) -> anyhow::Res
     }
     out.flush()?;
     Ok(())
-}
-
-/// Copies `store` into a new redb file at `file`: written as `FILE.partial`, synced, then
-/// renamed into place, so `file` is either absent or whole.
-fn backup(store: &strata_kv::Store, file: &Path) -> anyhow::Result<(u64, Option<u64>)> {
-    if file.exists() {
-        return Err(anyhow::Error::new(Failure {
-            category: strata_kv::Category::AlreadyExists,
-            message: format!("{}: exists; name a new file for the backup", file.display()),
-        }));
-    }
-    let partial = file.with_extension("partial");
-    let _ = std::fs::remove_file(&partial);
-    let copy = strata_kv::Store::redb(&partial)
-        .with_context(|| format!("create {}", partial.display()))?;
-    let copied = store.copy_into(&copy).context("copy the keys")?;
-    drop(copy);
-    std::fs::File::open(&partial)?.sync_all()?;
-    std::fs::rename(&partial, file)
-        .with_context(|| format!("rename {} to {}", partial.display(), file.display()))?;
-    if let Some(dir) = file.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(copied)
 }
 
 /// The configuration with the command line's engine flags applied.

@@ -102,6 +102,16 @@ enum SnapshotCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the snapshots' metadata, as of one moment, into a new redb file FILE (beside a
+    /// running `strata serve` too). The layers themselves are the directories under
+    /// ROOT/snapshots: back them up with the file system. To restore, stop strata and put
+    /// FILE in place of ROOT/metadata.redb.
+    Backup {
+        file: PathBuf,
+        /// Print {"file", "keys", "revision"}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub(crate) fn run(args: SnapshotArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
@@ -147,6 +157,10 @@ pub(crate) fn run(args: SnapshotArgs, config: &Config, data_dir: &Path) -> anyho
             print_tree(&mut out, &sn.list(&Filters::default())?, json)?
         }
         SnapshotCommand::Mounts { key, json } => print_mounts(&mut out, &sn.mounts(&key)?, json)?,
+        SnapshotCommand::Backup { file, json } => {
+            let backup = sn.store().backup(&file).map_err(crate::exit::categorized)?;
+            crate::show::backup(&mut out, &file, &backup, json)?;
+        }
         SnapshotCommand::Usage { key, json } => {
             let keys = match key {
                 Some(key) => vec![key],

@@ -68,6 +68,7 @@ pub(crate) enum Response {
 pub(crate) enum WireError {
     Conflict(String),
     InvalidArgument(String),
+    AlreadyExists(String),
     Unavailable(String),
     Poisoned(String),
     Corrupted(String),
@@ -81,6 +82,7 @@ impl From<&Error> for WireError {
         match err {
             Error::Conflict(m) => WireError::Conflict(m.clone()),
             Error::InvalidArgument(m) => WireError::InvalidArgument(m.clone()),
+            Error::AlreadyExists(m) => WireError::AlreadyExists(m.clone()),
             Error::Unavailable(m) => WireError::Unavailable(m.clone()),
             Error::Poisoned(m) => WireError::Poisoned(m.clone()),
             Error::Corrupted(m) => WireError::Corrupted(m.clone()),
@@ -96,6 +98,7 @@ impl From<WireError> for Error {
         match err {
             WireError::Conflict(m) => Error::Conflict(m),
             WireError::InvalidArgument(m) => Error::InvalidArgument(m),
+            WireError::AlreadyExists(m) => Error::AlreadyExists(m),
             WireError::Unavailable(m) => Error::Unavailable(m),
             WireError::Poisoned(m) => Error::Poisoned(m),
             WireError::Corrupted(m) => Error::Corrupted(m),
