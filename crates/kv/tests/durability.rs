@@ -45,6 +45,24 @@ fn acknowledged_commits_survive_sigkill() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A process killed at any moment while it creates a new store leaves one the next process
+/// opens: the file appears only once whole.
+#[test]
+fn a_process_killed_while_creating_its_file_leaves_it_openable() -> anyhow::Result<()> {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return Ok(());
+    }
+    for delay_ms in 0..60 {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("kv.redb");
+        let delay = Duration::from_micros(delay_ms * 500);
+        run_and_kill(&path, 0, delay)?;
+        let store = Store::redb(&path).with_context(|| format!("reopen after {delay:?}"))?;
+        drop(store);
+    }
+    Ok(())
+}
+
 /// A varying but reproducible delay for each round.
 fn fastrand_ms(round: u64) -> u64 {
     round.wrapping_mul(2654435761) % 1000

@@ -56,6 +56,9 @@ impl std::fmt::Debug for RedbEngine {
 impl RedbEngine {
     /// Opens or creates the file at `path`.
     pub(crate) fn open(path: &Path) -> Result<RedbEngine> {
+        if !path.exists() {
+            create_whole(path)?;
+        }
         let db = Database::builder().create(path).map_err(|err| match err {
             redb::DatabaseError::DatabaseAlreadyOpen => Error::Busy(format!(
                 "{}: already open in another process; stop it or use another --data-dir",
@@ -73,13 +76,7 @@ impl RedbEngine {
     }
 
     fn start(db: Database) -> Result<RedbEngine> {
-        let wtx = db.begin_write()?;
-        let revision = {
-            wtx.open_table(DATA)?;
-            let meta = wtx.open_table(META)?;
-            meta.get(REVISION)?.map_or(0, |guard| guard.value())
-        };
-        wtx.commit()?;
+        let revision = open_tables(&db)?;
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
         let views = Arc::new(ViewCache::default());
@@ -96,6 +93,60 @@ impl RedbEngine {
             committer: Mutex::new(Some(handle)),
         })
     }
+}
+
+/// Makes the tables (a no-op once made) and returns the revision stored in `meta`.
+fn open_tables(db: &Database) -> Result<u64> {
+    let wtx = db.begin_write()?;
+    let revision = {
+        wtx.open_table(DATA)?;
+        let meta = wtx.open_table(META)?;
+        meta.get(REVISION)?.map_or(0, |guard| guard.value())
+    };
+    wtx.commit()?;
+    Ok(revision)
+}
+
+/// Creates a new database file at `path` whole: built and synced under a temporary name,
+/// then renamed into place (never over a file another process made meanwhile). A process
+/// killed while creating leaves only the temporary file, never a `path` that is not yet a
+/// database and would refuse every later open.
+fn create_whole(path: &Path) -> Result<()> {
+    let io = |what: &str, at: &Path, err: std::io::Error| {
+        Error::Redb(format!("{what} {}: {err}", at.display()))
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let partial = path.with_file_name(format!(".{name}.{}.new", std::process::id()));
+    let db = Database::builder()
+        .create(&partial)
+        .map_err(|err| Error::Redb(format!("{}: {err}", partial.display())))?;
+    open_tables(&db)?;
+    drop(db);
+    std::fs::File::open(&partial)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io("sync", &partial, e))?;
+    let renamed = rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        &partial,
+        rustix::fs::CWD,
+        path,
+        rustix::fs::RenameFlags::NOREPLACE,
+    );
+    match renamed {
+        Ok(()) => {}
+        // Another process made it first: use theirs.
+        Err(rustix::io::Errno::EXIST) => {
+            let _ = std::fs::remove_file(&partial);
+        }
+        Err(err) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(io("create", path, err.into()));
+        }
+    }
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("sync", dir, e))?;
+    }
+    Ok(())
 }
 
 impl Drop for RedbEngine {
