@@ -33,6 +33,8 @@ pub struct Client {
     base: String,
     token: String,
     timeout: Duration,
+    /// Whether a CA file was given besides the system's roots (for error hints).
+    has_ca_file: bool,
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
@@ -76,7 +78,8 @@ impl Client {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(https);
-        Ok(Client { http, base, token: token.into(), timeout: Duration::from_secs(300) })
+        let timeout = Duration::from_secs(300);
+        Ok(Client { http, base, token: token.into(), timeout, has_ca_file: ca_file.is_some() })
     }
 
     fn request(&self, method: Method, path: &str, body: Body) -> Result<Request<Body>> {
@@ -132,7 +135,12 @@ impl Client {
             message.push_str(&format!(": {c}"));
             cause = c.source();
         }
-        if message.contains("certificate") {
+        if message.contains("certificate") && self.has_ca_file {
+            message.push_str(
+                "; the hub's certificate was not accepted: check that the CA file holds the \
+                 CA that signed it and that the certificate names the host of the URL",
+            );
+        } else if message.contains("certificate") {
             message.push_str(
                 "; the hub's certificate is not trusted: pass --ca-file PEM (or set \
                  hub.ca_file) with the CA that signed it",
