@@ -45,7 +45,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 
 /// Every route the server answers, as `(method, path pattern)`; `{id}` matches one segment.
-/// The router ([`router`]) serves exactly these; tests check each appears in
+/// The server's router serves exactly these; tests check each appears in
 /// `docs/hub-openapi.yaml` and reaches a handler.
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/openapi.yaml"),
