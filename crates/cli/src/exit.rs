@@ -15,7 +15,8 @@ Exit codes:
   5  failed precondition (the current state does not allow the request)
   6  conflict (a concurrent change won; retrying may succeed)
   7  unavailable (a server or engine could not be reached; retry later)
-  8  corrupted data";
+  8  corrupted data
+  9  unauthenticated (a token or credential was refused)";
 
 /// A failure the command itself detects, with its category (a key that is absent, say).
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +84,7 @@ pub(crate) fn code_for(err: &anyhow::Error) -> ExitCode {
         Some(Category::Conflict) => 6,
         Some(Category::Unavailable) => 7,
         Some(Category::Corrupted) => 8,
+        Some(Category::Unauthenticated) => 9,
         _ if err.chain().any(|c| c.downcast_ref::<crate::config::ConfigError>().is_some()) => 2,
         _ => 1,
     };

@@ -1,6 +1,6 @@
 //! Opening the stores commands share, each the same way wherever it is opened: the kv
-//! store, the snapshotter, a hub store, the vdisk records and the tlog. Command modules
-//! call these and never each other.
+//! store, the snapshotter, a hub store and a hub client, the vdisk records and the tlog.
+//! Command modules call these and never each other.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -153,6 +153,18 @@ pub(crate) fn hub_store(
             Ok(Hub::new(store, etcd_prefix))
         }
     }
+}
+
+/// A client of the hub at `remote` with `token`, trusting `ca_file` (else `hub.ca_file`)
+/// besides the system's roots for https: what every command that reaches a hub uses.
+pub(crate) fn hub_client(
+    config: &Config,
+    remote: &str,
+    token: &str,
+    ca_file: Option<&Path>,
+) -> anyhow::Result<strata_hub::Client> {
+    let ca_file = ca_file.or(config.hub.ca_file.as_deref());
+    strata_hub::Client::with_ca_file(remote, token, ca_file).map_err(categorized)
 }
 
 /// Where vdisk records live: their own redb file under DATA-DIR/vdisks on the embedded

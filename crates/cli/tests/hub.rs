@@ -17,11 +17,18 @@ struct HubServer {
     strata: Strata,
     port: u16,
     process: Option<ServerProcess>,
+    /// The directory of `server.pem` and `server.key` when the hub serves TLS.
+    tls: Option<PathBuf>,
 }
 
 impl HubServer {
     fn start() -> anyhow::Result<HubServer> {
-        let mut hub = HubServer { strata: Strata::new()?, port: free_port()?, process: None };
+        HubServer::start_with(None)
+    }
+
+    /// A hub serving https with the certificate and key in `certs`.
+    fn start_with(tls: Option<PathBuf>) -> anyhow::Result<HubServer> {
+        let mut hub = HubServer { strata: Strata::new()?, port: free_port()?, process: None, tls };
         hub.restart()?;
         Ok(hub)
     }
@@ -29,6 +36,10 @@ impl HubServer {
     fn restart(&mut self) -> anyhow::Result<()> {
         let mut command = self.strata.command();
         command.args(["hub", "serve", "--listen", &format!("127.0.0.1:{}", self.port)]);
+        if let Some(certs) = &self.tls {
+            command.arg("--tls-cert").arg(certs.join("server.pem"));
+            command.arg("--tls-key").arg(certs.join("server.key"));
+        }
         let log = self.strata.dir.path().join("hub-serve.log");
         self.process = Some(ServerProcess::spawn("strata hub serve", command, &log)?);
         let port = self.port;
@@ -44,7 +55,8 @@ impl HubServer {
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// A token made while the server runs (it re-reads the tokens file).
@@ -288,12 +300,15 @@ fn clear_errors_for_tokens_ids_names_and_json() -> anyhow::Result<()> {
     std::fs::write(va.join("x"), "x")?;
     a.ok(&["volume", "snapshot", "va", "--name", "s1"])?;
 
+    // A refused token is its own exit code, and the message says what to do.
     let wrong = a.run(&remote(&["push", "set"], &url, "not-a-token"))?;
     let stderr = String::from_utf8_lossy(&wrong.stderr);
     ensure!(
-        wrong.status.code() == Some(2)
-            && stderr.contains("401")
-            && stderr.contains("unknown token"),
+        wrong.status.code() == Some(9)
+            && stderr.contains("refused the token")
+            && stderr.contains("unknown token")
+            && stderr.contains("strata hub token create")
+            && stderr.contains("--token"),
         "{stderr}"
     );
     let missing = a.run(&remote(&["pull", "no-such-set"], &url, &token))?;
@@ -336,6 +351,105 @@ fn clear_errors_for_tokens_ids_names_and_json() -> anyhow::Result<()> {
     a.ok(&remote(&["hub", "grant", "set", "bob"], &url, &token))?;
     let pulled = bob.ok(&remote(&["pull", "set"], &url, &bob_token))?;
     ensure!(pulled.contains("pulled 1 snapshots"), "{pulled}");
+    Ok(())
+}
+
+/// The user and token id of every token `strata hub token ls --json` lists.
+fn listed_tokens(hub: &HubServer) -> anyhow::Result<Vec<(String, String)>> {
+    let listed = json(&hub.strata.ok(&["hub", "token", "ls", "--json"])?)?;
+    let entries = listed.as_array().context("ls --json is an array")?;
+    entries
+        .iter()
+        .map(|t| {
+            ensure!(t["created_at"].as_u64().is_some_and(|c| c > 0), "{t}");
+            ensure!(t.get("token").is_none() && t.get("hash").is_none(), "{t}");
+            Ok((t["user"].as_str().unwrap_or("").into(), t["id"].as_str().unwrap_or("").into()))
+        })
+        .collect()
+}
+
+#[test]
+fn tokens_are_listed_and_revoked_while_the_hub_runs() -> anyhow::Result<()> {
+    let hub = HubServer::start()?;
+    let made = json(&hub.strata.ok(&["hub", "token", "create", "alice", "--json"])?)?;
+    let (first, first_id) =
+        (made["token"].as_str().unwrap_or(""), made["id"].as_str().unwrap_or(""));
+    let second = hub.token("alice")?;
+    let bob = hub.token("bob")?;
+    let listed = listed_tokens(&hub)?;
+    ensure!(listed.len() == 3 && listed[0] == ("alice".into(), first_id.into()), "{listed:?}");
+    let users: Vec<&str> = listed.iter().map(|(user, _)| user.as_str()).collect();
+    ensure!(users == ["alice", "alice", "bob"], "{users:?}");
+    let table = hub.strata.ok(&["hub", "token", "ls"])?;
+    ensure!(table.starts_with("ID") && table.contains("CREATED") && table.contains(first_id));
+    for secret in [first, second.as_str(), bob.as_str()] {
+        ensure!(!table.contains(secret), "ls shows a token: {table}");
+    }
+    for token in [first, second.as_str(), bob.as_str()] {
+        ensure!(hub.raw("GET", "/v1/whoami", Some(token), "")?.0 == 200);
+    }
+
+    // Revoked by id: the running server refuses it at once; the other token still works.
+    let revoked = hub.strata.ok(&["hub", "token", "revoke", first_id])?;
+    ensure!(revoked.contains(first_id) && revoked.contains("alice"), "{revoked}");
+    let (status, body) = hub.raw("GET", "/v1/whoami", Some(first), "")?;
+    ensure!(status == 401 && body["category"] == "unauthenticated", "{status} {body}");
+    ensure!(hub.raw("GET", "/v1/whoami", Some(&second), "")?.0 == 200);
+    // Every token of a user.
+    hub.strata.ok(&["hub", "token", "revoke", "--user", "bob"])?;
+    ensure!(hub.raw("GET", "/v1/whoami", Some(&bob), "")?.0 == 401);
+    ensure!(listed_tokens(&hub)?.iter().map(|(u, _)| u.as_str()).collect::<Vec<_>>() == ["alice"]);
+    let again = hub.strata.run(&["hub", "token", "revoke", first_id])?;
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    ensure!(again.status.code() == Some(3) && stderr.contains("no token with id"), "{stderr}");
+    let neither = hub.strata.run(&["hub", "token", "revoke"])?;
+    ensure!(neither.status.code() == Some(2));
+    Ok(())
+}
+
+#[test]
+fn push_and_pull_over_https_trusting_a_ca_file() -> anyhow::Result<()> {
+    let certs = tempfile::tempdir()?;
+    strata_testkit::make_certificates(certs.path())?;
+    let ca = certs.path().join("ca.pem");
+    let ca = ca.to_str().context("utf-8 path")?;
+    let hub = HubServer::start_with(Some(certs.path().to_path_buf()))?;
+    let token = hub.token("alice")?;
+    let url = hub.url();
+    ensure!(url.starts_with("https://"));
+    let a = Strata::new()?;
+    a.ok(&["volumeset", "create", "set"])?;
+    let va = create_volume(&a, "set", "va", None)?;
+    std::fs::write(va.join("x"), "over tls")?;
+    a.ok(&["volume", "snapshot", "va", "--name", "s1"])?;
+
+    // Without the CA the certificate is not trusted, and the message says so.
+    let untrusting = a.run(&remote(&["push", "set"], &url, &token))?;
+    let stderr = String::from_utf8_lossy(&untrusting.stderr);
+    ensure!(
+        untrusting.status.code() == Some(7)
+            && stderr.contains("certificate")
+            && stderr.contains("--ca-file"),
+        "{stderr}"
+    );
+    // A plain-http client is told the hub speaks https.
+    let plain_url = url.replacen("https", "http", 1);
+    let plain = a.run(&remote(&["push", "set"], &plain_url, &token))?;
+    let stderr = String::from_utf8_lossy(&plain.stderr);
+    ensure!(!plain.status.success() && stderr.contains("https only"), "{stderr}");
+
+    let pushed = a.ok(&[remote(&["push", "set"], &url, &token), vec!["--ca-file", ca]].concat())?;
+    ensure!(pushed.contains("pushed 1 snapshots"), "{pushed}");
+    // hub.ca_file in the configuration does what --ca-file does.
+    let b = Strata::new()?;
+    let config = b.dir.path().join("strata.toml");
+    std::fs::write(&config, format!("[hub]\nca_file = {ca:?}\n"))?;
+    let config = config.to_str().context("utf-8 path")?;
+    let pulled =
+        b.ok(&[&["--config", config][..], &remote(&["pull", "set"], &url, &token)].concat())?;
+    ensure!(pulled.contains("pulled 1 snapshots"), "{pulled}");
+    let vb = create_volume(&b, "set", "vb", Some("s1"))?;
+    ensure!(std::fs::read_to_string(vb.join("x"))? == "over tls");
     Ok(())
 }
 

@@ -7,7 +7,8 @@ use anyhow::ensure;
 use crate::util::Strata;
 
 /// Runs `strata serve`, checks every service answers, and stops it with `signal`. With
-/// `tlog_from_config` the tlog's address comes from `[tlog] listen`, not from a flag.
+/// `tlog_from_config` the tlog's address comes from `[tlog] listen`, not from a flag, and
+/// the hub serves https with `hub.tls_cert` and `hub.tls_key`.
 fn serve_then_signal(signal: i32, tlog_from_config: bool) -> anyhow::Result<()> {
     let strata = Strata::new()?;
     let mut command = strata.command();
@@ -15,7 +16,15 @@ fn serve_then_signal(signal: i32, tlog_from_config: bool) -> anyhow::Result<()> 
     let configured = if tlog_from_config {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let config = strata.dir.path().join("strata.toml");
-        std::fs::write(&config, format!("[tlog]\nlisten = \"127.0.0.1:{port}\"\n"))?;
+        strata_testkit::make_certificates(strata.dir.path())?;
+        let (cert, key) =
+            (strata.dir.path().join("server.pem"), strata.dir.path().join("server.key"));
+        std::fs::write(
+            &config,
+            format!(
+                "[tlog]\nlisten = \"127.0.0.1:{port}\"\n[hub]\ntls_cert = {cert:?}\ntls_key = {key:?}\n"
+            ),
+        )?;
         command.arg("--config").arg(config);
         Some(format!("127.0.0.1:{port}"))
     } else {
@@ -62,6 +71,17 @@ fn serve_then_signal(signal: i32, tlog_from_config: bool) -> anyhow::Result<()> 
     let mut answer = String::new();
     std::io::Read::read_to_string(&mut http, &mut answer)?;
     ensure!(answer.starts_with("HTTP/1.1 204"), "ckpt answered {answer:?}");
+    // The hub speaks https when configured to: plain HTTP is told so.
+    let hub = status["services"]["hub"]["address"].as_str().unwrap_or_default();
+    let mut http = std::net::TcpStream::connect(hub)?;
+    std::io::Write::write_all(
+        &mut http,
+        b"GET /openapi.yaml HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )?;
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut http, &mut answer)?;
+    let https_only = answer.starts_with("HTTP/1.1 400") && answer.contains("https only");
+    ensure!(https_only == configured.is_some(), "hub answered {answer:?}");
     let pid = libc::pid_t::try_from(server.id())?;
     #[allow(unsafe_code, reason = "sending a signal to our own child")]
     // SAFETY: kill(2) on a child we spawned and have not reaped.

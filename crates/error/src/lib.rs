@@ -1,8 +1,8 @@
 //! The error seam every strata library shares.
 //!
 //! A [`Category`] says what a caller can do about an error: retry it (`Conflict`,
-//! `Unavailable`), fix the request (`InvalidArgument`, `NotFound`, ...), or stop and repair
-//! (`Corrupted`). Every library's error type implements [`Categorized`]; transports (the
+//! `Unavailable`), fix the request (`InvalidArgument`, `NotFound`, ...), get a credential
+//! that is accepted (`Unauthenticated`), or stop and repair (`Corrupted`). Every library's error type implements [`Categorized`]; transports (the
 //! CLI's exit codes, gRPC and HTTP status codes) map categories to their own codes and know
 //! nothing else of the libraries' errors.
 //!
@@ -31,6 +31,9 @@ pub enum Category {
     Unavailable,
     /// Stored data is not what strata wrote.
     Corrupted,
+    /// A token or other credential was missing, unknown or revoked: the request may succeed
+    /// with one the server accepts (HTTP 401, gRPC `UNAUTHENTICATED`).
+    Unauthenticated,
 }
 
 impl fmt::Display for Category {
@@ -43,6 +46,7 @@ impl fmt::Display for Category {
             Category::Conflict => "conflict",
             Category::Unavailable => "unavailable",
             Category::Corrupted => "corrupted",
+            Category::Unauthenticated => "unauthenticated",
         })
     }
 }
@@ -62,5 +66,6 @@ mod tests {
     fn categories_read_as_words() {
         assert_eq!(Category::FailedPrecondition.to_string(), "failed precondition");
         assert_eq!(Category::Unavailable.to_string(), "unavailable");
+        assert_eq!(Category::Unauthenticated.to_string(), "unauthenticated");
     }
 }

@@ -1,13 +1,16 @@
-//! The hub's HTTP client: JSON requests with a bearer token, streamed blob uploads and
+//! The hub's HTTP client: JSON requests with a bearer token over http or https (rustls,
+//! trusting the system's roots and an optional CA file), streamed blob uploads and
 //! downloads (verified by hash as they are stored). A [`Remote`] for push, pull and sync.
 
 use std::io::Read as _;
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::Frame;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -26,10 +29,12 @@ type Body = BoxBody<Bytes, std::io::Error>;
 /// A client of one hub server, acting as the token's user. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Client {
-    http: HyperClient<HttpConnector, Body>,
+    http: HyperClient<HttpsConnector<HttpConnector>, Body>,
     base: String,
     token: String,
     timeout: Duration,
+    /// Whether a CA file was given besides the system's roots (for error hints).
+    has_ca_file: bool,
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
@@ -42,22 +47,39 @@ struct BlobIds {
 }
 
 impl Client {
-    /// A client of the hub at `url` (`http://HOST:PORT`) using `token`.
+    /// A client of the hub at `url` (`http://HOST:PORT` or `https://HOST:PORT`) using
+    /// `token`; https trusts the system's roots.
     pub fn new(url: &str, token: &str) -> Result<Client> {
+        Client::with_ca_file(url, token, None)
+    }
+
+    /// A client of the hub at `url` using `token`; https trusts the system's roots and the
+    /// certificates in `ca_file` (PEM).
+    pub fn with_ca_file(url: &str, token: &str, ca_file: Option<&Path>) -> Result<Client> {
         let base = url.trim_end_matches('/').to_string();
-        if !base.starts_with("http://") || base.parse::<http::Uri>().is_err() {
+        let scheme_ok = base.starts_with("http://") || base.starts_with("https://");
+        if !scheme_ok || base.parse::<http::Uri>().is_err() {
             return Err(Error::InvalidArgument(format!(
-                "remote {url:?}: not an http://HOST:PORT URL"
+                "remote {url:?}: not an http://HOST:PORT or https://HOST:PORT URL"
             )));
         }
+        let tls = strata_net::tls::client_config(ca_file)
+            .map_err(|e| Error::InvalidArgument(format!("hub CA file: {e}")))?;
         let mut connector = HttpConnector::new();
+        connector.enforce_http(false);
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let http = HyperClient::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
-        Ok(Client { http, base, token: token.into(), timeout: Duration::from_secs(300) })
+            .build(https);
+        let timeout = Duration::from_secs(300);
+        Ok(Client { http, base, token: token.into(), timeout, has_ca_file: ca_file.is_some() })
     }
 
     fn request(&self, method: Method, path: &str, body: Body) -> Result<Request<Body>> {
@@ -72,11 +94,7 @@ impl Client {
 
     async fn send(&self, request: Request<Body>) -> Result<hyper::Response<hyper::body::Incoming>> {
         let path = request.uri().path().to_string();
-        let response = self
-            .http
-            .request(request)
-            .await
-            .map_err(|e| Error::Unavailable(format!("{}{path}: {e}", self.base)))?;
+        let response = self.http.request(request).await.map_err(|e| self.unreachable(&path, &e))?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -92,6 +110,12 @@ impl Client {
             .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
             .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
         Err(match status {
+            StatusCode::UNAUTHORIZED => Error::Unauthorized(format!(
+                "the hub at {} refused the token ({message}); ask its operator for a token \
+                 (`strata hub token create USER` on the hub's machine) and pass it with \
+                 --token or STRATA_HUB_TOKEN",
+                self.base
+            )),
             StatusCode::NOT_FOUND => Error::NotFound(message),
             StatusCode::CONFLICT if message.starts_with("history diverged: ") => {
                 let detail = message.trim_start_matches("history diverged: ");
@@ -100,6 +124,31 @@ impl Client {
             s if s.is_server_error() => Error::Unavailable(format!("{path}: {status}: {message}")),
             s => Error::Rejected { status: s.as_u16(), message },
         })
+    }
+
+    /// A request that got no answer: the whole chain of causes (a TLS certificate problem
+    /// is deep in it), and what to do about the certificate problems.
+    fn unreachable(&self, path: &str, err: &dyn std::error::Error) -> Error {
+        let mut message = format!("{}{path}: {err}", self.base);
+        let mut cause = err.source();
+        while let Some(c) = cause {
+            message.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        if message.contains("certificate") && self.has_ca_file {
+            message.push_str(
+                "; the hub's certificate was not accepted: check that the CA file holds the \
+                 CA that signed it and that the certificate names the host of the URL",
+            );
+        } else if message.contains("certificate") {
+            message.push_str(
+                "; the hub's certificate is not trusted: pass --ca-file PEM (or set \
+                 hub.ca_file) with the CA that signed it",
+            );
+        } else if self.base.starts_with("https://") && message.contains("corrupt message") {
+            message.push_str("; the hub may not serve TLS: try an http:// URL");
+        }
+        Error::Unavailable(message)
     }
 
     async fn call<T: DeserializeOwned>(
@@ -163,19 +212,6 @@ impl Client {
     }
 }
 
-/// `text` with everything but unreserved URL characters percent-encoded.
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 impl Remote for Client {
     async fn find_volset(&self, name_or_id: &str) -> Result<Option<VolumeSet>> {
         Ok(self.volsets().await?.into_iter().find(|v| v.id == name_or_id || v.name == name_or_id))
@@ -186,7 +222,7 @@ impl Remote for Client {
     }
 
     async fn export_since(&self, vsid: &str, since: &str) -> Result<Export> {
-        let since = percent_encode(since);
+        let since: String = form_urlencoded::byte_serialize(since.as_bytes()).collect();
         self.call(Method::GET, &format!("/v1/volumesets/{vsid}/export?since={since}"), None::<&()>)
             .await
     }

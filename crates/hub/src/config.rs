@@ -1,6 +1,7 @@
-//! `[hub]` in `strata.toml`: the hub server's limits and the local user name, and their
-//! validation.
+//! `[hub]` in `strata.toml`: the hub server's limits and TLS files, the CA file clients
+//! trust, the local user name, and their validation.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -26,6 +27,13 @@ pub struct HubConfig {
     /// The name local volume sets and snapshots record as owner and creator
     /// [default: $USER, else "local"].
     pub user: Option<String>,
+    /// The hub server's certificate chain (PEM); with `tls_key`, it serves https only.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// A CA certificate file (PEM) that clients (push, pull, sync, hub grant) trust for
+    /// https remotes, besides the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for HubConfig {
@@ -38,13 +46,23 @@ impl Default for HubConfig {
             max_body_bytes: d.max_body_bytes,
             max_blob_bytes: d.max_blob_bytes,
             user: None,
+            tls_cert: None,
+            tls_key: None,
+            ca_file: None,
         }
     }
 }
 
 impl HubConfig {
-    /// Checks the limits: each must be greater than zero.
+    /// Checks the limits (each must be greater than zero) and that the TLS files come as a
+    /// pair.
     pub fn validate(&self) -> Result<()> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            let missing = if self.tls_cert.is_none() { "hub.tls_cert" } else { "hub.tls_key" };
+            return Err(Error::InvalidArgument(format!(
+                "hub TLS needs both hub.tls_cert and hub.tls_key; missing: {missing}"
+            )));
+        }
         let positive = [
             ("hub.max_connections", self.max_connections as u64),
             ("hub.idle_timeout_ms", self.idle_timeout_ms),
@@ -65,6 +83,8 @@ impl HubConfig {
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             max_body_bytes: self.max_body_bytes,
             max_blob_bytes: self.max_blob_bytes,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
         }
     }
 
@@ -88,5 +108,7 @@ mod tests {
         assert!(bad.validate().unwrap_err().to_string().contains("hub.max_body_bytes"));
         let server = HubConfig::default().server(Some("127.0.0.1:0".into()));
         assert_eq!(server.listen, "127.0.0.1:0");
+        let half = HubConfig { tls_cert: Some("hub.pem".into()), ..HubConfig::default() };
+        assert!(half.validate().unwrap_err().to_string().contains("missing: hub.tls_key"));
     }
 }

@@ -31,7 +31,7 @@ pub enum Error {
         /// The blob that was offered.
         offered: String,
     },
-    /// The bearer token is missing or unknown.
+    /// The bearer token is missing, unknown or revoked (here, or on the remote hub).
     #[error("unauthorized: {0}")]
     Unauthorized(String),
     /// The KV layer failed.
@@ -76,7 +76,8 @@ impl Error {
         match self {
             Error::NotFound(_) => Category::NotFound,
             Error::AlreadyExists(_) => Category::AlreadyExists,
-            Error::InvalidArgument(_) | Error::Unauthorized(_) => Category::InvalidArgument,
+            Error::InvalidArgument(_) => Category::InvalidArgument,
+            Error::Unauthorized(_) => Category::Unauthenticated,
             Error::FailedPrecondition(_) | Error::Diverged(_) | Error::AlreadyHaveBlob { .. } => {
                 Category::FailedPrecondition
             }
@@ -85,7 +86,8 @@ impl Error {
             Error::Blob(_) | Error::Io { .. } | Error::Unavailable(_) => Category::Unavailable,
             Error::Corrupted(_) => Category::Corrupted,
             Error::Rejected { status, .. } => match status {
-                401 | 400 | 422 => Category::InvalidArgument,
+                401 => Category::Unauthenticated,
+                400 | 422 => Category::InvalidArgument,
                 404 => Category::NotFound,
                 409 => Category::FailedPrecondition,
                 _ => Category::Unavailable,
@@ -102,6 +104,7 @@ impl Error {
                 Category::NotFound => 404,
                 Category::AlreadyExists | Category::FailedPrecondition | Category::Conflict => 409,
                 Category::InvalidArgument => 400,
+                Category::Unauthenticated => 401,
                 Category::Corrupted => 500,
                 _ => 503,
             },

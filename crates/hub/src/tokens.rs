@@ -1,7 +1,9 @@
-//! Bearer tokens: `tokens.json` in the hub's directory holds, per token, its user and the
-//! BLAKE3 hash of the token (never the token). `strata hub token create` replaces the file
-//! atomically; a running server notices the new file (inode, size, mtime) and re-reads it,
-//! so tokens work without a restart.
+//! Bearer tokens: `tokens.json` in the hub's directory holds, per token, its user, when it
+//! was made and the BLAKE3 hash of the token (never the token). A token's id is the first
+//! [`ID_LEN`] hex digits of that hash: it names the token for `ls` and `revoke` without
+//! revealing it. `strata hub token create` and `revoke` replace the file atomically; a
+//! running server notices the new file (inode, size, mtime) and re-reads it before the
+//! next request, so new tokens work and revoked ones are refused without a restart.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -15,6 +17,20 @@ use crate::{Error, Result};
 
 /// The file's name in the hub's directory.
 pub const TOKENS_FILE: &str = "tokens.json";
+
+/// Hex digits of a token's hash that make its id.
+pub const ID_LEN: usize = 12;
+
+/// What `strata hub token ls` shows of a token: never the token or its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenInfo {
+    /// The first [`ID_LEN`] hex digits of the token's BLAKE3 hash.
+    pub id: String,
+    /// The user it authenticates as.
+    pub user: String,
+    /// When it was made, in nanoseconds since the Unix epoch.
+    pub created_at: u64,
+}
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct TokenFile {
@@ -74,7 +90,13 @@ impl Tokens {
     }
 }
 
-/// Makes a new random token for `user` in `dir`, stores its hash, and returns the token.
+/// The id of `token`: the first [`ID_LEN`] hex digits of its hash.
+pub fn token_id(token: &str) -> String {
+    hash(token)[..ID_LEN].to_string()
+}
+
+/// Makes a new random token for `user` in `dir` (32 bytes from the OS's secure RNG),
+/// stores its hash, and returns the token.
 pub fn create_token(dir: &Path, user: &str) -> Result<String> {
     crate::model::validate_name("user", user)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
@@ -89,8 +111,77 @@ pub fn create_token(dir: &Path, user: &str) -> Result<String> {
         hash: hash(&token),
         created_at: crate::model::now(),
     });
+    write_file(dir, &file)?;
+    Ok(token)
+}
+
+/// Every token of `dir`, oldest first: ids, users and creation times.
+pub fn list_tokens(dir: &Path) -> Result<Vec<TokenInfo>> {
+    let mut tokens: Vec<TokenInfo> =
+        read_file(&dir.join(TOKENS_FILE))?.tokens.into_iter().map(info).collect();
+    tokens.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    Ok(tokens)
+}
+
+fn info(t: TokenEntry) -> TokenInfo {
+    TokenInfo { id: t.hash.chars().take(ID_LEN).collect(), user: t.user, created_at: t.created_at }
+}
+
+/// What [`revoke_tokens`] removes.
+#[derive(Debug, Clone, Copy)]
+pub enum Revoke<'a> {
+    /// The token with this id (or a unique prefix of it, at least 4 digits).
+    Id(&'a str),
+    /// Every token of this user.
+    User(&'a str),
+}
+
+/// Removes tokens from `dir` and returns what was removed; a running server refuses them
+/// from its next request on. Nothing matching is `NotFound`; an id prefix that matches
+/// more than one token is `InvalidArgument`.
+pub fn revoke_tokens(dir: &Path, which: Revoke<'_>) -> Result<Vec<TokenInfo>> {
+    let path = dir.join(TOKENS_FILE);
+    let mut file = read_file(&path)?;
+    let matches = |t: &TokenEntry| match which {
+        Revoke::Id(id) => id.len() >= 4 && t.hash.starts_with(&id.to_ascii_lowercase()),
+        Revoke::User(user) => t.user == user,
+    };
+    let (gone, kept): (Vec<TokenEntry>, Vec<TokenEntry>) =
+        file.tokens.into_iter().partition(|t| matches(t));
+    match which {
+        Revoke::Id(id) if id.len() < 4 => {
+            return Err(Error::InvalidArgument(format!(
+                "token id {id:?}: give at least 4 of its digits (`strata hub token ls` lists them)"
+            )));
+        }
+        Revoke::Id(id) if gone.len() > 1 => {
+            return Err(Error::InvalidArgument(format!(
+                "token id {id:?} matches {} tokens; give more of its digits",
+                gone.len()
+            )));
+        }
+        Revoke::Id(id) if gone.is_empty() => {
+            return Err(Error::NotFound(format!(
+                "no token with id {id} in {}; `strata hub token ls` lists them",
+                path.display()
+            )));
+        }
+        Revoke::User(user) if gone.is_empty() => {
+            return Err(Error::NotFound(format!("no token of user {user} in {}", path.display())));
+        }
+        _ => {}
+    }
+    file.tokens = kept;
+    write_file(dir, &file)?;
+    Ok(gone.into_iter().map(info).collect())
+}
+
+/// Replaces `dir/tokens.json` with `file` atomically: temp file (mode 0600), fsync,
+/// rename, fsync of the directory.
+fn write_file(dir: &Path, file: &TokenFile) -> Result<()> {
+    let path = dir.join(TOKENS_FILE);
     let temp = dir.join(format!(".{TOKENS_FILE}.{}.tmp", std::process::id()));
-    let bytes = serde_json::to_vec_pretty(&file).map_err(|e| Error::Corrupted(e.to_string()))?;
+    let bytes = serde_json::to_vec_pretty(file).map_err(|e| Error::Corrupted(e.to_string()))?;
     let write = || -> std::io::Result<()> {
         let mut f = std::os::unix::fs::OpenOptionsExt::mode(
             std::fs::OpenOptions::new().write(true).create(true).truncate(true),
@@ -102,6 +193,5 @@ pub fn create_token(dir: &Path, user: &str) -> Result<String> {
         std::fs::rename(&temp, &path)?;
         std::fs::File::open(dir)?.sync_all()
     };
-    write().map_err(|e| Error::io(format!("write {}", path.display()), e))?;
-    Ok(token)
+    write().map_err(|e| Error::io(format!("write {}", path.display()), e))
 }

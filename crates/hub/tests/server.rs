@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use strata_hub::server::ROUTES;
 use strata_hub::tokens::{Tokens, create_token};
 use strata_hub::{
-    Client, Hub, HubServerConfig, HubService, Local, NoProgress, OPENAPI, Remote, Server,
+    Category, Client, Hub, HubServerConfig, HubService, Local, NoProgress, OPENAPI, Remote, Server,
 };
 use strata_kv::Store;
 use strata_volume::BlobStore;
@@ -109,6 +109,14 @@ fn openapi_documents_every_route() -> anyhow::Result<()> {
     let (status, body) = hub.raw("GET", "/openapi.yaml", None, b"")?;
     assert_eq!(status, 200);
     assert!(body.starts_with("openapi: 3"));
+    // Every listed route reaches a handler: without a token, each asks for one.
+    for (method, path) in ROUTES.iter().filter(|(_, path)| *path != "/openapi.yaml") {
+        let path = path.replace("{id}", "some-id");
+        let (status, body) = hub.raw(method, &path, None, b"")?;
+        assert_eq!(status, 401, "{method} {path}: {body}");
+        let json: serde_json::Value = serde_json::from_str(&body)?;
+        assert_eq!(json["category"], "unauthenticated", "{method} {path}: {body}");
+    }
     Ok(())
 }
 
@@ -143,6 +151,13 @@ fn clear_client_errors() -> anyhow::Result<()> {
     check("POST", "/v1/blobs/missing", t, br#"{"ids": 7}"#, 422, "does not fit")?;
     check("POST", "/v1/blobs/missing", t, br#"{"ids": ["xyz"]}"#, 400, "not a blob id")?;
     check("GET", "/v1/volumesets?limit=many", t, b"", 400, "expected a number")?;
+    check("GET", "/v1/volumesets?sort=na%6De&order=up", t, b"", 400, "order=\"up\"")?;
+    // A trailing slash names the same route; query values are percent-decoded.
+    let (status, body) = hub.raw("GET", "/v1/whoami/", t, b"")?;
+    assert_eq!((status, body.contains("alice")), (200, true), "{body}");
+    let (status, body) = hub.raw("GET", "/v1/volumesets/?name=a%20b&sort=na%6De", t, b"")?;
+    assert_eq!((status, body.as_str()), (200, "[]"));
+    check("GET", "/v1/blobs/abc", t, b"", 400, "needs ?volumeset=ID")?;
     let big = vec![b' '; 2 << 20];
     check("POST", "/v1/blobs/missing", t, &big, 413, "over")?;
     // A blob whose bytes do not hash to its id.
@@ -163,6 +178,62 @@ fn clear_client_errors() -> anyhow::Result<()> {
         400,
         "invalid branch name",
     )?;
+    Ok(())
+}
+
+/// Over https: a client that trusts the test CA works and tokens are checked as over
+/// http; one that does not is told the certificate is not trusted; a plain-http client is
+/// told to use https; revoked tokens are refused at once; a half TLS config is refused.
+#[test]
+fn tls_hub_serves_clients_that_trust_its_ca() -> anyhow::Result<()> {
+    let certs = tempfile::tempdir()?;
+    strata_testkit::make_certificates(certs.path())?;
+    let hub = Running::start_with(HubServerConfig {
+        tls_cert: Some(certs.path().join("server.pem")),
+        tls_key: Some(certs.path().join("server.key")),
+        ..HubServerConfig::default()
+    })?;
+    let url = format!("https://{}", hub.addr);
+    let ca = certs.path().join("ca.pem");
+    let token = hub.token("alice")?;
+    let alice = Client::with_ca_file(&url, &token, Some(&ca))?;
+    assert_eq!(hub.runtime.block_on(alice.whoami())?, "alice");
+
+    let untrusting = Client::new(&url, &token)?;
+    let err = hub.runtime.block_on(untrusting.whoami()).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("certificate") && text.contains("--ca-file"), "{text}");
+    assert_eq!(err.category(), Category::Unavailable);
+
+    let plain = Client::new(&format!("http://{}", hub.addr), &token)?;
+    let text = hub.runtime.block_on(plain.whoami()).unwrap_err().to_string();
+    assert!(text.contains("https only") && text.contains("https://"), "{text}");
+
+    let wrong = Client::with_ca_file(&url, "wrong-token", Some(&ca))?;
+    let err = hub.runtime.block_on(wrong.whoami()).unwrap_err();
+    assert_eq!(err.category(), Category::Unauthenticated, "{err}");
+    assert!(err.to_string().contains("refused the token"), "{err}");
+
+    let id = strata_hub::tokens::token_id(&token);
+    let listed = strata_hub::tokens::list_tokens(hub.dir.path())?;
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].id.as_str(), listed[0].user.as_str()), (id.as_str(), "alice"));
+    strata_hub::tokens::revoke_tokens(hub.dir.path(), strata_hub::tokens::Revoke::Id(&id))?;
+    let err = hub.runtime.block_on(alice.whoami()).unwrap_err();
+    assert_eq!(err.category(), Category::Unauthenticated, "{err}");
+
+    let half = HubServerConfig {
+        listen: "127.0.0.1:0".into(),
+        tls_cert: Some(certs.path().join("server.pem")),
+        ..HubServerConfig::default()
+    };
+    let service = HubService::new(
+        Hub::new(Store::memory()?, ""),
+        BlobStore::open(&certs.path().join("blobs"))?,
+    );
+    let bound = hub.runtime.block_on(Server::bind(half, service, Tokens::open(certs.path())));
+    let text = bound.unwrap_err().to_string();
+    assert!(text.contains("missing: tls_key"), "{text}");
     Ok(())
 }
 

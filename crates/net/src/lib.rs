@@ -7,7 +7,8 @@
 //! [`Stopping`] signal, and on shutdown stops accepting, signals every connection, waits up
 //! to the grace period for them to finish, and cuts off the rest.
 //! With the `http` feature, [`http1`] serves one HTTP/1 connection with an idle timeout
-//! that closes gracefully when the server stops.
+//! that closes gracefully when the server stops. With the `tls` feature, [`tls`] builds
+//! rustls configurations from PEM files for servers and clients.
 //!
 //! This crate knows nothing of what the servers speak.
 
@@ -23,6 +24,8 @@ use tokio::task::JoinSet;
 mod http;
 #[cfg(feature = "http")]
 pub use crate::http::http1;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 /// How long connections may finish after a server was told to stop, by default.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);

@@ -14,6 +14,7 @@ use strata_volume::BlobStore;
 
 use crate::config::Config;
 use crate::exit::categorized;
+use crate::show::{Table, print, rfc3339};
 
 /// The hub server (`strata hub serve`) and bearer tokens for its users.
 #[derive(Debug, Args)]
@@ -30,11 +31,18 @@ pub(crate) enum HubCommand {
     /// Volume sets pushed by `strata push` live in DATA-DIR/hub/ (store.redb, blobs/),
     /// or with `[kv] engine = "etcd"` in etcd under the prefix `hub/`. Users authenticate
     /// with tokens from `strata hub token create USER`, which works while the server runs.
-    /// The API is described at GET /openapi.yaml.
+    /// The API is described at GET /openapi.yaml. With --tls-cert and --tls-key (or
+    /// hub.tls_cert and hub.tls_key) the hub speaks https only.
     Serve {
         /// Address to listen on [default: hub.listen of the config, 127.0.0.1:7070].
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// The server's certificate chain (PEM) [default: hub.tls_cert]; needs --tls-key.
+        #[arg(long, value_name = "PEM", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key (PEM) of --tls-cert [default: hub.tls_key].
+        #[arg(long, value_name = "PEM", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Share a volume set on a hub with another user (only its owner may).
     Grant {
@@ -42,12 +50,16 @@ pub(crate) enum HubCommand {
         volset: String,
         /// The user to share it with.
         user: String,
-        /// The hub's URL, http://HOST:PORT.
+        /// The hub's URL, http://HOST:PORT or https://HOST:PORT.
         #[arg(long, value_name = "URL")]
         remote: String,
         /// Your bearer token on that hub.
         #[arg(long, value_name = "TOKEN", env = "STRATA_HUB_TOKEN", hide_env_values = true)]
         token: String,
+        /// A CA certificate (PEM) to trust for an https remote, besides the system's roots
+        /// [default: hub.ca_file].
+        #[arg(long, value_name = "PEM")]
+        ca_file: Option<PathBuf>,
     },
     /// Bearer tokens for the hub's users.
     Token {
@@ -64,7 +76,28 @@ pub(crate) enum TokenCommand {
     Create {
         /// The user the token authenticates as: owner and creator of what it pushes.
         user: String,
-        /// Print `{"user": ..., "token": ...}`.
+        /// Print `{"user": ..., "id": ..., "token": ...}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the tokens: id, user and creation time (never the token itself).
+    Ls {
+        /// Print a JSON array of `{"id", "user", "created_at"}` (Unix nanoseconds).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by its id (from `ls`; a unique prefix of at least 4 digits will do),
+    /// or every token of a user with --user. A running `strata hub serve` refuses it from
+    /// its next request on.
+    #[command(group = clap::ArgGroup::new("which").required(true))]
+    Revoke {
+        /// The token's id.
+        #[arg(group = "which")]
+        id: Option<String>,
+        /// Revoke every token of this user instead.
+        #[arg(long, value_name = "USER", group = "which")]
+        user: Option<String>,
+        /// Print the revoked tokens as a JSON array.
         #[arg(long)]
         json: bool,
     },
@@ -90,15 +123,27 @@ pub(crate) fn open_service(config: &Config, data_dir: &Path) -> anyhow::Result<H
     Ok(HubService::new(hub, blobs))
 }
 
+/// The server's TLS files from the command line; each wins over its config key.
+#[derive(Debug, Default)]
+pub(crate) struct TlsFlags {
+    pub(crate) cert: Option<PathBuf>,
+    pub(crate) key: Option<PathBuf>,
+}
+
 /// Binds the hub server: what `strata hub serve` and `strata serve` run.
 pub(crate) async fn bind(
     config: &Config,
     data_dir: &Path,
     listen: Option<String>,
+    tls: TlsFlags,
 ) -> anyhow::Result<strata_hub::Server> {
     config.hub.validate().map_err(categorized)?;
     let service = open_service(config, data_dir)?;
-    let server_config = config.hub.server(listen);
+    let mut server_config = config.hub.server(listen);
+    if let (Some(cert), Some(key)) = (tls.cert, tls.key) {
+        server_config.tls_cert = Some(cert);
+        server_config.tls_key = Some(key);
+    }
     let tokens = strata_hub::tokens::Tokens::open(&hub_dir(data_dir));
     strata_hub::Server::bind(server_config.clone(), service, tokens)
         .await
@@ -113,18 +158,19 @@ pub(crate) async fn bind(
 
 pub(crate) fn run(args: HubArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
     match args.command {
-        HubCommand::Serve { listen } => {
+        HubCommand::Serve { listen, tls_cert, tls_key } => {
             let runtime = crate::runtime::runtime()?;
             runtime.block_on(async {
                 let shutdown = crate::runtime::shutdown_signal();
-                let server = bind(config, data_dir, listen).await?;
-                tracing::info!(addr = %server.local_addr(), dir = %hub_dir(data_dir).display(), "hub listening");
+                let tls = TlsFlags { cert: tls_cert, key: tls_key };
+                let server = bind(config, data_dir, listen, tls).await?;
+                tracing::info!(url = %server.url(), dir = %hub_dir(data_dir).display(), "hub listening");
                 server.run(shutdown).await.map_err(categorized)
             })
         }
-        HubCommand::Grant { volset, user, remote, token } => {
+        HubCommand::Grant { volset, user, remote, token, ca_file } => {
             use strata_hub::Remote as _;
-            let client = strata_hub::Client::new(&remote, &token).map_err(categorized)?;
+            let client = crate::open::hub_client(config, &remote, &token, ca_file.as_deref())?;
             let runtime = crate::runtime::runtime()?;
             let vs = runtime.block_on(async {
                 let vs = client.find_volset(&volset).await?.ok_or_else(|| {
@@ -146,12 +192,40 @@ pub(crate) fn run(args: HubArgs, config: &Config, data_dir: &Path) -> anyhow::Re
                 strata_hub::tokens::create_token(&hub_dir(data_dir), &user).map_err(categorized)?;
             let mut out = std::io::stdout().lock();
             if json {
-                writeln!(out, "{}", serde_json::json!({ "user": user, "token": token }))?;
+                let id = strata_hub::tokens::token_id(&token);
+                writeln!(out, "{}", serde_json::json!({ "user": user, "id": id, "token": token }))?;
             } else {
                 writeln!(out, "{token}")?;
             }
             out.flush()?;
             Ok(())
+        }
+        HubCommand::Token { command: TokenCommand::Ls { json } } => {
+            let tokens =
+                strata_hub::tokens::list_tokens(&hub_dir(data_dir)).map_err(categorized)?;
+            if json {
+                return print(&serde_json::to_string(&tokens)?);
+            }
+            let mut table = Table::new(["ID", "USER", "CREATED"]);
+            for t in tokens {
+                table.row([t.id, t.user, rfc3339(t.created_at)]);
+            }
+            print(&table.render())
+        }
+        HubCommand::Token { command: TokenCommand::Revoke { id, user, json } } => {
+            use strata_hub::tokens::{Revoke, revoke_tokens};
+            let which = match (&id, &user) {
+                (_, Some(user)) => Revoke::User(user),
+                (Some(id), None) => Revoke::Id(id),
+                (None, None) => anyhow::bail!("give a token id or --user USER"),
+            };
+            let gone = revoke_tokens(&hub_dir(data_dir), which).map_err(categorized)?;
+            if json {
+                return print(&serde_json::to_string(&gone)?);
+            }
+            let lines: Vec<String> =
+                gone.iter().map(|t| format!("revoked token {} of {}", t.id, t.user)).collect();
+            print(&lines.join("\n"))
         }
     }
 }

@@ -92,7 +92,8 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
                 )
             })?;
         let ckpt_addr = ckpt.local_addr();
-        let hub = super::hub::bind(config, data_dir, args.hub_listen.map(|a| a.to_string()))
+        let hub_listen = args.hub_listen.map(|a| a.to_string());
+        let hub = super::hub::bind(config, data_dir, hub_listen, super::hub::TlsFlags::default())
             .await
             .context("choose another address with --hub-listen")?;
         let hub_addr = hub.local_addr();

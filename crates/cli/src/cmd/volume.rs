@@ -8,13 +8,13 @@
 //! so volume commands work while it runs.
 
 use std::io::{IsTerminal as _, Write as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use strata_hub::{Client, Progress, Query, Report, Take, Taken, VolumeSet, Workspace};
+use strata_hub::{Progress, Query, Report, Take, Taken, VolumeSet, Workspace};
 
 use crate::config::Config;
 use crate::exit::Failure;
@@ -153,12 +153,16 @@ pub(crate) struct LogArgs {
 pub(crate) struct TransferArgs {
     /// The volume set's name or id (for pull, as the hub knows it when it is not here yet).
     volset: String,
-    /// The hub's URL, http://HOST:PORT.
+    /// The hub's URL, http://HOST:PORT or https://HOST:PORT.
     #[arg(long, value_name = "URL")]
     remote: String,
     /// Your bearer token on that hub (`strata hub token create USER` on the hub's machine).
     #[arg(long, value_name = "TOKEN", env = "STRATA_HUB_TOKEN", hide_env_values = true)]
     token: String,
+    /// A CA certificate (PEM) to trust for an https remote, besides the system's roots
+    /// [default: hub.ca_file].
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -367,7 +371,7 @@ enum Direction {
 fn transfer(a: TransferArgs, c: &Config, d: &Path, direction: Direction) -> anyhow::Result<()> {
     let ws = open(c, d)?;
     let local = ws.local();
-    let client = hub_err(Client::new(&a.remote, &a.token))?;
+    let client = crate::open::hub_client(c, &a.remote, &a.token, a.ca_file.as_deref())?;
     let bars = Bars { bar: Mutex::new(None), visible: std::io::stderr().is_terminal() };
     let runtime = crate::runtime::runtime()?;
     let report = runtime.block_on(async {

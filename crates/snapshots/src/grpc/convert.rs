@@ -26,6 +26,7 @@ pub fn status_of(err: &Error) -> Status {
         Category::Conflict => Code::Aborted,
         Category::Unavailable => Code::Unavailable,
         Category::Corrupted => Code::DataLoss,
+        Category::Unauthenticated => Code::Unauthenticated,
         _ => Code::Internal,
     };
     Status::new(code, err.to_string())
