@@ -153,7 +153,6 @@ impl Error {
             | Error::MethodNotAllowed(_)
             | Error::BodyTooLarge { .. }
             | Error::BodyIncomplete(_)
-            | Error::Unauthorized { .. }
             | Error::Config(_)
             | Error::Tls(_) => Category::InvalidArgument,
             Error::Forbidden { .. } | Error::NoStagedChange { .. } => Category::FailedPrecondition,
@@ -161,6 +160,7 @@ impl Error {
                 Category::FailedPrecondition
             }
             Error::ObjectNotFound { .. } => Category::NotFound,
+            Error::Unauthorized { .. } => Category::Unauthenticated,
             Error::StoreUnavailable { .. }
             | Error::StagingFull { .. }
             | Error::Io { .. }
@@ -184,6 +184,7 @@ impl Error {
 /// service's mapping as far as a status can tell.
 fn category_of_status(status: u16) -> Category {
     match status {
+        401 => Category::Unauthenticated,
         404 => Category::NotFound,
         403 | 409 | 500 | 502 => Category::FailedPrecondition,
         503 | 504 => Category::Unavailable,

@@ -57,7 +57,12 @@ fn put_get_delete_through_the_binary() -> anyhow::Result<()> {
             "--token",
             "wrong",
         ])?;
-        ensure!(!bad.status.success(), "a wrong token was accepted");
+        ensure!(
+            bad.status.code() == Some(9),
+            "a wrong token: exit {:?}, not 9 (unauthenticated): {}",
+            bad.status.code(),
+            String::from_utf8_lossy(&bad.stderr)
+        );
         Ok(())
     });
     server.kill()?;
