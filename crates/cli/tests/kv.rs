@@ -91,6 +91,7 @@ fn second_process_on_one_data_dir_is_refused() -> anyhow::Result<()> {
         .command()
         .args(["serve", "--tlog-listen", "127.0.0.1:0", "--ckpt-listen", "127.0.0.1:0"])
         .args(["--nbd-listen", "127.0.0.1:0", "--hub-listen", "127.0.0.1:0"])
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .spawn()?;
     let lock_seen =
         strata_testkit::wait_until("kv.redb", std::time::Duration::from_secs(10), || {

@@ -3,6 +3,7 @@
 mod ckpt;
 mod hub;
 mod kv;
+mod metrics;
 mod project;
 mod serve;
 mod snapshot;

@@ -101,6 +101,8 @@ fn serve_on(strata: &Strata, log: &str, nbd: u16) -> anyhow::Result<(ServerProce
         &format!("127.0.0.1:{nbd}"),
         "--hub-listen",
         "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
         "--snapshotter-socket",
         &strata.dir.path().join(format!("{log}.sock")).to_string_lossy(),
     ]);

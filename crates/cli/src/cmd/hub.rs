@@ -35,6 +35,8 @@ pub(crate) enum HubCommand {
         /// Address to listen on [default: hub.listen of the config, 127.0.0.1:7070].
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        #[command(flatten)]
+        metrics: crate::metrics::MetricsArgs,
     },
     /// Share a volume set on a hub with another user (only its owner may).
     Grant {
@@ -113,13 +115,16 @@ pub(crate) async fn bind(
 
 pub(crate) fn run(args: HubArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
     match args.command {
-        HubCommand::Serve { listen } => {
+        HubCommand::Serve { listen, metrics } => {
             let runtime = crate::runtime::runtime()?;
             runtime.block_on(async {
                 let shutdown = crate::runtime::shutdown_signal();
+                let metrics = crate::metrics::Exporter::start(metrics.metrics_listen).await?;
                 let server = bind(config, data_dir, listen).await?;
                 tracing::info!(addr = %server.local_addr(), dir = %hub_dir(data_dir).display(), "hub listening");
-                server.run(shutdown).await.map_err(categorized)
+                server.run(metrics.ready_until(shutdown)).await.map_err(categorized)?;
+                metrics.stop().await;
+                Ok(())
             })
         }
         HubCommand::Grant { volset, user, remote, token } => {
