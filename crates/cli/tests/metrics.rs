@@ -12,7 +12,7 @@ use anyhow::{Context, ensure};
 use hyper_util::rt::TokioIo;
 use strata_snapshots::grpc::proto::snapshots_client::SnapshotsClient;
 use strata_snapshots::grpc::proto::{PrepareSnapshotRequest, StatSnapshotRequest};
-use strata_testkit::{ServerProcess, ensure_program, wait_until};
+use strata_testkit::{ServerProcess, ensure_program, free_port, wait_until};
 use tonic::transport::Endpoint;
 
 use crate::util::Strata;
@@ -193,5 +193,65 @@ fn serve_exports_metrics_and_health_after_real_traffic() -> anyhow::Result<()> {
         Ok(std::fs::read_to_string(&status_file).unwrap_or_default().contains("stopped"))
     })?;
     ensure!(http(&metrics, "GET", "/healthz").is_err(), "the endpoint stops with the process");
+    Ok(())
+}
+
+/// A standalone server exports only when given `--metrics-listen`: `strata tlog serve`,
+/// ready once it listens, and gone with the process after SIGTERM.
+#[test]
+fn a_standalone_server_exports_with_metrics_listen() -> anyhow::Result<()> {
+    let strata = Strata::new()?;
+    let mut last = None;
+    // A port found free can be taken by another test before the server binds it: retry.
+    for _ in 0..3 {
+        let (tlog, metrics) = (free_port()?, free_port()?);
+        let metrics = format!("127.0.0.1:{metrics}");
+        let mut command = strata.command();
+        command.args([
+            "tlog",
+            "serve",
+            "--no-encryption",
+            "--listen",
+            &format!("127.0.0.1:{tlog}"),
+        ]);
+        command.args(["--metrics-listen", &metrics]);
+        let log = strata.dir.path().join("tlog.log");
+        let mut server = ServerProcess::spawn("strata tlog serve", command, &log)?;
+        let ready = wait_until("readyz", Duration::from_secs(20), || {
+            server.check_running()?;
+            Ok(http(&metrics, "GET", "/readyz").is_ok_and(|(code, _)| code == 200))
+        });
+        if let Err(err) = ready {
+            last = Some(err.context(std::fs::read_to_string(&log).unwrap_or_default()));
+            continue;
+        }
+        let (code, text) = http(&metrics, "GET", "/metrics")?;
+        ensure!(code == 200 && text.contains("strata_build_info{version="), "{code}: {text}");
+        let pid = libc::pid_t::try_from(server.pid())?;
+        #[allow(unsafe_code, reason = "sending a signal to our own child")]
+        // SAFETY: kill(2) on a child we spawned and have not reaped.
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        ensure!(sent == 0, "kill failed");
+        return wait_until("tlog serve to stop", Duration::from_secs(20), || {
+            Ok(server.check_running().is_err() && http(&metrics, "GET", "/healthz").is_err())
+        });
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no try")))
+}
+
+/// An address that is not one, on the command line or in `[metrics] listen`, is refused
+/// with exit code 2 and names what was wrong.
+#[test]
+fn bad_metrics_addresses_are_clear_errors() -> anyhow::Result<()> {
+    let strata = Strata::new()?;
+    let out = strata.run(&["serve", "--metrics-listen", "localhost:9464"])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.code() == Some(2) && stderr.contains("--metrics-listen"), "{stderr}");
+    let config = strata.dir.path().join("strata.toml");
+    std::fs::write(&config, "[metrics]\nlisten = \"nowhere\"\n")?;
+    let out = strata.run(&["--config", &config.to_string_lossy(), "serve"])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.code() == Some(2) && stderr.contains("metrics.listen"), "{stderr}");
+    ensure!(stderr.contains("\"nowhere\""), "{stderr}");
     Ok(())
 }
