@@ -21,6 +21,24 @@
 //! - [`MetricsConfig`]: `[metrics]` in `strata.toml`.
 //!
 //! This crate records nothing itself, and knows nothing of what the servers do.
+//!
+//! ```
+//! # async fn example() -> strata_metrics::Result<()> {
+//! let endpoint = strata_metrics::Endpoint::bind("127.0.0.1:0".parse().unwrap()).await?;
+//! let health = endpoint.health();
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let served = tokio::spawn(endpoint.run(async {
+//!     let _ = stopped.await;
+//! }));
+//! // A library records where the work happens; GET /metrics shows it from now on.
+//! metrics::counter!("strata_ckpt_requests_total", "method" => "GET", "code" => "200").increment(1);
+//! health.set_ready(true); // every service serves: /readyz answers 200
+//! health.set_ready(false); // stopping: 503 again
+//! let _ = stop.send(());
+//! let _ = served.await;
+//! # Ok(())
+//! # }
+//! ```
 
 #![deny(missing_docs)]
 
