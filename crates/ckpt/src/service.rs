@@ -50,6 +50,7 @@ impl Service {
         B: hyper::body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let started = std::time::Instant::now();
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         let response = match self.dispatch(request).await {
@@ -57,6 +58,7 @@ impl Service {
             Err(err) => response::error(&err),
         };
         tracing::debug!(%method, path, status = response.status().as_u16(), "ckpt request");
+        observe(&method, response.status(), started);
         response
     }
 
@@ -105,4 +107,22 @@ impl Service {
     pub(crate) fn max_body(&self) -> usize {
         self.max_body
     }
+}
+
+/// Records an answered request in the process's metrics (`strata_ckpt_*`, documented in
+/// docs/operations.md). Only the methods the protocol has get their own label.
+fn observe(method: &Method, status: http::StatusCode, started: std::time::Instant) {
+    let method = match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        _ => "other",
+    };
+    metrics::histogram!("strata_ckpt_request_duration_seconds", "method" => method)
+        .record(started.elapsed());
+    let code = status.as_str().to_string();
+    metrics::counter!("strata_ckpt_requests_total", "method" => method, "code" => code)
+        .increment(1);
 }

@@ -24,6 +24,8 @@ pub(crate) struct Config {
     pub(crate) hub: strata_hub::HubConfig,
     /// The NBD server and vdisks (`[nbd]`).
     pub(crate) nbd: strata_nbd::NbdConfig,
+    /// Where `strata serve` exports metrics (`[metrics]`).
+    pub(crate) metrics: strata_metrics::MetricsConfig,
 }
 
 /// A configuration file that cannot be read or is not valid.

@@ -100,6 +100,8 @@ fn second_server_on_one_data_dir_is_refused() -> anyhow::Result<()> {
         "127.0.0.1:0",
         "--hub-listen",
         "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
     ])?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     ensure!(!out.status.success() && stderr.contains("already open"), "{stderr}");

@@ -39,6 +39,8 @@ fn serve_then_signal(signal: i32, tlog_from_config: bool) -> anyhow::Result<()> 
             "127.0.0.1:0",
             "--nbd-listen",
             "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ])
         .stderr(std::process::Stdio::piped())
         .spawn()?;

@@ -4,6 +4,7 @@ mod admin;
 mod ckpt;
 mod hub;
 mod kv;
+mod metrics;
 mod project;
 mod serve;
 mod snapshot;

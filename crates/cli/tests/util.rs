@@ -89,6 +89,8 @@ pub fn serve_on(strata: &Strata, log: &str, nbd: u16) -> anyhow::Result<(ServerP
         &format!("127.0.0.1:{nbd}"),
         "--hub-listen",
         "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
         "--snapshotter-socket",
         &strata.dir.path().join(format!("{log}.sock")).to_string_lossy(),
     ]);

@@ -754,6 +754,7 @@ async fn download(
                     if sender.blocking_send(Ok(Frame::data(Bytes::from(buf)))).is_err() {
                         return;
                     }
+                    crate::service::count_transfer("out", n);
                 }
                 Err(err) => {
                     tracing::warn!(%blob, "hub: reading a blob: {err}");

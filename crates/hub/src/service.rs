@@ -217,6 +217,7 @@ pub(crate) fn receive_blob(
         let mut writer = blobs.writer().map_err(Error::blob)?;
         while let Some(chunk) = receiver.blocking_recv() {
             writer.write_all(&chunk).map_err(|e| Error::io("write a received blob", e))?;
+            count_transfer("in", chunk.len());
         }
         let len = writer.len();
         writer.finish_expecting(&expected).map_err(|e| match e {
@@ -226,6 +227,13 @@ pub(crate) fn receive_blob(
         Ok(len)
     });
     (sender, task)
+}
+
+/// Counts blob bytes the hub server received (`direction` "in") or sent ("out") in the
+/// process's metrics (`strata_hub_transfer_bytes_total`, documented in docs/operations.md).
+pub(crate) fn count_transfer(direction: &'static str, bytes: usize) {
+    metrics::counter!("strata_hub_transfer_bytes_total", "direction" => direction)
+        .increment(bytes as u64);
 }
 
 /// Copies blob `id` from one store to another, verifying its hash; calls `progress` with

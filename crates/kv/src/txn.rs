@@ -174,7 +174,20 @@ impl WriteTxn {
         }
         let revision = self.snapshot.revision();
         let commit = Commit { revision, reads: self.reads, writes: self.writes };
-        self.engine.commit(commit)
+        let started = std::time::Instant::now();
+        let committed = self.engine.commit(commit);
+        let result = match &committed {
+            Ok(()) => "ok",
+            Err(err) if err.is_conflict() => "conflict",
+            Err(_) => "error",
+        };
+        metrics::histogram!(
+            "strata_kv_commit_duration_seconds",
+            "engine" => self.engine.name(),
+            "result" => result
+        )
+        .record(started.elapsed());
+        committed
     }
 
     /// Discards the transaction. Dropping it does the same; this spells it out.

@@ -18,6 +18,7 @@
 mod config;
 pub mod disk;
 mod error;
+mod metrics;
 pub mod proto;
 pub mod record;
 pub mod restore;

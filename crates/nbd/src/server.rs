@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -625,6 +625,7 @@ impl NbdServer {
                 read = reader.read_exact(&mut header) => if let Err(err) = read { break Err(net(err)) },
                 _ = stopping.wait_for(|s| *s) => break Ok(()),
             }
+            let started = Instant::now();
             let Some(req) = proto::Request::parse(&header) else {
                 break Err(Error::InvalidArgument("request with a bad magic".into()));
             };
@@ -644,6 +645,7 @@ impl NbdServer {
                     }
                     let why = format!("write of {} bytes is over the limit of {max}", req.length);
                     answer(&writer, structured, req.cookie, Err(fail(errno::EINVAL, why))).await?;
+                    crate::metrics::observe(&req, Some(errno::EINVAL), started);
                     continue;
                 }
                 match read_payload(&mut reader, req.length as usize).await {
@@ -654,7 +656,9 @@ impl NbdServer {
                 None
             };
             if let Some(refused) = refuse(&req, size, max, allocation) {
+                let code = refused.errno;
                 answer(&writer, structured, req.cookie, Err(refused)).await?;
+                crate::metrics::observe(&req, Some(code), started);
                 continue;
             }
             let cost = req.length.clamp(1, self.inner.config.max_in_flight);
@@ -667,10 +671,12 @@ impl NbdServer {
             running.spawn(async move {
                 let result = execute(&disk, req, payload, structured).await;
                 counters.count(&req, result.is_ok());
+                let failed = result.as_ref().err().map(|f| f.errno);
                 if let Err(Failed { errno, message }) = &result {
                     tracing::warn!(vdisk = %disk.vdisk().name, errno, message, "nbd: request failed");
                 }
                 let sent = answer(&writer, structured, req.cookie, result).await;
+                crate::metrics::observe(&req, failed, started);
                 drop(permit);
                 sent
             });

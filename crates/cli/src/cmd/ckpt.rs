@@ -79,6 +79,8 @@ struct ServeArgs {
     /// The address to listen on, HOST:PORT; wins over --conf and --config.
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
+    #[command(flatten)]
+    metrics: crate::metrics::MetricsArgs,
 }
 
 /// Which server, which checkpoint, and the token that authorizes the request.
@@ -172,15 +174,22 @@ fn serve(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()
     // Opened before the runtime starts: the etcd engine runs its own runtime.
     let store = crate::open::served_kv(&config.kv, &kv_dir)?;
     let runtime = crate::runtime::runtime()?;
-    runtime.block_on(serve_until_signal(&ckpt, store))
+    runtime.block_on(serve_until_signal(&ckpt, store, args.metrics))
 }
 
-async fn serve_until_signal(ckpt: &CkptConfig, store: strata_kv::Store) -> anyhow::Result<()> {
+async fn serve_until_signal(
+    ckpt: &CkptConfig,
+    store: strata_kv::Store,
+    metrics: crate::metrics::MetricsArgs,
+) -> anyhow::Result<()> {
     let shutdown = crate::runtime::shutdown_signal();
-    strata_ckpt::serve(ckpt, store, shutdown)
-        .await
-        .map_err(categorized)
-        .with_context(|| format!("ckpt serve on {}", ckpt.listen))
+    let metrics = crate::metrics::Exporter::start(metrics.metrics_listen).await?;
+    let context = || format!("ckpt serve on {}", ckpt.listen);
+    let server =
+        strata_ckpt::Server::bind(ckpt, store).await.map_err(categorized).with_context(context)?;
+    server.run(metrics.ready_until(shutdown)).await.map_err(categorized).with_context(context)?;
+    metrics.stop().await;
+    Ok(())
 }
 
 /// Runs one client call on a small runtime.

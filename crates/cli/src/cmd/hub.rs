@@ -43,6 +43,8 @@ pub(crate) enum HubCommand {
         /// The private key (PEM) of --tls-cert [default: hub.tls_key].
         #[arg(long, value_name = "PEM", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        #[command(flatten)]
+        metrics: crate::metrics::MetricsArgs,
     },
     /// Share a volume set on a hub with another user (only its owner may).
     Grant {
@@ -158,14 +160,17 @@ pub(crate) async fn bind(
 
 pub(crate) fn run(args: HubArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
     match args.command {
-        HubCommand::Serve { listen, tls_cert, tls_key } => {
+        HubCommand::Serve { listen, tls_cert, tls_key, metrics } => {
             let runtime = crate::runtime::runtime()?;
             runtime.block_on(async {
                 let shutdown = crate::runtime::shutdown_signal();
+                let metrics = crate::metrics::Exporter::start(metrics.metrics_listen).await?;
                 let tls = TlsFlags { cert: tls_cert, key: tls_key };
                 let server = bind(config, data_dir, listen, tls).await?;
                 tracing::info!(url = %server.url(), dir = %hub_dir(data_dir).display(), "hub listening");
-                server.run(shutdown).await.map_err(categorized)
+                server.run(metrics.ready_until(shutdown)).await.map_err(categorized)?;
+                metrics.stop().await;
+                Ok(())
             })
         }
         HubCommand::Grant { volset, user, remote, token, ca_file } => {

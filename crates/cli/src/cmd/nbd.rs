@@ -61,6 +61,8 @@ pub(crate) struct NbdServeArgs {
     /// images then no longer match their logs. Never use it for data you keep.
     #[arg(long, hide = true)]
     no_journal_benchmark_only: bool,
+    #[command(flatten)]
+    metrics: crate::metrics::MetricsArgs,
 }
 
 pub(crate) fn run(args: NbdArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
@@ -101,6 +103,7 @@ fn serve(args: NbdServeArgs, config: &Config, data_dir: &Path) -> anyhow::Result
     let runtime = crate::runtime::runtime()?;
     runtime.block_on(async {
         let shutdown = crate::runtime::shutdown_signal();
+        let metrics = crate::metrics::Exporter::start(args.metrics.metrics_listen).await?;
         let listeners = bind(listen, socket.as_deref()).await?;
         tracing::info!(
             listen = %listen,
@@ -109,7 +112,8 @@ fn serve(args: NbdServeArgs, config: &Config, data_dir: &Path) -> anyhow::Result
             tls = ?server_config.tls.as_ref().map(|t| if t.required { "required" } else { "optional" }),
             "nbd serving"
         );
-        server.serve(listeners, shutdown).await?;
+        server.serve(listeners, metrics.ready_until(shutdown)).await?;
+        metrics.stop().await;
         Ok(())
     })
 }

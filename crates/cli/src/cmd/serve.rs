@@ -49,6 +49,10 @@ pub(crate) struct ServeArgs {
     /// DATA-DIR/hub) [default: hub.listen of the config, 127.0.0.1:7070].
     #[arg(long, value_name = "ADDR")]
     hub_listen: Option<SocketAddr>,
+    /// Where to serve Prometheus metrics (/metrics) and health checks (/healthz, /readyz)
+    /// over HTTP: IP:PORT, or off [default: metrics.listen of the config, 127.0.0.1:9464].
+    #[arg(long, value_name = "ADDR|off", value_parser = crate::metrics::parse_listen)]
+    metrics_listen: Option<crate::metrics::Listen>,
 }
 
 /// How long services get to finish after a signal before the process exits anyway.
@@ -74,6 +78,11 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
         let mut signals = crate::runtime::Signals::install()?;
         let admin_socket = data_dir.join("run").join("admin.sock");
         let admin_listener = bind_admin(&admin_socket)?;
+        let metrics_listen = match args.metrics_listen {
+            Some(listen) => listen.0,
+            None => config.metrics.listen_addr().map_err(crate::exit::categorized)?,
+        };
+        let metrics = crate::metrics::Exporter::start(metrics_listen).await?;
         let tlog_listen = args.tlog_listen.or(config.tlog.listen).unwrap_or(TLOG_LISTEN);
         let tlog_listener =
             tokio::net::TcpListener::bind(tlog_listen).await.with_context(|| {
@@ -165,8 +174,10 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
                 "hub": { "address": hub_addr.to_string(), "dir": data_dir.join("hub") },
                 "nbd": { "address": nbd_addr.to_string(), "vdisks": data_dir.join("vdisks") },
                 "admin": { "socket": admin_socket },
+                "metrics": { "address": metrics.addr().map(|a| a.to_string()) },
             },
         }))?;
+        tokio::spawn(metrics.ready_until(services.until_stop()));
         tracing::info!(
             data_dir = %data_dir.display(),
             kv = store.engine_name(),
@@ -177,7 +188,9 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
             nbd = %nbd_addr,
             "strata serving"
         );
-        services.supervise(&mut signals).await
+        let outcome = services.supervise(&mut signals).await;
+        metrics.stop().await;
+        outcome
     })?;
     drop(store);
     published.write(&json!({ "pid": std::process::id(), "state": "stopped" }))?;

@@ -33,6 +33,8 @@ pub(crate) struct SnapshotterArgs {
     /// DIR/metadata.redb (created when missing).
     #[arg(long, value_name = "DIR")]
     root: PathBuf,
+    #[command(flatten)]
+    metrics: crate::metrics::MetricsArgs,
 }
 
 /// Serves until SIGINT or SIGTERM. Everything lives under --root, so the data directory is
@@ -47,25 +49,26 @@ pub(crate) fn run(args: SnapshotterArgs, config: &Config, _data_dir: &Path) -> a
         "strata snapshotter starting"
     );
     let runtime = crate::runtime::runtime()?;
-    runtime.block_on(serve(snapshotter, args.socket))?;
+    runtime.block_on(serve(snapshotter, args.socket, args.metrics))?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Serves `snapshotter` on `socket` until SIGINT or SIGTERM (for `strata snapshotter`, and
-/// for `strata serve --snapshotter-socket`).
+/// Serves `snapshotter` on `socket` until SIGINT or SIGTERM, with metrics where `metrics`
+/// says.
 pub(crate) async fn serve(
     snapshotter: strata_snapshots::Snapshotter,
     socket: PathBuf,
+    metrics: crate::metrics::MetricsArgs,
 ) -> anyhow::Result<()> {
     let mut signals = crate::runtime::Signals::install()?;
+    let metrics = crate::metrics::Exporter::start(metrics.metrics_listen).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(async move {
-        grpc::serve(snapshotter, &socket, async {
-            let _ = stopped.await;
-        })
-        .await
+    // Ready as the server starts: it binds the socket first, and ends at once if it cannot.
+    let stopping = metrics.ready_until(async {
+        let _ = stopped.await;
     });
+    let mut server = tokio::spawn(async move { grpc::serve(snapshotter, &socket, stopping).await });
     let outcome = tokio::select! {
         signal = signals.recv() => {
             tracing::info!(signal, "shutting down");
@@ -75,6 +78,7 @@ pub(crate) async fn serve(
         // The server ends by itself only when it cannot start (the socket is taken, say).
         result = &mut server => result,
     };
+    metrics.stop().await;
     // The snapshots error names the socket already.
     Ok(outcome.context("the snapshots server task failed")??)
 }

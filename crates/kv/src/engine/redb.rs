@@ -340,7 +340,13 @@ impl Committer {
         if accepted.is_empty() {
             return;
         }
-        match apply(&self.db, next, &accepted) {
+        let started = std::time::Instant::now();
+        let applied = apply(&self.db, next, &accepted);
+        metrics::histogram!("strata_kv_durable_write_duration_seconds", "engine" => "redb")
+            .record(started.elapsed());
+        metrics::histogram!("strata_kv_commits_per_durable_write", "engine" => "redb")
+            .record(accepted.len() as f64);
+        match applied {
             Ok(()) => {
                 self.revision = next;
                 self.views.advance();

@@ -10,6 +10,7 @@ pub mod proto;
 
 mod connections;
 mod convert;
+mod metrics;
 mod server;
 mod service;
 

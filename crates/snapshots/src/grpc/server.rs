@@ -90,6 +90,7 @@ async fn run(
     let server = Server::builder()
         .concurrency_limit_per_connection(config.max_calls_per_connection)
         .max_concurrent_streams(streams)
+        .layer(tower::layer::layer_fn(crate::grpc::metrics::Observed::new))
         .add_service(SnapshotsService::new(snapshotter).into_server(config))
         .serve_with_incoming_shutdown(incoming(listener, config.max_connections), async {
             let _ = stopped.await;

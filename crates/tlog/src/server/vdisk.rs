@@ -461,6 +461,8 @@ fn store(
     blocks: Vec<Block>,
     mut run_start: bool,
 ) -> Result<Hash> {
+    let started = std::time::Instant::now();
+    let bytes: usize = blocks.iter().map(|b| b.data.len()).sum();
     let limit = shared.config.max_aggregate_bytes.max(1);
     let key = shared.config.key.as_ref();
     let mut blocks = blocks.into_iter().peekable();
@@ -491,5 +493,10 @@ fn store(
         };
         Ok(Some(sealed))
     };
-    shared.storage.append_many(vdisk, &mut next, prev)
+    let stored = shared.storage.append_many(vdisk, &mut next, prev);
+    let result = if stored.is_ok() { "ok" } else { "error" };
+    metrics::histogram!("strata_tlog_flush_duration_seconds", "result" => result)
+        .record(started.elapsed());
+    metrics::histogram!("strata_tlog_flush_bytes").record(bytes as f64);
+    stored
 }

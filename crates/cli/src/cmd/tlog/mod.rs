@@ -67,6 +67,8 @@ pub(crate) struct TlogServeArgs {
     idle_timeout: u64,
     #[command(flatten)]
     store: TlogStoreArgs,
+    #[command(flatten)]
+    metrics: crate::metrics::MetricsArgs,
 }
 
 pub(crate) fn run(args: TlogArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
@@ -116,10 +118,13 @@ fn serve(args: TlogServeArgs, config: &Config, data_dir: &Path) -> anyhow::Resul
     let runtime = crate::runtime::runtime()?;
     runtime.block_on(async {
         let shutdown = crate::runtime::shutdown_signal();
+        let metrics = crate::metrics::Exporter::start(args.metrics.metrics_listen).await?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listen on {listen}"))?;
+        let shutdown = metrics.ready_until(shutdown);
         strata_tlog::server::serve(listener, server, storage, shutdown).await?;
+        metrics.stop().await;
         Ok(())
     })
 }

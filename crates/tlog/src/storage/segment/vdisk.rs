@@ -175,7 +175,10 @@ impl Vdisk {
             return Ok(());
         }
         let file = self.last_file()?;
-        if let Err(e) = file.sync_data() {
+        let started = std::time::Instant::now();
+        let synced = file.sync_data();
+        metrics::histogram!("strata_tlog_fsync_duration_seconds").record(started.elapsed());
+        if let Err(e) = synced {
             self.poisoned = true;
             let path = self.segments.last().map(|s| s.path.clone()).unwrap_or_default();
             return Err(Error::file(path)(e));
