@@ -6,6 +6,7 @@ mod cmd;
 mod config;
 mod exit;
 mod logging;
+mod notify;
 mod open;
 mod runtime;
 mod show;

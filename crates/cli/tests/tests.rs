@@ -1,8 +1,12 @@
 //! End-to-end tests of the `strata` binary, run as a separate process the way users run it.
 
 mod ckpt;
+mod generate;
 mod hub;
 mod kv;
+mod logging;
+mod notify;
+mod packaging;
 mod project;
 mod serve;
 mod snapshot;

@@ -52,29 +52,30 @@ pub(crate) fn run(args: SnapshotterArgs, config: &Config, _data_dir: &Path) -> a
     Ok(())
 }
 
-/// Serves `snapshotter` on `socket` until SIGINT or SIGTERM (for `strata snapshotter`, and
-/// for `strata serve --snapshotter-socket`).
-pub(crate) async fn serve(
-    snapshotter: strata_snapshots::Snapshotter,
-    socket: PathBuf,
-) -> anyhow::Result<()> {
+/// Serves `snapshotter` on `socket` until SIGINT or SIGTERM, telling a service manager it
+/// is ready once the socket listens.
+async fn serve(snapshotter: strata_snapshots::Snapshotter, socket: PathBuf) -> anyhow::Result<()> {
     let mut signals = crate::runtime::Signals::install()?;
+    // The snapshots error names the socket already.
+    let listener = grpc::Listener::bind(&socket).await?;
+    crate::notify::ready(&format!("serving containerd snapshots on {}", socket.display()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(async move {
-        grpc::serve(snapshotter, &socket, async {
-            let _ = stopped.await;
-        })
-        .await
+        listener
+            .serve(snapshotter, &grpc::ServeConfig::default(), async {
+                let _ = stopped.await;
+            })
+            .await
     });
     let outcome = tokio::select! {
         signal = signals.recv() => {
             tracing::info!(signal, "shutting down");
+            crate::notify::stopping();
             let _ = stop.send(());
             server.await
         }
-        // The server ends by itself only when it cannot start (the socket is taken, say).
+        // The server ends by itself only when serving fails.
         result = &mut server => result,
     };
-    // The snapshots error names the socket already.
     Ok(outcome.context("the snapshots server task failed")??)
 }
