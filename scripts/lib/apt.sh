@@ -9,11 +9,14 @@
 STRATA_BUILD_PACKAGES=(protobuf-compiler libprotobuf-dev)
 
 # What the tests need: the real servers and clients they talk to, and the tools they run
-# (capnproto: the proto crate's test regenerates the committed Cap'n Proto code with capnp).
+# (capnproto: the proto crate's test regenerates the committed Cap'n Proto code with capnp;
+# systemd: systemd-analyze verifies packaging/systemd's units; groff-base: groff formats the
+# generated manual pages).
 STRATA_TEST_PACKAGES=(
   etcd-server capnproto containerd redis-server memcached openssl
   swift swift-proxy swift-account swift-container swift-object
   qemu-utils nbd-client libnbd-bin fio e2fsprogs util-linux coreutils tar gzip
+  systemd groff-base
 )
 
 # Installs every listed Debian package that is not installed yet, then checks that each one

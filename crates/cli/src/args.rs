@@ -67,6 +67,27 @@ pub(crate) struct Global {
     /// Log less: -q for warnings and errors only, -qq for errors only.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) quiet: u8,
+
+    /// How log lines on standard error look: `text` for people, `json` for log collectors
+    /// (one object per line with `timestamp`, `level`, `fields.message` and the event's
+    /// other fields under `fields`).
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_LOG_FORMAT",
+        value_name = "FORMAT",
+        default_value = "text"
+    )]
+    pub(crate) log_format: LogFormat,
+}
+
+/// The shape of log lines (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// One human-readable line per event, coloured on a terminal.
+    Text,
+    /// One JSON object per event.
+    Json,
 }
 
 /// The subcommands.
@@ -103,6 +124,10 @@ pub(crate) enum Command {
     Vdisk(cmd::vdisk::VdiskArgs),
     /// The NBD server that serves vdisks and journals every write through the tlog.
     Nbd(cmd::nbd::NbdArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(cmd::completions::CompletionsArgs),
+    /// Write manual pages: strata.1 and one per subcommand (strata-kv.1, ...).
+    Man(cmd::man::ManArgs),
 }
 
 impl Command {
@@ -126,7 +151,9 @@ impl Command {
             | Command::Push(_)
             | Command::Pull(_)
             | Command::Sync(_)
-            | Command::Vdisk(_) => tracing::Level::WARN,
+            | Command::Vdisk(_)
+            | Command::Completions(_)
+            | Command::Man(_) => tracing::Level::WARN,
         }
     }
 }

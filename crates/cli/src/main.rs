@@ -7,6 +7,7 @@ mod config;
 mod exit;
 mod logging;
 mod metrics;
+mod notify;
 mod open;
 mod runtime;
 mod show;

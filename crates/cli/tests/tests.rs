@@ -2,9 +2,13 @@
 
 mod admin;
 mod ckpt;
+mod generate;
 mod hub;
 mod kv;
+mod logging;
 mod metrics;
+mod notify;
+mod packaging;
 mod project;
 mod serve;
 mod snapshot;

@@ -18,11 +18,13 @@ impl Strata {
     }
 
     /// A `strata` command with `--data-dir` set and the environment cleared of strata's
-    /// variables.
+    /// variables (and of a service manager's `NOTIFY_SOCKET`).
     pub fn command(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
         command.arg("--data-dir").arg(self.dir.path());
-        command.env_remove("STRATA_CONFIG").env_remove("STRATA_LOG");
+        for variable in ["STRATA_CONFIG", "STRATA_LOG", "STRATA_LOG_FORMAT", "NOTIFY_SOCKET"] {
+            command.env_remove(variable);
+        }
         command
     }
 

@@ -1,8 +1,10 @@
 //! One module per subcommand; `run` dispatches.
 
 pub(crate) mod ckpt;
+pub(crate) mod completions;
 pub(crate) mod hub;
 pub(crate) mod kv;
+pub(crate) mod man;
 pub(crate) mod nbd;
 pub(crate) mod project;
 pub(crate) mod serve;
@@ -17,6 +19,12 @@ use crate::config::Config;
 
 /// Runs the parsed command line.
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
+    // Generators describe the command line itself: no configuration, no data directory.
+    match cli.command {
+        Command::Completions(args) => return completions::run(args),
+        Command::Man(args) => return man::run(args),
+        _ => {}
+    }
     let config = Config::load(&cli.global)?;
     let data_dir = config.data_dir(&cli.global)?;
     match cli.command {
@@ -36,5 +44,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sync(args) => volume::run_sync(args, &config, &data_dir),
         Command::Vdisk(args) => vdisk::run(args, &config, &data_dir),
         Command::Nbd(args) => nbd::run(args, &config, &data_dir),
+        // Run above, before the configuration is read.
+        Command::Completions(_) | Command::Man(_) => Ok(()),
     }
 }

@@ -125,6 +125,11 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
         let records = crate::open::vdisk_records(config, data_dir, Some(&store))?;
         let nbd = strata_nbd::NbdServer::new(records, nbd_config)?;
 
+        // Bound here, before READY=1, so readiness means the socket accepts connections.
+        let snapshotter_listener = strata_snapshots::grpc::Listener::bind(&socket)
+            .await
+            .context("choose another socket with --snapshotter-socket")?;
+
         let mut services = Services::new();
         let shutdown = services.until_stop();
         services.spawn("admin socket", async move {
@@ -132,9 +137,9 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
             Ok(())
         });
         let shutdown = services.until_stop();
-        let sock = socket.clone();
         services.spawn("snapshotter", async move {
-            strata_snapshots::grpc::serve(snapshotter, &sock, shutdown).await.map_err(Into::into)
+            let config = strata_snapshots::grpc::ServeConfig::default();
+            snapshotter_listener.serve(snapshotter, &config, shutdown).await.map_err(Into::into)
         });
         // The tlog stops after the NBD server, which flushes its disks through it.
         let (nbd_done, mut nbd_stopped) = watch::channel(false);
@@ -188,6 +193,11 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
             nbd = %nbd_addr,
             "strata serving"
         );
+        crate::notify::ready(&format!(
+            "serving: tlog {tlog_addr}, ckpt {ckpt_addr}, hub {hub_addr}, nbd {nbd_addr}, \
+             snapshotter {}",
+            socket.display()
+        ));
         let outcome = services.supervise(&mut signals).await;
         metrics.stop().await;
         outcome
@@ -284,6 +294,7 @@ impl Services {
                 Err(err) => anyhow::anyhow!("a service panicked: {err}"),
             }),
         };
+        crate::notify::stopping();
         let _ = self.stop.send(true);
         let drained = tokio::time::timeout(GRACE, async {
             while let Some(ended) = self.tasks.join_next().await {

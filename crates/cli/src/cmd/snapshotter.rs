@@ -55,30 +55,34 @@ pub(crate) fn run(args: SnapshotterArgs, config: &Config, _data_dir: &Path) -> a
 }
 
 /// Serves `snapshotter` on `socket` until SIGINT or SIGTERM, with metrics where `metrics`
-/// says.
-pub(crate) async fn serve(
+/// says, telling a service manager it is ready once the socket listens.
+async fn serve(
     snapshotter: strata_snapshots::Snapshotter,
     socket: PathBuf,
     metrics: crate::metrics::MetricsArgs,
 ) -> anyhow::Result<()> {
     let mut signals = crate::runtime::Signals::install()?;
     let metrics = crate::metrics::Exporter::start(metrics.metrics_listen).await?;
+    // The snapshots error names the socket already.
+    let listener = grpc::Listener::bind(&socket).await?;
+    crate::notify::ready(&format!("serving containerd snapshots on {}", socket.display()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    // Ready as the server starts: it binds the socket first, and ends at once if it cannot.
     let stopping = metrics.ready_until(async {
         let _ = stopped.await;
     });
-    let mut server = tokio::spawn(async move { grpc::serve(snapshotter, &socket, stopping).await });
+    let mut server = tokio::spawn(async move {
+        listener.serve(snapshotter, &grpc::ServeConfig::default(), stopping).await
+    });
     let outcome = tokio::select! {
         signal = signals.recv() => {
             tracing::info!(signal, "shutting down");
+            crate::notify::stopping();
             let _ = stop.send(());
             server.await
         }
-        // The server ends by itself only when it cannot start (the socket is taken, say).
+        // The server ends by itself only when serving fails.
         result = &mut server => result,
     };
     metrics.stop().await;
-    // The snapshots error names the socket already.
     Ok(outcome.context("the snapshots server task failed")??)
 }

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::net::{UnixListener, UnixStream};
@@ -55,28 +55,65 @@ pub async fn serve(
 }
 
 /// Serves `snapshotter` on `socket` until `shutdown` completes, then drains calls for at
-/// most [`ServeConfig::shutdown_grace`] and removes the socket.
-///
-/// A socket file nobody listens on (left by a crash) is replaced; a live one, or a path
-/// that is not a socket, is an error. The socket is made accessible to its owner only.
+/// most [`ServeConfig::shutdown_grace`] and removes the socket: [`Listener::bind`], then
+/// [`Listener::serve`].
 pub async fn serve_with(
     snapshotter: Snapshotter,
     socket: &Path,
     config: &ServeConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let listener = bind(socket).await?;
-    let identity = std::fs::symlink_metadata(socket).map(|m| (m.dev(), m.ino())).ok();
-    tracing::info!(socket = %socket.display(), "snapshots service listening");
-    let result = run(snapshotter, listener, config, shutdown).await;
-    // Remove the socket only if it is still the one bound here, not a successor's.
-    if std::fs::symlink_metadata(socket).map(|m| (m.dev(), m.ino())).ok() == identity
-        && let Err(err) = std::fs::remove_file(socket)
-    {
-        tracing::warn!(socket = %socket.display(), error = %err, "cannot remove the socket");
+    Listener::bind(socket).await?.serve(snapshotter, config, shutdown).await
+}
+
+/// The service's socket, bound and accepting connections (the kernel queues them) but not
+/// yet served: a caller binds first, so it can say it is ready (systemd's `READY=1`) before
+/// it serves. Dropped unserved, it leaves a stale socket file that the next bind replaces.
+#[derive(Debug)]
+pub struct Listener {
+    /// The bound socket.
+    listener: UnixListener,
+    /// Its path, removed after serving.
+    socket: PathBuf,
+    /// The socket file's device and inode, so only this server's file is removed.
+    identity: Option<(u64, u64)>,
+}
+
+impl Listener {
+    /// Binds `socket`. A socket file nobody listens on (left by a crash) is replaced; a live
+    /// one, or a path that is not a socket, is an error. The socket is made accessible to its
+    /// owner only.
+    pub async fn bind(socket: &Path) -> Result<Listener> {
+        let listener = bind(socket).await?;
+        let identity = std::fs::symlink_metadata(socket).map(|m| (m.dev(), m.ino())).ok();
+        tracing::info!(socket = %socket.display(), "snapshots service listening");
+        Ok(Listener { listener, socket: socket.to_path_buf(), identity })
     }
-    tracing::info!(socket = %socket.display(), "snapshots service stopped");
-    result.map_err(|err| Error::Io { path: socket.to_path_buf(), cause: io::Error::other(err) })
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Serves `snapshotter` until `shutdown` completes, then drains calls for at most
+    /// [`ServeConfig::shutdown_grace`] and removes the socket.
+    pub async fn serve(
+        self,
+        snapshotter: Snapshotter,
+        config: &ServeConfig,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
+        let Listener { listener, socket, identity } = self;
+        let result = run(snapshotter, listener, config, shutdown).await;
+        // Remove the socket only if it is still the one bound here, not a successor's.
+        if std::fs::symlink_metadata(&socket).map(|m| (m.dev(), m.ino())).ok() == identity
+            && let Err(err) = std::fs::remove_file(&socket)
+        {
+            tracing::warn!(socket = %socket.display(), error = %err, "cannot remove the socket");
+        }
+        tracing::info!(socket = %socket.display(), "snapshots service stopped");
+        result.map_err(|err| Error::Io { path: socket, cause: io::Error::other(err) })
+    }
 }
 
 async fn run(
