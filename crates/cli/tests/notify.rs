@@ -80,6 +80,7 @@ fn serve_notifies_ready_then_stopping() -> anyhow::Result<()> {
         .env("NOTIFY_SOCKET", strata.dir.path().join("notify.sock"))
         .args(["serve", "--tlog-listen", "127.0.0.1:0", "--ckpt-listen", "127.0.0.1:0"])
         .args(["--hub-listen", "127.0.0.1:0", "--nbd-listen", "127.0.0.1:0"])
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .stderr(Stdio::piped())
         .spawn()?;
     let ready = ready(&manager, &mut server)?;
