@@ -177,7 +177,13 @@ fn serve(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()
 
 async fn serve_until_signal(ckpt: &CkptConfig, store: strata_kv::Store) -> anyhow::Result<()> {
     let shutdown = crate::runtime::shutdown_signal();
-    strata_ckpt::serve(ckpt, store, shutdown)
+    // The checkpoint service's error names the address already.
+    let server = strata_ckpt::Server::bind(ckpt, store)
+        .await
+        .map_err(categorized)
+        .context("ckpt (choose another address with --listen or ckpt.listen)")?;
+    server
+        .run(shutdown)
         .await
         .map_err(categorized)
         .with_context(|| format!("ckpt serve on {}", ckpt.listen))

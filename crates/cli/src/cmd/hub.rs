@@ -90,11 +90,13 @@ pub(crate) fn open_service(config: &Config, data_dir: &Path) -> anyhow::Result<H
     Ok(HubService::new(hub, blobs))
 }
 
-/// Binds the hub server: what `strata hub serve` and `strata serve` run.
+/// Binds the hub server: what `strata hub serve` and `strata serve` run; `flag` is the
+/// option that chooses the address, for the message when it is taken.
 pub(crate) async fn bind(
     config: &Config,
     data_dir: &Path,
     listen: Option<String>,
+    flag: &str,
 ) -> anyhow::Result<strata_hub::Server> {
     config.hub.validate().map_err(categorized)?;
     let service = open_service(config, data_dir)?;
@@ -103,12 +105,8 @@ pub(crate) async fn bind(
     strata_hub::Server::bind(server_config.clone(), service, tokens)
         .await
         .map_err(categorized)
-        .with_context(|| {
-            format!(
-                "hub: listen on {} (choose another with --listen or hub.listen)",
-                server_config.listen
-            )
-        })
+        // The hub's error names the address already.
+        .with_context(|| format!("hub (choose another address with {flag} or hub.listen)"))
 }
 
 pub(crate) fn run(args: HubArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
@@ -117,7 +115,7 @@ pub(crate) fn run(args: HubArgs, config: &Config, data_dir: &Path) -> anyhow::Re
             let runtime = crate::runtime::runtime()?;
             runtime.block_on(async {
                 let shutdown = crate::runtime::shutdown_signal();
-                let server = bind(config, data_dir, listen).await?;
+                let server = bind(config, data_dir, listen, "--listen").await?;
                 tracing::info!(addr = %server.local_addr(), dir = %hub_dir(data_dir).display(), "hub listening");
                 server.run(shutdown).await.map_err(categorized)
             })

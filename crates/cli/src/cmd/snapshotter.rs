@@ -47,7 +47,9 @@ pub(crate) fn run(args: SnapshotterArgs, config: &Config, _data_dir: &Path) -> a
         "strata snapshotter starting"
     );
     let runtime = crate::runtime::runtime()?;
-    runtime.block_on(serve(snapshotter, args.socket))?;
+    runtime
+        .block_on(serve(snapshotter, args.socket))
+        .map_err(|err| hint_socket(err, "snapshotter (choose another socket with --socket)"))?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -77,4 +79,17 @@ pub(crate) async fn serve(
     };
     // The snapshots error names the socket already.
     Ok(outcome.context("the snapshots server task failed")??)
+}
+
+/// `err`, with `hint` (naming the option that chooses another socket) when the socket is in
+/// use.
+pub(crate) fn hint_socket(err: anyhow::Error, hint: &'static str) -> anyhow::Error {
+    let in_use = err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<strata_snapshots::Error>(),
+            Some(strata_snapshots::Error::Io { cause, .. })
+                if cause.kind() == std::io::ErrorKind::AddrInUse
+        )
+    });
+    if in_use { err.context(hint) } else { err }
 }

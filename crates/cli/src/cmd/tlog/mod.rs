@@ -116,9 +116,9 @@ fn serve(args: TlogServeArgs, config: &Config, data_dir: &Path) -> anyhow::Resul
     let runtime = crate::runtime::runtime()?;
     runtime.block_on(async {
         let shutdown = crate::runtime::shutdown_signal();
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("listen on {listen}"))?;
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
+            format!("tlog: listen on {listen} (choose another with --listen or tlog.listen)")
+        })?;
         strata_tlog::server::serve(listener, server, storage, shutdown).await?;
         Ok(())
     })
