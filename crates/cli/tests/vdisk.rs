@@ -145,6 +145,28 @@ fn vdisk_records_and_their_errors() -> anyhow::Result<()> {
     Ok(())
 }
 
+// Issue 16: `--size 1.5G` was refused and `10GB` meant 10 GiB.
+#[test]
+fn sizes_with_units_mean_what_they_say() -> anyhow::Result<()> {
+    let strata = Strata::new()?;
+    let size = |args: &[&str]| -> anyhow::Result<serde_json::Value> {
+        let made = json(&strata, &[&["vdisk", "create"], args, &["--json"]].concat())?;
+        Ok(made["size"].clone())
+    };
+    ensure!(size(&["binary", "--size", "1.5GiB"])? == 3u64 << 29);
+    ensure!(size(&["bare", "--size", "1.5G"])? == 3u64 << 29);
+    ensure!(size(&["decimal", "--size", "10GB", "--block-size", "512"])? == 10_000_000_000u64);
+    // 10 GB is not a multiple of 4096: refused, naming the block size.
+    let out = strata.run(&["vdisk", "create", "odd", "--size", "10GB"])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.code() == Some(2), "{:?}: {stderr}", out.status);
+    ensure!(stderr.contains("10000000000") && stderr.contains("block size 4096"), "{stderr}");
+    let out = strata.run(&["vdisk", "create", "bad", "--size", "1.5X"])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.code() == Some(2) && stderr.contains("\"1.5X\""), "{stderr}");
+    Ok(())
+}
+
 #[test]
 fn sigkill_after_a_flush_then_restore_from_the_log() -> anyhow::Result<()> {
     ensure_program("qemu-img", "qemu-utils")?;

@@ -346,25 +346,6 @@ fn check_geometry(size: u64, block_size: u32) -> Result<()> {
     Ok(())
 }
 
-/// Parses a size: bytes, or a number with `K`, `M`, `G`, `T` (powers of 1024, optionally
-/// followed by `iB` or `B`): `10G`, `512M`, `1048576`.
-pub fn parse_size(text: &str) -> Result<u64> {
-    let bad = || {
-        Error::InvalidArgument(format!("size {text:?}: give bytes or a number with K, M, G or T"))
-    };
-    let t = text.trim();
-    let t = t.strip_suffix("iB").or_else(|| t.strip_suffix('B')).unwrap_or(t);
-    let (digits, shift) = match t.chars().last() {
-        Some('k' | 'K') => (&t[..t.len() - 1], 10),
-        Some('m' | 'M') => (&t[..t.len() - 1], 20),
-        Some('g' | 'G') => (&t[..t.len() - 1], 30),
-        Some('t' | 'T') => (&t[..t.len() - 1], 40),
-        _ => (t, 0),
-    };
-    let n: u64 = digits.trim().parse().map_err(|_| bad())?;
-    n.checked_mul(1u64 << shift).ok_or_else(bad)
-}
-
 /// Now, in Unix nanoseconds.
 pub(crate) fn now_nanos() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
@@ -373,16 +354,6 @@ pub(crate) fn now_nanos() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("10G").ok(), Some(10 << 30));
-        assert_eq!(parse_size("512M").ok(), Some(512 << 20));
-        assert_eq!(parse_size("4KiB").ok(), Some(4096));
-        assert_eq!(parse_size("1048576").ok(), Some(1 << 20));
-        assert!(parse_size("ten").is_err());
-        assert!(parse_size("99999999999T").is_err());
-    }
 
     #[test]
     fn geometry_is_checked() {

@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use indicatif::ProgressBar;
 use serde_json::json;
+use strata_nbd::Vdisk;
 use strata_nbd::restore::{self, Bound, Step};
-use strata_nbd::{Vdisk, parse_size};
 use strata_tlog::config::segment_dir;
 
 use crate::config::Config;
@@ -44,8 +44,9 @@ enum VdiskCommand {
 struct CreateArgs {
     /// The vdisk's name, also its NBD export name (letters, digits, '.', '_', '-').
     name: String,
-    /// The size: bytes, or with K, M, G, T (powers of 1024): 10G, 512M.
-    #[arg(long, value_name = "SIZE", value_parser = size)]
+    /// The size, a multiple of the block size: bytes, or with a unit: 10G and 1.5GiB (powers
+    /// of 1024; a bare K, M, G, T is binary), 10GB (powers of 1000).
+    #[arg(long, value_name = "SIZE", value_parser = crate::args::parse_size)]
     size: u64,
     /// The block size clients are told to prefer (a power of two, 512 to 1M).
     #[arg(long, value_name = "N", default_value_t = 4096)]
@@ -238,10 +239,6 @@ fn record_json(v: &Vdisk) -> serde_json::Value {
             "to_time": o.to_time,
         })).collect::<Vec<_>>(),
     })
-}
-
-fn size(text: &str) -> Result<u64, String> {
-    parse_size(text).map_err(|e| e.to_string())
 }
 
 /// What the restore's progress bar shows: the log being replayed of how many, its bytes.
