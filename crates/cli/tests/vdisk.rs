@@ -215,6 +215,42 @@ fn sigkill_after_a_flush_then_restore_from_the_log() -> anyhow::Result<()> {
     Ok(())
 }
 
+// Issue 16: `strata vdisk resize`.
+#[test]
+fn a_grown_vdisk_is_served_and_restored_at_its_new_size() -> anyhow::Result<()> {
+    ensure_program("qemu-img", "qemu-utils")?;
+    ensure_program("qemu-io", "qemu-utils")?;
+    let strata = Strata::new()?;
+    let (mut server, addr) = serve(&strata, "serve.log")?;
+    strata.ok(&["vdisk", "create", "vm", "--size", "1M"])?;
+    let uri = format!("nbd://{addr}/vm");
+    let first = ["-f", "raw", "-c", "write -P 0x11 0 64k", "-c", "flush"];
+    qemu("qemu-io", &[first.as_slice(), &[uri.as_str()]].concat())?;
+    let code =
+        |args: &[&str]| -> anyhow::Result<Option<i32>> { Ok(strata.run(args)?.status.code()) };
+    ensure!(code(&["vdisk", "resize", "vm", "--size", "512K"])? == Some(5), "shrink: 5");
+    ensure!(code(&["vdisk", "resize", "vm", "--size", "3000"])? == Some(2), "off-block: 2");
+    ensure!(code(&["vdisk", "resize", "nope", "--size", "2M"])? == Some(3), "missing: 3");
+    let grown = json(&strata, &["vdisk", "resize", "vm", "--size", "2M", "--json"])?;
+    ensure!(grown["size"] == 2 << 20, "{grown}");
+    // The next connection sees the new size, and can write past the old end.
+    let info = qemu("qemu-img", &["info", "--output=json", &uri])?;
+    ensure!(info.contains("\"virtual-size\": 2097152"), "{info}");
+    let second = ["-f", "raw", "-c", "write -P 0x22 1536k 64k", "-c", "flush"];
+    qemu("qemu-io", &[second.as_slice(), &[uri.as_str()]].concat())?;
+    server.kill();
+
+    let expected = strata.dir.path().join("expected.raw");
+    std::fs::File::create(&expected)?.set_len(2 << 20)?;
+    let exp = expected.to_string_lossy().into_owned();
+    qemu("qemu-io", &[first.as_slice(), &[exp.as_str()]].concat())?;
+    qemu("qemu-io", &[second.as_slice(), &[exp.as_str()]].concat())?;
+    let restored = json(&strata, &["vdisk", "restore", "vm", "--as", "copy", "--json"])?;
+    ensure!(restored["size"] == 2 << 20, "{restored}");
+    identical(&exp, restored["image"].as_str().unwrap_or_default())?;
+    Ok(())
+}
+
 #[test]
 fn nbd_serve_with_a_separate_tlog_server_and_a_unix_socket() -> anyhow::Result<()> {
     separate_tlog_server(&[])

@@ -212,6 +212,45 @@ impl Records {
         })
     }
 
+    /// Grows `name` to `size` bytes (a multiple of its block size): its image, then its
+    /// record. Refused while a session serves it (or its last one did not close cleanly),
+    /// and for a smaller size (shrinking would drop written data that the log still
+    /// replays). Clients see the new size on their next connection; a restore rebuilds the
+    /// image at the record's size, so it gives the grown disk. Returns the new record.
+    pub fn resize(&self, name: &str, size: u64) -> Result<Vdisk> {
+        self.txn(|txn| {
+            let mut vdisk = load(txn, name)?.ok_or_else(|| Error::NotFound(name.to_string()))?;
+            check_geometry(size, vdisk.block_size)?;
+            if size < vdisk.size {
+                return Err(Error::FailedPrecondition(format!(
+                    "vdisk {name:?} is {} bytes: it can grow, not shrink to {size}",
+                    vdisk.size
+                )));
+            }
+            if vdisk.session_open {
+                return Err(Error::FailedPrecondition(format!(
+                    "vdisk {name:?} is being served, or its last session did not close \
+                     cleanly: stop serving it (or `strata vdisk restore` it) first"
+                )));
+            }
+            if size == vdisk.size {
+                return Ok(vdisk);
+            }
+            // Growing a sparse file only adds zeros; if the commit then fails, the image is
+            // longer than its record, which nothing reads past.
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&vdisk.image)
+                .map_err(Error::io(format!("open image {}", vdisk.image.display())))?;
+            let image = vdisk.image.display();
+            file.set_len(size).map_err(Error::io(format!("size image {image}")))?;
+            file.sync_all().map_err(Error::io(format!("sync image {image}")))?;
+            vdisk.size = size;
+            txn.put(key(name).as_bytes(), &encode(&vdisk)?);
+            Ok(vdisk)
+        })
+    }
+
     /// Removes the record of `name`, then its image. Returns the removed record.
     pub fn remove(&self, name: &str) -> Result<Vdisk> {
         let removed = self.txn(|txn| {

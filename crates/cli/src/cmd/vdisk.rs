@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::exit::categorized;
 use crate::show::{Table, parse_time, rfc3339};
 
-/// Virtual disks: create, ls, info, rm, restore.
+/// Virtual disks: create, ls, info, resize, rm, restore.
 ///
 /// A vdisk is a sparse image file (DATA-DIR/vdisks/) and a record; `strata nbd serve` and
 /// `strata serve` export it over NBD under its name, journaling every write through the
@@ -36,6 +36,8 @@ enum VdiskCommand {
     Info(InfoArgs),
     /// Remove a vdisk's record and image (its log stays in the tlog).
     Rm(RmArgs),
+    /// Grow a vdisk (not while it is served); clients see the new size when they reconnect.
+    Resize(ResizeArgs),
     /// Rebuild a vdisk from the tlog as of a sequence or a time.
     Restore(RestoreArgs),
 }
@@ -76,6 +78,22 @@ struct InfoArgs {
 struct RmArgs {
     /// The vdisk.
     name: String,
+}
+
+/// Grow a vdisk to SIZE: its image, then its record. A vdisk being served is refused (stop
+/// serving it first), and so is a smaller size: written data past it would be lost, and
+/// its log would still replay it. NBD clients see the new size on their next connection,
+/// and a restore rebuilds the grown disk.
+#[derive(Debug, Args)]
+struct ResizeArgs {
+    /// The vdisk.
+    name: String,
+    /// The new size, a multiple of the block size, as for `vdisk create`.
+    #[arg(long, value_name = "SIZE", value_parser = crate::args::parse_size)]
+    size: u64,
+    /// Print the record as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Rebuild a vdisk from its log: the latest state, or as of --to-seq (the last sequence of
@@ -175,6 +193,15 @@ pub(crate) fn run(args: VdiskArgs, config: &Config, data_dir: &Path) -> anyhow::
                     let time = o.to_time.map_or("-".to_string(), rfc3339);
                     writeln!(out, "origin:      {} to sequence {seq}, time {time}", o.tlog_id)?;
                 }
+            }
+        }
+        VdiskCommand::Resize(a) => {
+            let vdisk = records.resize(&a.name, a.size)?;
+            if a.json {
+                writeln!(out, "{}", record_json(&vdisk))?;
+            } else {
+                let size = indicatif::HumanBytes(vdisk.size);
+                writeln!(out, "vdisk {}: {} bytes ({size})", vdisk.name, vdisk.size)?;
             }
         }
         VdiskCommand::Rm(a) => {
