@@ -114,3 +114,8 @@ mod tests {
         assert_eq!(rfc3339(1_500_000_000), "1970-01-01T00:00:01.500000000Z");
     }
 }
+
+/// A size for people: `1.50 GiB` (powers of 1024). `--json` output keeps raw byte counts.
+pub(crate) fn human_bytes(bytes: u64) -> String {
+    indicatif::HumanBytes(bytes).to_string()
+}

@@ -156,6 +156,11 @@ fn sizes_with_units_mean_what_they_say() -> anyhow::Result<()> {
     ensure!(size(&["binary", "--size", "1.5GiB"])? == 3u64 << 29);
     ensure!(size(&["bare", "--size", "1.5G"])? == 3u64 << 29);
     ensure!(size(&["decimal", "--size", "10GB", "--block-size", "512"])? == 10_000_000_000u64);
+    // People read sizes in units; --json keeps bytes.
+    let listed = strata.ok(&["vdisk", "ls"])?;
+    ensure!(listed.contains("1.50 GiB") && listed.contains("9.31 GiB"), "{listed}");
+    let info = strata.ok(&["vdisk", "info", "binary"])?;
+    ensure!(info.contains("1.50 GiB (1610612736 bytes)"), "{info}");
     // 10 GB is not a multiple of 4096: refused, naming the block size.
     let out = strata.run(&["vdisk", "create", "odd", "--size", "10GB"])?;
     let stderr = String::from_utf8_lossy(&out.stderr);

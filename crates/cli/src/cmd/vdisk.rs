@@ -13,7 +13,7 @@ use strata_tlog::config::segment_dir;
 
 use crate::config::Config;
 use crate::exit::categorized;
-use crate::show::{Table, parse_time, rfc3339};
+use crate::show::{Table, human_bytes, parse_time, rfc3339};
 
 /// Virtual disks: create, ls, info, resize, rm, restore.
 ///
@@ -148,9 +148,9 @@ pub(crate) fn run(args: VdiskArgs, config: &Config, data_dir: &Path) -> anyhow::
             } else {
                 writeln!(
                     out,
-                    "created vdisk {} ({} bytes, block size {}), image {}, tlog id {}",
+                    "created vdisk {} ({}, block size {}), image {}, tlog id {}",
                     vdisk.name,
-                    vdisk.size,
+                    human_bytes(vdisk.size),
                     vdisk.block_size,
                     vdisk.image.display(),
                     vdisk.tlog_id
@@ -168,7 +168,7 @@ pub(crate) fn run(args: VdiskArgs, config: &Config, data_dir: &Path) -> anyhow::
                     let created = rfc3339(v.created);
                     table.row([
                         v.name,
-                        v.size.to_string(),
+                        human_bytes(v.size),
                         v.block_size.to_string(),
                         created,
                         v.tlog_id,
@@ -183,7 +183,7 @@ pub(crate) fn run(args: VdiskArgs, config: &Config, data_dir: &Path) -> anyhow::
                 writeln!(out, "{}", record_json(&v))?;
             } else {
                 writeln!(out, "name:        {}", v.name)?;
-                writeln!(out, "size:        {}", v.size)?;
+                writeln!(out, "size:        {} ({} bytes)", human_bytes(v.size), v.size)?;
                 writeln!(out, "block size:  {}", v.block_size)?;
                 writeln!(out, "created:     {}", rfc3339(v.created))?;
                 writeln!(out, "image:       {}", v.image.display())?;
@@ -200,8 +200,8 @@ pub(crate) fn run(args: VdiskArgs, config: &Config, data_dir: &Path) -> anyhow::
             if a.json {
                 writeln!(out, "{}", record_json(&vdisk))?;
             } else {
-                let size = indicatif::HumanBytes(vdisk.size);
-                writeln!(out, "vdisk {}: {} bytes ({size})", vdisk.name, vdisk.size)?;
+                let size = human_bytes(vdisk.size);
+                writeln!(out, "vdisk {}: now {size} ({} bytes)", vdisk.name, vdisk.size)?;
             }
         }
         VdiskCommand::Rm(a) => {

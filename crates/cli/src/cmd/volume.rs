@@ -19,7 +19,7 @@ use strata_hub::{Client, Progress, Query, Report, Take, Taken, VolumeSet, Worksp
 use crate::config::Config;
 use crate::exit::Failure;
 use crate::exit::categorized;
-use crate::show::{Table, print};
+use crate::show::{Table, human_bytes, print};
 
 /// Volume sets: create, ls, rm.
 #[derive(Debug, Args)]
@@ -290,14 +290,14 @@ pub(crate) fn run_volume(a: VolumeArgs, c: &Config, d: &Path) -> anyhow::Result<
                 print(&serde_json::to_string(&snap)?)
             } else {
                 print(&format!(
-                    "snapshot {} ({}) on branch {}: {} added, {} changed, {} deleted, blob {} bytes",
+                    "snapshot {} ({}) on branch {}: {} added, {} changed, {} deleted, blob {}",
                     snap.name,
                     snap.id,
                     branch.name,
                     diff.added,
                     diff.changed,
                     diff.deleted,
-                    diff.size
+                    human_bytes(diff.size)
                 ))
             }
         }
@@ -341,7 +341,7 @@ pub(crate) fn run_volume(a: VolumeArgs, c: &Config, d: &Path) -> anyhow::Result<
             }
             let mut table = Table::new(["ID", "NAME", ">DEPTH", ">SIZE", "DESCRIPTION"]);
             for s in all {
-                table.row([s.id, s.name, s.depth.to_string(), s.size.to_string(), s.description]);
+                table.row([s.id, s.name, s.depth.to_string(), human_bytes(s.size), s.description]);
             }
             print(&table.render())
         }
@@ -438,18 +438,18 @@ fn transfer(a: TransferArgs, c: &Config, d: &Path, direction: Direction) -> anyh
 }
 
 fn summary(r: &Report, remote: &str, direction: Direction) -> String {
-    let mb = r.bytes as f64 / 1e6;
+    let size = human_bytes(r.bytes);
     let mut out = match direction {
         Direction::Push => format!(
-            "pushed {} snapshots ({} blobs, {mb:.1} MB) to {remote}",
+            "pushed {} snapshots ({} blobs, {size}) to {remote}",
             r.snapshots_pushed, r.blobs_pushed
         ),
         Direction::Pull => format!(
-            "pulled {} snapshots ({} blobs, {mb:.1} MB) from {remote}",
+            "pulled {} snapshots ({} blobs, {size}) from {remote}",
             r.snapshots_pulled, r.blobs_pulled
         ),
         Direction::Sync => format!(
-            "synced with {remote}: pulled {} snapshots ({} blobs), pushed {} snapshots ({} blobs), {mb:.1} MB",
+            "synced with {remote}: pulled {} snapshots ({} blobs), pushed {} snapshots ({} blobs), {size}",
             r.snapshots_pulled, r.blobs_pulled, r.snapshots_pushed, r.blobs_pushed
         ),
     };
