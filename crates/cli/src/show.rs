@@ -88,6 +88,11 @@ pub(crate) fn rfc3339(nanos: u64) -> String {
     humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(nanos)).to_string()
 }
 
+/// A size for people: `1.50 GiB` (powers of 1024). `--json` output keeps raw byte counts.
+pub(crate) fn human_bytes(bytes: u64) -> String {
+    indicatif::HumanBytes(bytes).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,9 +118,4 @@ mod tests {
         assert!(parse_time("yesterday").unwrap_err().contains("RFC 3339"));
         assert_eq!(rfc3339(1_500_000_000), "1970-01-01T00:00:01.500000000Z");
     }
-}
-
-/// A size for people: `1.50 GiB` (powers of 1024). `--json` output keeps raw byte counts.
-pub(crate) fn human_bytes(bytes: u64) -> String {
-    indicatif::HumanBytes(bytes).to_string()
 }
