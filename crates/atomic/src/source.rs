@@ -1,20 +1,17 @@
 //! Where a payload comes from: the files under a directory (symlinks followed, loops
 //! refused), or a JSON payload file; and a watcher that tells when a source directory
-//! changed (inotify, debounced).
+//! changed (`notify`: inotify on Linux; debounced here).
 //!
 //! This is not the write protocol (`writer`): a payload read here is checked there.
 
 use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use rustix::event::{PollFd, PollFlags, Timespec};
-use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
-use rustix::io::Errno;
 
 use crate::payload::{FileProjection, Payload};
 
@@ -226,80 +223,99 @@ pub fn parse_mode(text: &str) -> Result<u32, String> {
     }
 }
 
-/// Tells when a source directory changed: inotify watches on each directory read.
+/// Tells when a source directory changed: a `notify` watch (inotify on Linux) on each
+/// directory read.
 #[derive(Debug)]
 pub struct Watcher {
-    inotify: OwnedFd,
+    /// Adds watches; `notify` needs it mutably, watches are added from `&self`.
+    watcher: Mutex<notify::RecommendedWatcher>,
+    /// The events of every watch, as `notify`'s thread reads them.
+    events: Mutex<mpsc::Receiver<notify::Result<notify::Event>>>,
 }
 
 impl Watcher {
     /// A watcher with no directory watched yet.
     pub fn new() -> Result<Watcher, SourceError> {
-        let inotify = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)
-            .map_err(|e| watch_error("create inotify instance".into(), e))?;
-        Ok(Watcher { inotify })
+        let (send, events) = mpsc::channel();
+        let watcher = notify::recommended_watcher(send)
+            .map_err(|e| watch_error("create the watcher".into(), e))?;
+        Ok(Watcher { watcher: Mutex::new(watcher), events: Mutex::new(events) })
     }
 
     /// Watches `dir` for any change to its entries or to itself.
     pub fn watch(&self, dir: &Path) -> Result<(), SourceError> {
-        let flags = WatchFlags::CREATE
-            | WatchFlags::DELETE
-            | WatchFlags::MODIFY
-            | WatchFlags::CLOSE_WRITE
-            | WatchFlags::MOVED_FROM
-            | WatchFlags::MOVED_TO
-            | WatchFlags::ATTRIB
-            | WatchFlags::DELETE_SELF
-            | WatchFlags::MOVE_SELF
-            | WatchFlags::ONLYDIR;
-        inotify::add_watch(&self.inotify, dir, flags)
-            .map(drop)
+        use notify::Watcher as _;
+        let mut watcher = self.watcher.lock().unwrap_or_else(PoisonError::into_inner);
+        watcher
+            .watch(dir, notify::RecursiveMode::NonRecursive)
             .map_err(|e| watch_error(format!("watch {}", dir.display()), e))
     }
 
     /// Blocks until a change arrives, then until none has arrived for `debounce`, or for
     /// ten times `debounce` since the first one.
     pub fn wait_for_change(&self, debounce: Duration) -> Result<(), SourceError> {
-        self.wait_readable(None)?;
+        let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        wait_for(&events, None)?;
         let first = Instant::now();
-        self.drain()?;
-        while first.elapsed() < debounce * 10 && self.wait_readable(Some(debounce))? {
-            self.drain()?;
+        drain(&events)?;
+        while first.elapsed() < debounce * 10 && wait_for(&events, Some(debounce))? {
+            drain(&events)?;
         }
         tracing::debug!(after = ?first.elapsed(), "change settled");
         Ok(())
     }
+}
 
-    /// Waits until events are pending or `timeout` passes; true when they are.
-    fn wait_readable(&self, timeout: Option<Duration>) -> Result<bool, SourceError> {
-        let timeout = timeout.map(Timespec::try_from).transpose().map_err(|e| {
-            SourceError::Watch { op: "debounce".into(), source: io::Error::other(e) }
-        })?;
-        let mut fds = [PollFd::new(&self.inotify, PollFlags::IN)];
-        loop {
-            match rustix::event::poll(&mut fds, timeout.as_ref()) {
-                Ok(ready) => return Ok(ready > 0),
-                Err(Errno::INTR) => continue,
-                Err(err) => return Err(watch_error("wait for inotify events".into(), err)),
+/// Waits until a change is pending or `timeout` passes; true when one is. Reads (access
+/// events) are not changes: reading the source must not wake its own watcher.
+fn wait_for(
+    events: &mpsc::Receiver<notify::Result<notify::Event>>,
+    timeout: Option<Duration>,
+) -> Result<bool, SourceError> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let event = match deadline {
+            None => events.recv().map_err(|_| closed()),
+            Some(deadline) => {
+                match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(event) => Ok(event),
+                    Err(mpsc::RecvTimeoutError::Timeout) => return Ok(false),
+                    Err(mpsc::RecvTimeoutError::Disconnected) => Err(closed()),
+                }
             }
-        }
-    }
-
-    /// Reads and discards the pending events: any event means "read again".
-    fn drain(&self) -> Result<(), SourceError> {
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            match rustix::io::read(&self.inotify, &mut buf) {
-                Ok(0) | Err(Errno::AGAIN) => return Ok(()),
-                Ok(_) | Err(Errno::INTR) => continue,
-                Err(err) => return Err(watch_error("read inotify events".into(), err)),
-            }
+        }?;
+        if is_change(event)? {
+            return Ok(true);
         }
     }
 }
 
-fn watch_error(op: String, errno: Errno) -> SourceError {
-    SourceError::Watch { op, source: io::Error::from(errno) }
+/// Takes the pending events: any change means "read again", which the caller does anyway.
+fn drain(events: &mpsc::Receiver<notify::Result<notify::Event>>) -> Result<(), SourceError> {
+    loop {
+        match events.try_recv() {
+            Ok(event) => _ = is_change(event)?,
+            Err(mpsc::TryRecvError::Empty) => return Ok(()),
+            Err(mpsc::TryRecvError::Disconnected) => return Err(closed()),
+        }
+    }
+}
+
+fn is_change(event: notify::Result<notify::Event>) -> Result<bool, SourceError> {
+    let event = event.map_err(|e| watch_error("read events".into(), e))?;
+    Ok(!matches!(event.kind, notify::EventKind::Access(_)))
+}
+
+fn closed() -> SourceError {
+    SourceError::Watch { op: "read events".into(), source: io::Error::other("the watcher stopped") }
+}
+
+fn watch_error(op: String, err: notify::Error) -> SourceError {
+    let source = match err.kind {
+        notify::ErrorKind::Io(io) => io,
+        other => io::Error::other(format!("{other:?}")),
+    };
+    SourceError::Watch { op, source }
 }
 
 #[cfg(test)]

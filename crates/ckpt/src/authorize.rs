@@ -66,6 +66,14 @@ pub(crate) struct Authorized {
 /// One attempt's outcome that deserves another try, with what to report if none is left.
 struct Transient(String);
 
+/// How one attempt failed: worth another try, or not.
+enum Failed {
+    /// The store may answer on a retry.
+    Transient(Transient),
+    /// Retrying cannot help.
+    Final(Error),
+}
+
 impl RetryPolicy {
     /// The pause before retry `n` (1-based): `delay * backoff^(n-1)`, with ±20 % jitter so
     /// clients that failed together do not retry together.
@@ -117,22 +125,39 @@ impl Authorizer {
         Ok(authorized)
     }
 
-    /// Sends `method` to `url` with `token`, retrying what may pass.
+    /// Sends `method` to `url` with `token`, retrying what may pass: up to `limit` retries,
+    /// after the pauses of [`RetryPolicy::pause`].
     async fn request(&self, method: Method, url: &StorageUrl, token: &str) -> Result<Authorized> {
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            match self.attempt(method.clone(), url, token).await? {
-                Ok(authorized) => return Ok(authorized),
-                Err(Transient(cause)) if attempts > self.retry.limit => {
-                    return Err(Error::StoreUnavailable { url: url.to_string(), attempts, cause });
-                }
-                Err(Transient(cause)) => {
-                    tracing::debug!(%url, attempts, cause, "object store request failed; retrying");
-                    tokio::time::sleep(self.retry.pause(attempts)).await;
-                }
+        use backon::Retryable as _;
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let pauses = (1..=self.retry.limit).map(|n| self.retry.pause(n));
+        let once = || async {
+            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match self.attempt(method.clone(), url, token).await {
+                Ok(Ok(authorized)) => Ok(authorized),
+                Ok(Err(transient)) => Err(Failed::Transient(transient)),
+                Err(err) => Err(Failed::Final(err)),
             }
-        }
+        };
+        let outcome = once
+            .retry(pauses)
+            .sleep(tokio::time::sleep)
+            .when(|failed| matches!(failed, Failed::Transient(_)))
+            .notify(|failed, pause| {
+                if let Failed::Transient(Transient(cause)) = failed {
+                    let attempts = attempts.load(std::sync::atomic::Ordering::Relaxed);
+                    tracing::debug!(%url, attempts, cause, ?pause, "object store request failed; retrying");
+                }
+            })
+            .await;
+        outcome.map_err(|failed| match failed {
+            Failed::Final(err) => err,
+            Failed::Transient(Transient(cause)) => Error::StoreUnavailable {
+                url: url.to_string(),
+                attempts: attempts.into_inner(),
+                cause,
+            },
+        })
     }
 
     /// One GET: `Ok(Ok(_))` authorizes, `Ok(Err(_))` may pass on a retry, `Err(_)` is final.

@@ -102,7 +102,7 @@ pub enum Error {
     },
     /// The KV layer failed to read or commit.
     #[error("kv: {0}")]
-    Kv(#[from] strata_kv::Error),
+    Kv(strata_kv::Error),
     /// A committed record in the KV store is not what this service wrote.
     #[error("committed value of {url}: {reason}")]
     Corrupted {
@@ -118,12 +118,12 @@ pub enum Error {
     #[error("tls: {0}")]
     Tls(String),
     /// A socket could not be bound or another I/O step failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Io {
         /// What was being done.
         what: String,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, not repeated as a source).
+        cause: std::io::Error,
     },
     /// The checkpoint server could not be reached by the client.
     #[error("ckpt server {server}: {cause}")]
@@ -189,6 +189,12 @@ fn category_of_status(status: u16) -> Category {
         403 | 409 | 500 | 502 => Category::FailedPrecondition,
         503 | 504 => Category::Unavailable,
         _ => Category::InvalidArgument,
+    }
+}
+
+impl From<strata_kv::Error> for Error {
+    fn from(err: strata_kv::Error) -> Error {
+        Error::Kv(err)
     }
 }
 

@@ -75,10 +75,10 @@ impl Server {
         let service = Arc::new(Service::new(config, store)?);
         let listener = TcpListener::bind(config.listen.as_str())
             .await
-            .map_err(|source| Error::Io { what: format!("listen on {}", config.listen), source })?;
+            .map_err(|cause| Error::Io { what: format!("listen on {}", config.listen), cause })?;
         let local_addr = listener
             .local_addr()
-            .map_err(|source| Error::Io { what: "local address".into(), source })?;
+            .map_err(|cause| Error::Io { what: "local address".into(), cause })?;
         let sweep_every = (config.transaction_timeout() / 4)
             .clamp(Duration::from_millis(20), Duration::from_secs(1));
         Ok(Server {

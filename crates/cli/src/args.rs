@@ -186,3 +186,53 @@ impl TlogStoreArgs {
         }
     }
 }
+
+/// The value parser of every size flag (`vdisk create --size`, `vdisk resize --size`): bytes,
+/// or a number, maybe with a fraction, and a unit. `KiB`, `MiB`, `GiB`, `TiB` are powers of
+/// 1024 and `KB`, `MB`, `GB`, `TB` powers of 1000 (the `bytesize` crate's rules, case
+/// insensitive); a bare `K`, `M`, `G`, `T` is a power of 1024, as in `qemu-img` and `dd`, so
+/// `10G` is 10 GiB. `1.5GiB`, `10GB`, `512M`, `1048576`.
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let binary = trimmed
+        .strip_suffix(|c: char| "kmgtpeKMGTPE".contains(c))
+        .filter(|number| number.ends_with(|c: char| c.is_ascii_digit() || c.is_whitespace()));
+    let spelled = match binary {
+        Some(_) => format!("{trimmed}iB"),
+        None => trimmed.to_string(),
+    };
+    let bad = |why: &str| {
+        format!("size {text:?}: {why}; give bytes or a number with a unit: 10G, 1.5GiB, 10GB, 512M")
+    };
+    let size: bytesize::ByteSize = spelled.parse().map_err(|_| bad("not a size"))?;
+    match size.as_u64() {
+        u64::MAX => Err(bad("too large")),
+        bytes => Ok(bytes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_mean_what_they_say() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("10G"), Ok(10 << 30));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("4 KiB"), Ok(4096));
+        assert_eq!(parse_size("10GB"), Ok(10_000_000_000));
+        assert_eq!(parse_size("10gb"), Ok(10_000_000_000));
+        assert_eq!(parse_size("1kB"), Ok(1000));
+    }
+
+    #[test]
+    fn bad_sizes_are_refused_with_the_text() {
+        for text in ["ten", "", "-1G", "1.2.3G", "10X", "99999999999999999999T", "G"] {
+            let err = parse_size(text).expect_err(text);
+            assert!(err.contains(&format!("{text:?}")), "{err}");
+        }
+    }
+}

@@ -32,8 +32,8 @@ pub(crate) struct Config {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConfigError {
     /// The file could not be read.
-    #[error("config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
     /// The file is not valid TOML or has unknown or mistyped keys.
     #[error("config {path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -47,7 +47,7 @@ impl Config {
     pub(crate) fn load(global: &Global) -> Result<Config, ConfigError> {
         let Some(path) = &global.config else { return Ok(Config::default()) };
         let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+            .map_err(|cause| ConfigError::Read { path: path.clone(), cause })?;
         Config::parse(&text, path)
     }
 

@@ -86,6 +86,7 @@ pub(crate) fn code_for(err: &anyhow::Error) -> ExitCode {
         Some(Category::Corrupted) => 8,
         Some(Category::Unauthenticated) => 9,
         _ if err.chain().any(|c| c.downcast_ref::<crate::config::ConfigError>().is_some()) => 2,
+        _ if is_unavailable_io(err) => 7,
         _ => 1,
     };
     ExitCode::from(code)
@@ -98,4 +99,40 @@ pub(crate) fn is_broken_pipe(err: &anyhow::Error) -> bool {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// An I/O error that means a server cannot be had now (its address is taken, or a peer
+/// refused or dropped the connection): exit code 7 (unavailable), like an error a library
+/// categorizes so, whichever command met it.
+fn is_unavailable_io(err: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::*;
+    err.chain().filter_map(|cause| cause.downcast_ref::<std::io::Error>()).any(|io| {
+        matches!(
+            io.kind(),
+            AddrInUse
+                | AddrNotAvailable
+                | ConnectionRefused
+                | ConnectionReset
+                | ConnectionAborted
+                | NotConnected
+                | TimedOut
+        )
+    })
+}
+
+/// The message `strata` prints for `err`: its chain of causes joined by `: `, like `{:#}`,
+/// but without a cause whose text the message already ends with (an error that displays
+/// its source and also returns it from `source()` would otherwise print it twice).
+pub(crate) fn message(err: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if message.is_empty() {
+            message = text;
+        } else if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
 }

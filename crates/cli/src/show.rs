@@ -105,6 +105,11 @@ pub(crate) fn backup(
     Ok(())
 }
 
+/// A size for people: `1.50 GiB` (powers of 1024). `--json` output keeps raw byte counts.
+pub(crate) fn human_bytes(bytes: u64) -> String {
+    indicatif::HumanBytes(bytes).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

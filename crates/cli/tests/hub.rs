@@ -518,3 +518,39 @@ fn volume_commands_run_side_by_side_on_one_data_directory() -> anyhow::Result<()
     ensure!(listed.as_array().is_some_and(|sets| sets.len() == 6), "{listed}");
     Ok(())
 }
+
+// Issue 16: an unchanged volume recorded an empty snapshot; `volume rm` and
+// `volumeset rm` were missing.
+#[test]
+fn unchanged_volumes_record_nothing_and_volumes_and_sets_are_removed() -> anyhow::Result<()> {
+    let s = Strata::new()?;
+    s.ok(&["volumeset", "create", "web"])?;
+    let path = create_volume(&s, "web", "v", None)?;
+    std::fs::write(path.join("index.html"), "hello")?;
+    let first = json(&s.ok(&["volume", "snapshot", "v", "--name", "s1", "--json"])?)?;
+    let again = json(&s.ok(&["volume", "snapshot", "v", "--name", "s2", "--json"])?)?;
+    ensure!(again["unchanged"] == true && again["base"] == first["id"], "{again}");
+    let text = s.ok(&["volume", "snapshot", "v", "--name", "s2"])?;
+    ensure!(text.contains("nothing changed"), "{text}");
+    let snapshots = json(&s.ok(&["volume", "snapshots", "web", "--json"])?)?;
+    ensure!(snapshots.as_array().is_some_and(|all| all.len() == 1), "{snapshots}");
+    s.ok(&["volume", "snapshot", "v", "--name", "s2", "--allow-empty"])?;
+
+    let code = |args: &[&str]| -> anyhow::Result<(Option<i32>, String)> {
+        let out = s.run(args)?;
+        Ok((out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned()))
+    };
+    let (status, stderr) = code(&["volumeset", "rm", "web", "--force"])?;
+    ensure!(status == Some(5) && stderr.contains("volume rm"), "{status:?}: {stderr}");
+    s.ok(&["volume", "rm", "v"])?;
+    ensure!(!path.exists(), "the volume's directory is removed");
+    ensure!(code(&["volume", "rm", "v"])?.0 == Some(3));
+    let (status, stderr) = code(&["volumeset", "rm", "web"])?;
+    ensure!(status == Some(5) && stderr.contains("--force"), "{status:?}: {stderr}");
+    let removed = s.ok(&["volumeset", "rm", "web", "--force"])?;
+    ensure!(removed.contains("2 snapshots"), "{removed}");
+    let listed = json(&s.ok(&["volumeset", "ls", "--json"])?)?;
+    ensure!(listed.as_array().is_some_and(|sets| sets.is_empty()), "{listed}");
+    ensure!(code(&["volumeset", "rm", "web"])?.0 == Some(3));
+    Ok(())
+}

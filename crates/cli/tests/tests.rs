@@ -2,6 +2,7 @@
 
 mod admin;
 mod ckpt;
+mod errors;
 mod generate;
 mod hub;
 mod kv;

@@ -90,6 +90,33 @@ fn vdisk_records_and_their_errors() -> anyhow::Result<()> {
     Ok(())
 }
 
+// Issue 16: `--size 1.5G` was refused and `10GB` meant 10 GiB.
+#[test]
+fn sizes_with_units_mean_what_they_say() -> anyhow::Result<()> {
+    let strata = Strata::new()?;
+    let size = |args: &[&str]| -> anyhow::Result<serde_json::Value> {
+        let made = json(&strata, &[&["vdisk", "create"], args, &["--json"]].concat())?;
+        Ok(made["size"].clone())
+    };
+    ensure!(size(&["binary", "--size", "1.5GiB"])? == 3u64 << 29);
+    ensure!(size(&["bare", "--size", "1.5G"])? == 3u64 << 29);
+    ensure!(size(&["decimal", "--size", "10GB", "--block-size", "512"])? == 10_000_000_000u64);
+    // People read sizes in units; --json keeps bytes.
+    let listed = strata.ok(&["vdisk", "ls"])?;
+    ensure!(listed.contains("1.50 GiB") && listed.contains("9.31 GiB"), "{listed}");
+    let info = strata.ok(&["vdisk", "info", "binary"])?;
+    ensure!(info.contains("1.50 GiB (1610612736 bytes)"), "{info}");
+    // 10 GB is not a multiple of 4096: refused, naming the block size.
+    let out = strata.run(&["vdisk", "create", "odd", "--size", "10GB"])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.code() == Some(2), "{:?}: {stderr}", out.status);
+    ensure!(stderr.contains("10000000000") && stderr.contains("block size 4096"), "{stderr}");
+    let out = strata.run(&["vdisk", "create", "bad", "--size", "1.5X"])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.code() == Some(2) && stderr.contains("\"1.5X\""), "{stderr}");
+    Ok(())
+}
+
 #[test]
 fn sigkill_after_a_flush_then_restore_from_the_log() -> anyhow::Result<()> {
     ensure_program("qemu-img", "qemu-utils")?;
@@ -135,6 +162,42 @@ fn sigkill_after_a_flush_then_restore_from_the_log() -> anyhow::Result<()> {
     ensure!(again["origin"].as_array().is_some_and(|o| o.len() == 1), "{again}");
     // The first restore still equals the source: its own log is separate.
     identical(&src, restored["image"].as_str().unwrap_or_default())?;
+    Ok(())
+}
+
+// Issue 16: `strata vdisk resize`.
+#[test]
+fn a_grown_vdisk_is_served_and_restored_at_its_new_size() -> anyhow::Result<()> {
+    ensure_program("qemu-img", "qemu-utils")?;
+    ensure_program("qemu-io", "qemu-utils")?;
+    let strata = Strata::new()?;
+    let (mut server, addr) = serve(&strata, "serve.log")?;
+    strata.ok(&["vdisk", "create", "vm", "--size", "1M"])?;
+    let uri = format!("nbd://{addr}/vm");
+    let first = ["-f", "raw", "-c", "write -P 0x11 0 64k", "-c", "flush"];
+    qemu("qemu-io", &[first.as_slice(), &[uri.as_str()]].concat())?;
+    let code =
+        |args: &[&str]| -> anyhow::Result<Option<i32>> { Ok(strata.run(args)?.status.code()) };
+    ensure!(code(&["vdisk", "resize", "vm", "--size", "512K"])? == Some(5), "shrink: 5");
+    ensure!(code(&["vdisk", "resize", "vm", "--size", "3000"])? == Some(2), "off-block: 2");
+    ensure!(code(&["vdisk", "resize", "nope", "--size", "2M"])? == Some(3), "missing: 3");
+    let grown = json(&strata, &["vdisk", "resize", "vm", "--size", "2M", "--json"])?;
+    ensure!(grown["size"] == 2 << 20, "{grown}");
+    // The next connection sees the new size, and can write past the old end.
+    let info = qemu("qemu-img", &["info", "--output=json", &uri])?;
+    ensure!(info.contains("\"virtual-size\": 2097152"), "{info}");
+    let second = ["-f", "raw", "-c", "write -P 0x22 1536k 64k", "-c", "flush"];
+    qemu("qemu-io", &[second.as_slice(), &[uri.as_str()]].concat())?;
+    server.kill();
+
+    let expected = strata.dir.path().join("expected.raw");
+    std::fs::File::create(&expected)?.set_len(2 << 20)?;
+    let exp = expected.to_string_lossy().into_owned();
+    qemu("qemu-io", &[first.as_slice(), &[exp.as_str()]].concat())?;
+    qemu("qemu-io", &[second.as_slice(), &[exp.as_str()]].concat())?;
+    let restored = json(&strata, &["vdisk", "restore", "vm", "--as", "copy", "--json"])?;
+    ensure!(restored["size"] == 2 << 20, "{restored}");
+    identical(&exp, restored["image"].as_str().unwrap_or_default())?;
     Ok(())
 }
 

@@ -44,12 +44,12 @@ pub enum Error {
     #[error(transparent)]
     Volume(#[from] strata_volume::Error),
     /// A file or socket operation failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Io {
         /// What was being done.
         what: String,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, not repeated as a source).
+        cause: std::io::Error,
     },
     /// A stored record or a server answer could not be decoded.
     #[error("corrupted: {0}")]
@@ -115,8 +115,8 @@ impl Error {
         Error::Blob(err.to_string())
     }
 
-    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Error {
-        Error::Io { what: what.into(), source }
+    pub(crate) fn io(what: impl Into<String>, cause: std::io::Error) -> Error {
+        Error::Io { what: what.into(), cause }
     }
 }
 

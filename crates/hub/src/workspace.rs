@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use strata_volume::{BlobId, BlobStore, Manifest, Snapshotted};
 
 use crate::error::{Error, Result};
-use crate::model::{self, Branch, Snapshot, Volume};
+use crate::model::{self, Branch, Snapshot, Volume, VolumeSet};
 use crate::store::{Hub, NewSnapshot};
 use crate::transfer::Local;
 
@@ -41,6 +41,8 @@ pub struct Take {
     /// The new branch's name when the snapshot forks one; giving it always forks.
     /// Default: `main` when free, else the volume's name.
     pub branch: Option<String>,
+    /// Record a snapshot even when nothing changed since the volume's base.
+    pub allow_empty: bool,
 }
 
 /// A snapshot taken of a volume.
@@ -137,13 +139,26 @@ impl Workspace {
 
     /// Records a snapshot of the volume named `volume` (name, id or path): the difference
     /// of its directory from the snapshot it is based on, as a content-addressed blob.
-    pub fn snapshot_volume(&self, volume: &str, take: &Take) -> Result<Taken> {
+    /// `None` when the volume has a base and nothing changed since (unless
+    /// `take.allow_empty`): no snapshot is recorded. A volume's first snapshot is always
+    /// recorded.
+    pub fn snapshot_volume(&self, volume: &str, take: &Take) -> Result<Option<Taken>> {
         let hub = self.hub();
         let mut vol = hub.find_volume(volume)?;
         let base = vol.snapshot_id.as_deref().map(|id| hub.snapshot(id)).transpose()?;
         let base_manifest = self.base_manifest(&vol.id, base.as_ref())?;
         let diff =
             strata_volume::snapshot(Path::new(&vol.path), &base_manifest, &self.local.blobs)?;
+        let unchanged = diff.added == 0 && diff.changed == 0 && diff.deleted == 0;
+        if base.is_some() && unchanged && !take.allow_empty {
+            // The stat caches may have been refreshed by the scan: keep them. The empty
+            // diff's blob stays in the store, unreferenced (blobs are never deleted here:
+            // the same bytes may be another snapshot's).
+            if let Some(base) = &base {
+                self.save_manifest(&vol.id, &base.id, &diff.manifest);
+            }
+            return Ok(None);
+        }
         let spec = NewSnapshot {
             name: take.name.clone(),
             description: take.description.clone(),
@@ -171,7 +186,62 @@ impl Workspace {
         vol.branch_id = Some(branch.id.clone());
         hub.put_volume(&vol)?;
         self.save_manifest(&vol.id, &snapshot.id, &diff.manifest);
-        Ok(Taken { snapshot, branch, diff })
+        Ok(Some(Taken { snapshot, branch, diff }))
+    }
+
+    /// Removes the volume `volume` (name, id or path): its record, then its directory and
+    /// cached manifest. Nothing refers to a volume, so nothing else changes; files not in a
+    /// snapshot are gone with it.
+    pub fn remove_volume(&self, volume: &str) -> Result<Volume> {
+        let vol = self.hub().find_volume(volume)?;
+        self.hub().delete_volume(&vol.id)?;
+        let path = Path::new(&vol.path);
+        match std::fs::remove_dir_all(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io(format!("remove {}", path.display()), e));
+            }
+            _ => {}
+        }
+        let _ = std::fs::remove_file(self.manifest_path(&vol.id));
+        Ok(vol)
+    }
+
+    /// Removes the volume set `volset` (name or id) from this store. Refused while a
+    /// volume is made from it; refused while it has snapshots unless `with_snapshots`, which
+    /// deletes them first, newest generation first (a parent is never deleted before its
+    /// children). Returns the set and how many snapshots went with it. Blobs stay: another set
+    /// may share them; a hub keeps its own copy of the set.
+    pub fn remove_volset(&self, volset: &str, with_snapshots: bool) -> Result<(VolumeSet, usize)> {
+        let hub = self.hub();
+        let vs = self.local.volset(volset)?;
+        let volumes: Vec<String> =
+            (hub.volumes()?.into_iter()).filter(|v| v.volset_id == vs.id).map(|v| v.name).collect();
+        if !volumes.is_empty() {
+            return Err(Error::FailedPrecondition(format!(
+                "volume set {:?} has volumes made from it ({}); `strata volume rm` them first",
+                vs.name,
+                volumes.join(", ")
+            )));
+        }
+        let mut snapshots = hub.snapshots(&vs.id, &crate::store::Query::default())?;
+        if !snapshots.is_empty() && !with_snapshots {
+            return Err(Error::FailedPrecondition(format!(
+                "volume set {:?} has {} snapshots; `strata volumeset rm --force` deletes them \
+                 with it",
+                vs.name,
+                snapshots.len()
+            )));
+        }
+        let branches: Vec<String> = hub.branches(&vs.id)?.into_iter().map(|b| b.id).collect();
+        snapshots.sort_by_key(|s| std::cmp::Reverse(s.depth));
+        for snap in &snapshots {
+            hub.delete_snapshot(&snap.id)?;
+        }
+        let removed = hub.delete_volset(&vs.id)?;
+        let ids: Vec<String> = snapshots.iter().map(|s| s.id.clone()).collect();
+        hub.forget_inits("snap", &ids)?;
+        hub.forget_inits("br", &branches)?;
+        Ok((removed, snapshots.len()))
     }
 
     /// The manifest a volume's next snapshot is compared with: the cached one when it is

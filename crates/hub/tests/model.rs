@@ -208,3 +208,45 @@ fn import_is_idempotent_and_delete_keeps_the_tree_whole() -> anyhow::Result<()> 
         Ok(())
     })
 }
+
+// Issue 16: `strata volumeset rm`. A set goes only when no volume and no snapshot is left,
+// and its leftover keys go in transactions etcd accepts (more than 128 log entries here).
+#[test]
+fn a_volume_set_is_deleted_only_when_nothing_depends_on_it() -> anyhow::Result<()> {
+    on_every_engine(|hub| {
+        let vs = hub.create_volset("gone", "", "alice")?;
+        hub.grant(&vs.id, "bob")?;
+        let (_, mut tip) = hub.fork(&vs.id, None, "main", &snap("s0"))?;
+        for i in 1..70 {
+            tip = hub.extend(&vs.id, &tip.id, &snap(&format!("s{i}")))?.1;
+        }
+        let volume = Volume {
+            id: strata_hub::model::new_id(),
+            name: "user".into(),
+            volset_id: vs.id.clone(),
+            snapshot_id: Some(tip.id.clone()),
+            branch_id: None,
+            path: "/tmp/nowhere-user".into(),
+            created_at: 1,
+        };
+        hub.put_volume(&volume)?;
+        let err = hub.delete_volset(&vs.id).unwrap_err();
+        assert!(matches!(err, Error::FailedPrecondition(_)) && err.to_string().contains("user"));
+        hub.delete_volume(&volume.id)?;
+        let err = hub.delete_volset(&vs.id).unwrap_err();
+        assert!(
+            matches!(err, Error::FailedPrecondition(_)) && err.to_string().contains("snapshots")
+        );
+        let mut all = hub.snapshots(&vs.id, &Query::default())?;
+        all.sort_by_key(|s| std::cmp::Reverse(s.depth));
+        for s in &all {
+            hub.delete_snapshot(&s.id)?;
+        }
+        assert_eq!(hub.delete_volset(&vs.id)?.id, vs.id);
+        assert!(matches!(hub.volset(&vs.id), Err(Error::NotFound(_))));
+        assert!(matches!(hub.delete_volset(&vs.id), Err(Error::NotFound(_))));
+        assert_eq!(hub.revision(&vs.id)?, None, "the revision log is gone");
+        hub.create_volset("gone", "", "alice")?;
+        Ok(())
+    })
+}

@@ -33,18 +33,30 @@ pub enum Error {
     },
     /// An error of the kv layer.
     #[error("vdisk records: {0}")]
-    Kv(#[from] strata_kv::Error),
+    Kv(strata_kv::Error),
     /// An error of the tlog (client, storage or player).
     #[error("tlog: {0}")]
-    Tlog(#[from] strata_tlog::Error),
+    Tlog(strata_tlog::Error),
     /// A file operation failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Io {
         /// What was being done, with the path.
         what: String,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, not repeated as a source).
+        cause: std::io::Error,
     },
+}
+
+impl From<strata_kv::Error> for Error {
+    fn from(err: strata_kv::Error) -> Error {
+        Error::Kv(err)
+    }
+}
+
+impl From<strata_tlog::Error> for Error {
+    fn from(err: strata_tlog::Error) -> Error {
+        Error::Tlog(err)
+    }
 }
 
 impl Error {
@@ -64,7 +76,7 @@ impl Error {
 
     pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let what = what.into();
-        move |source| Error::Io { what, source }
+        move |cause| Error::Io { what, cause }
     }
 }
 

@@ -212,6 +212,45 @@ impl Records {
         })
     }
 
+    /// Grows `name` to `size` bytes (a multiple of its block size): its image, then its
+    /// record. Refused while a session serves it (or its last one did not close cleanly),
+    /// and for a smaller size (shrinking would drop written data that the log still
+    /// replays). Clients see the new size on their next connection; a restore rebuilds the
+    /// image at the record's size, so it gives the grown disk. Returns the new record.
+    pub fn resize(&self, name: &str, size: u64) -> Result<Vdisk> {
+        self.txn(|txn| {
+            let mut vdisk = load(txn, name)?.ok_or_else(|| Error::NotFound(name.to_string()))?;
+            check_geometry(size, vdisk.block_size)?;
+            if size < vdisk.size {
+                return Err(Error::FailedPrecondition(format!(
+                    "vdisk {name:?} is {} bytes: it can grow, not shrink to {size}",
+                    vdisk.size
+                )));
+            }
+            if vdisk.session_open {
+                return Err(Error::FailedPrecondition(format!(
+                    "vdisk {name:?} is being served, or its last session did not close \
+                     cleanly: stop serving it (or `strata vdisk restore` it) first"
+                )));
+            }
+            if size == vdisk.size {
+                return Ok(vdisk);
+            }
+            // Growing a sparse file only adds zeros; if the commit then fails, the image is
+            // longer than its record, which nothing reads past.
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&vdisk.image)
+                .map_err(Error::io(format!("open image {}", vdisk.image.display())))?;
+            let image = vdisk.image.display();
+            file.set_len(size).map_err(Error::io(format!("size image {image}")))?;
+            file.sync_all().map_err(Error::io(format!("sync image {image}")))?;
+            vdisk.size = size;
+            txn.put(key(name).as_bytes(), &encode(&vdisk)?);
+            Ok(vdisk)
+        })
+    }
+
     /// Removes the record of `name`, then its image. Returns the removed record.
     pub fn remove(&self, name: &str) -> Result<Vdisk> {
         let removed = self.txn(|txn| {
@@ -346,25 +385,6 @@ fn check_geometry(size: u64, block_size: u32) -> Result<()> {
     Ok(())
 }
 
-/// Parses a size: bytes, or a number with `K`, `M`, `G`, `T` (powers of 1024, optionally
-/// followed by `iB` or `B`): `10G`, `512M`, `1048576`.
-pub fn parse_size(text: &str) -> Result<u64> {
-    let bad = || {
-        Error::InvalidArgument(format!("size {text:?}: give bytes or a number with K, M, G or T"))
-    };
-    let t = text.trim();
-    let t = t.strip_suffix("iB").or_else(|| t.strip_suffix('B')).unwrap_or(t);
-    let (digits, shift) = match t.chars().last() {
-        Some('k' | 'K') => (&t[..t.len() - 1], 10),
-        Some('m' | 'M') => (&t[..t.len() - 1], 20),
-        Some('g' | 'G') => (&t[..t.len() - 1], 30),
-        Some('t' | 'T') => (&t[..t.len() - 1], 40),
-        _ => (t, 0),
-    };
-    let n: u64 = digits.trim().parse().map_err(|_| bad())?;
-    n.checked_mul(1u64 << shift).ok_or_else(bad)
-}
-
 /// Now, in Unix nanoseconds.
 pub(crate) fn now_nanos() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
@@ -373,16 +393,6 @@ pub(crate) fn now_nanos() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("10G").ok(), Some(10 << 30));
-        assert_eq!(parse_size("512M").ok(), Some(512 << 20));
-        assert_eq!(parse_size("4KiB").ok(), Some(4096));
-        assert_eq!(parse_size("1048576").ok(), Some(1 << 20));
-        assert!(parse_size("ten").is_err());
-        assert!(parse_size("99999999999T").is_err());
-    }
 
     #[test]
     fn geometry_is_checked() {

@@ -950,7 +950,7 @@ fn parse_info(data: &[u8]) -> Option<(String, Vec<u16>)> {
 }
 
 fn net(err: std::io::Error) -> Error {
-    Error::Io { what: "nbd connection".into(), source: err }
+    Error::Io { what: "nbd connection".into(), cause: err }
 }
 
 #[cfg(test)]

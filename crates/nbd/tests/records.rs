@@ -79,7 +79,8 @@ pub fn etcd_store() -> anyhow::Result<Place> {
 macro_rules! suite {
     ($place:ident, $factory:path) => {
         strata_testkit::conformance!($place, $factory, place => &place.records;
-            create_get_list_remove, sessions_reserve_disjoint_spans_and_track_cleanliness
+            create_get_list_remove, sessions_reserve_disjoint_spans_and_track_cleanliness,
+            resize_grows_image_and_record_only_when_not_served
         );
     };
 }
@@ -120,5 +121,21 @@ fn sessions_reserve_disjoint_spans_and_track_cleanliness(records: &Records) -> a
         records.begin_session(&v.name, "another-log"),
         Err(Error::FailedPrecondition(_))
     ));
+    Ok(())
+}
+
+fn resize_grows_image_and_record_only_when_not_served(records: &Records) -> anyhow::Result<()> {
+    let v = records.create("g", 1 << 20, 4096)?;
+    ensure!(matches!(records.resize("g", 1 << 19), Err(Error::FailedPrecondition(_))));
+    ensure!(matches!(records.resize("g", (2 << 20) + 512), Err(Error::InvalidArgument(_))));
+    ensure!(matches!(records.resize("absent", 2 << 20), Err(Error::NotFound(_))));
+    let grown = records.resize("g", 2 << 20)?;
+    ensure!(grown.size == 2 << 20 && records.get("g")? == grown);
+    ensure!(std::fs::metadata(&v.image)?.len() == 2 << 20);
+    records.begin_session("g", &v.tlog_id)?;
+    ensure!(matches!(records.resize("g", 4 << 20), Err(Error::FailedPrecondition(_))));
+    ensure!(records.get("g")?.size == 2 << 20, "a served vdisk keeps its size");
+    records.end_session("g", &v.tlog_id)?;
+    ensure!(records.resize("g", 4 << 20)?.size == 4 << 20);
     Ok(())
 }

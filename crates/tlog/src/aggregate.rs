@@ -413,7 +413,7 @@ fn aad(header: &[u8], vdisk_id: &str) -> Vec<u8> {
 
 /// Lower-case hex of a hash, for names in messages and listings.
 pub fn hex(hash: &[u8]) -> String {
-    hash.iter().map(|b| format!("{b:02x}")).collect()
+    ::hex::encode(hash)
 }
 
 #[cfg(test)]

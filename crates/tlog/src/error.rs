@@ -13,7 +13,7 @@ pub enum Error {
     Protocol(String),
     /// A Cap'n Proto message could not be decoded.
     #[error("malformed message: {0}")]
-    Decode(#[from] capnp::Error),
+    Decode(capnp::Error),
     /// The server refused the handshake.
     #[error("handshake refused: {0}")]
     Handshake(String),
@@ -43,7 +43,19 @@ pub enum Error {
     },
     /// A network operation failed.
     #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<capnp::Error> for Error {
+    fn from(err: capnp::Error) -> Error {
+        Error::Decode(err)
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(err: std::io::Error) -> Error {
+        Error::Io(err)
+    }
 }
 
 impl Error {

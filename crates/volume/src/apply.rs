@@ -60,7 +60,7 @@ pub fn materialize(blobs: &BlobStore, chain: &[BlobId], dir: &Path) -> Result<Ma
             ));
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::Io { path: dir.to_owned(), op: "stat", source: e }),
+        Err(e) => return Err(Error::Io { path: dir.to_owned(), op: "stat", cause: e }),
     };
     let (parent, name) = split_dir(dir)?;
     let staging = tempfile::Builder::new()
@@ -139,7 +139,7 @@ fn verify(blobs: &BlobStore, id: &BlobId) -> Result<Verified> {
     let drained = io::copy(&mut hashing, &mut io::sink());
     let actual = BlobId::from_hash(&hashing.hasher.finalize());
     if let Err(e) = drained {
-        return Err(Error::Io { path: blobs.path_of(id), op: "read", source: e });
+        return Err(Error::Io { path: blobs.path_of(id), op: "read", cause: e });
     }
     if &actual != id {
         return Err(corrupt(id, format!("its bytes hash to {actual} (truncated or damaged)")));
@@ -407,7 +407,7 @@ fn write_dir(path: &Path) -> Result<()> {
         Ok(meta) if meta.is_dir() => return Ok(()),
         Ok(_) => remove_tree(path).map_err(Error::io(path, "remove"))?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::Io { path: path.to_owned(), op: "stat", source: e }),
+        Err(e) => return Err(Error::Io { path: path.to_owned(), op: "stat", cause: e }),
     }
     fs::create_dir(path).map_err(Error::io(path, "create the directory"))?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(Error::io(path, "chmod"))
@@ -431,7 +431,7 @@ fn write_file(parent: &Path, path: &Path, content: &mut impl Read, mode: u32) ->
                 .set_permissions(fs::Permissions::from_mode(mode))
                 .map_err(Error::io(path, "chmod"));
         }
-        Err(e) => return Err(Error::Io { path: path.to_owned(), op: "stat", source: e }),
+        Err(e) => return Err(Error::Io { path: path.to_owned(), op: "stat", cause: e }),
     }
     let mut temp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
@@ -444,7 +444,7 @@ fn write_file(parent: &Path, path: &Path, content: &mut impl Read, mode: u32) ->
     temp.persist(path).map_err(|e| Error::Io {
         path: path.to_owned(),
         op: "rename into place",
-        source: e.error,
+        cause: e.error,
     })?;
     Ok(())
 }
@@ -460,7 +460,7 @@ fn real_parent(dir: &Path, rel: &str) -> Result<Option<PathBuf>> {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => return Ok(None),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::Io { path, op: "stat", source: e }),
+            Err(e) => return Err(Error::Io { path, op: "stat", cause: e }),
         }
     }
     Ok(Some(path))
@@ -482,7 +482,7 @@ fn remove_if_present(path: &Path) -> Result<()> {
     match remove_tree(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::Io { path: path.to_owned(), op: "remove", source: e }),
+        Err(e) => Err(Error::Io { path: path.to_owned(), op: "remove", cause: e }),
     }
 }
 

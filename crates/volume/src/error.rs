@@ -17,15 +17,14 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[non_exhaustive]
 pub enum Error {
     /// A filesystem operation on `path` failed.
-    #[error("{path}: {op}: {source}")]
+    #[error("{path}: {op}: {cause}")]
     Io {
         /// The file or directory operated on.
         path: PathBuf,
         /// What was being done, e.g. `open`, `rename into the blob store`.
         op: &'static str,
-        /// The operating system's error.
-        #[source]
-        source: io::Error,
+        /// The operating system's error (in the message, not repeated as a source).
+        cause: io::Error,
     },
     /// A string is not a blob id (64 lowercase hex digits).
     #[error("blob id {id:?}: not 64 lowercase hex digits (a BLAKE3-256 hash)")]
@@ -106,7 +105,7 @@ impl Error {
     /// The category of this error, for transports to map to their codes.
     pub fn category(&self) -> Category {
         match self {
-            Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+            Error::Io { cause, .. } if cause.kind() == io::ErrorKind::NotFound => {
                 Category::NotFound
             }
             Error::Io { .. } => Category::Unavailable,
@@ -126,7 +125,7 @@ impl Error {
         op: &'static str,
     ) -> impl FnOnce(io::Error) -> Error {
         let path = path.into();
-        move |source| Error::Io { path, op, source }
+        move |cause| Error::Io { path, op, cause }
     }
 }
 

@@ -168,7 +168,7 @@ fn append_json<T: serde::Serialize>(
     let bytes = serde_json::to_vec(value).map_err(|e| Error::Io {
         path: blobs.dir().to_owned(),
         op: "encode a diff's JSON",
-        source: io::Error::other(e),
+        cause: io::Error::other(e),
     })?;
     let mut h = header(tar::EntryType::Regular, 0o644, bytes.len() as u64);
     tar.append_data(&mut h, name, bytes.as_slice()).map_err(Error::io(blobs.dir(), "write a blob"))
@@ -241,7 +241,7 @@ impl Read for Exact {
                 self.error = Some(Error::Io {
                     path: self.path.clone(),
                     op: "read",
-                    source: io::Error::new(e.kind(), e.to_string()),
+                    cause: io::Error::new(e.kind(), e.to_string()),
                 });
                 return Err(e);
             }

@@ -114,7 +114,7 @@ impl BlobStore {
         if e.kind() == io::ErrorKind::NotFound {
             Error::BlobNotFound { id: id.clone(), store: self.dir.clone() }
         } else {
-            Error::Io { path: path.to_owned(), op, source: e }
+            Error::Io { path: path.to_owned(), op, cause: e }
         }
     }
 
@@ -186,7 +186,7 @@ impl BlobWriter {
         let temp = self.file.into_inner().map_err(|e| Error::Io {
             path: store.dir.clone(),
             op: "write a blob",
-            source: e.into_error(),
+            cause: e.into_error(),
         })?;
         if target.is_file() {
             tracing::debug!(%id, "blob already stored");
@@ -199,7 +199,7 @@ impl BlobWriter {
         temp.persist(&target).map_err(|e| Error::Io {
             path: target.clone(),
             op: "rename into the blob store",
-            source: e.error,
+            cause: e.error,
         })?;
         sync_dir(&store.dir)?;
         tracing::debug!(%id, "blob stored");

@@ -184,10 +184,16 @@ async fn serve_until_signal(
 ) -> anyhow::Result<()> {
     let shutdown = crate::runtime::shutdown_signal();
     let metrics = crate::metrics::Exporter::start(metrics.metrics_listen).await?;
-    let context = || format!("ckpt serve on {}", ckpt.listen);
-    let server =
-        strata_ckpt::Server::bind(ckpt, store).await.map_err(categorized).with_context(context)?;
-    server.run(metrics.ready_until(shutdown)).await.map_err(categorized).with_context(context)?;
+    // The checkpoint service's error names the address already.
+    let server = strata_ckpt::Server::bind(ckpt, store)
+        .await
+        .map_err(categorized)
+        .context("ckpt (choose another address with --listen or ckpt.listen)")?;
+    server
+        .run(metrics.ready_until(shutdown))
+        .await
+        .map_err(categorized)
+        .with_context(|| format!("ckpt serve on {}", ckpt.listen))?;
     metrics.stop().await;
     Ok(())
 }

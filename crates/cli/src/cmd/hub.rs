@@ -132,12 +132,14 @@ pub(crate) struct TlsFlags {
     pub(crate) key: Option<PathBuf>,
 }
 
-/// Binds the hub server: what `strata hub serve` and `strata serve` run.
+/// Binds the hub server: what `strata hub serve` and `strata serve` run; `flag` is the
+/// option that chooses the address, for the message when it is taken.
 pub(crate) async fn bind(
     config: &Config,
     data_dir: &Path,
     listen: Option<String>,
     tls: TlsFlags,
+    flag: &str,
 ) -> anyhow::Result<strata_hub::Server> {
     config.hub.validate().map_err(categorized)?;
     let service = open_service(config, data_dir)?;
@@ -150,12 +152,8 @@ pub(crate) async fn bind(
     strata_hub::Server::bind(server_config.clone(), service, tokens)
         .await
         .map_err(categorized)
-        .with_context(|| {
-            format!(
-                "hub: listen on {} (choose another with --listen or hub.listen)",
-                server_config.listen
-            )
-        })
+        // The hub's error names the address already.
+        .with_context(|| format!("hub (choose another address with {flag} or hub.listen)"))
 }
 
 pub(crate) fn run(args: HubArgs, config: &Config, data_dir: &Path) -> anyhow::Result<()> {
@@ -166,7 +164,7 @@ pub(crate) fn run(args: HubArgs, config: &Config, data_dir: &Path) -> anyhow::Re
                 let shutdown = crate::runtime::shutdown_signal();
                 let metrics = crate::metrics::Exporter::start(metrics.metrics_listen).await?;
                 let tls = TlsFlags { cert: tls_cert, key: tls_key };
-                let server = bind(config, data_dir, listen, tls).await?;
+                let server = bind(config, data_dir, listen, tls, "--listen").await?;
                 tracing::info!(url = %server.url(), dir = %hub_dir(data_dir).display(), "hub listening");
                 server.run(metrics.ready_until(shutdown)).await.map_err(categorized)?;
                 metrics.stop().await;

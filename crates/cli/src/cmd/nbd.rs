@@ -104,7 +104,7 @@ fn serve(args: NbdServeArgs, config: &Config, data_dir: &Path) -> anyhow::Result
     runtime.block_on(async {
         let shutdown = crate::runtime::shutdown_signal();
         let metrics = crate::metrics::Exporter::start(args.metrics.metrics_listen).await?;
-        let listeners = bind(listen, socket.as_deref()).await?;
+        let listeners = bind(listen, "--listen", socket.as_deref()).await?;
         tracing::info!(
             listen = %listen,
             socket = ?socket,
@@ -118,11 +118,16 @@ fn serve(args: NbdServeArgs, config: &Config, data_dir: &Path) -> anyhow::Result
     })
 }
 
-/// Binds the TCP address and, when given, the unix socket (replacing a stale one).
-pub(crate) async fn bind(listen: SocketAddr, socket: Option<&Path>) -> anyhow::Result<Vec<Listen>> {
-    let tcp = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("nbd: listen on {listen} (choose another with --listen)"))?;
+/// Binds the TCP address and, when given, the unix socket (replacing a stale one); `flag`
+/// is the option that chooses the address, for the message when it is taken.
+pub(crate) async fn bind(
+    listen: SocketAddr,
+    flag: &str,
+    socket: Option<&Path>,
+) -> anyhow::Result<Vec<Listen>> {
+    let tcp = tokio::net::TcpListener::bind(listen).await.with_context(|| {
+        format!("nbd: listen on {listen} (choose another with {flag} or nbd.listen)")
+    })?;
     let mut listeners = vec![Listen::Tcp(tcp)];
     if let Some(path) = socket {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {

@@ -86,7 +86,9 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
         let tlog_listen = args.tlog_listen.or(config.tlog.listen).unwrap_or(TLOG_LISTEN);
         let tlog_listener =
             tokio::net::TcpListener::bind(tlog_listen).await.with_context(|| {
-                format!("tlog: listen on {tlog_listen} (choose another with --tlog-listen)")
+                format!(
+                    "tlog: listen on {tlog_listen} (choose another with --tlog-listen or tlog.listen)"
+                )
             })?;
         let tlog_addr = tlog_listener.local_addr()?;
         let mut ckpt_config = config.ckpt.clone();
@@ -94,25 +96,21 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
             ckpt_config.listen = listen.to_string();
         }
         let ckpt =
-            strata_ckpt::Server::bind(&ckpt_config, store.clone()).await.with_context(|| {
-                format!(
-                    "ckpt: listen on {} (choose another with --ckpt-listen)",
-                    ckpt_config.listen
-                )
-            })?;
+            strata_ckpt::Server::bind(&ckpt_config, store.clone()).await.map_err(crate::exit::categorized).context(
+                // The checkpoint service's error names the address already.
+                "ckpt (choose another address with --ckpt-listen or ckpt.listen)",
+            )?;
         let ckpt_addr = ckpt.local_addr();
         let hub_listen = args.hub_listen.map(|a| a.to_string());
-        let hub = super::hub::bind(config, data_dir, hub_listen, super::hub::TlsFlags::default())
-            .await
-            .context("choose another address with --hub-listen")?;
+        let hub_tls = super::hub::TlsFlags::default();
+        let hub = super::hub::bind(config, data_dir, hub_listen, hub_tls, "--hub-listen").await?;
         let hub_addr = hub.local_addr();
         let nbd_listen = match args.nbd_listen {
             Some(listen) => listen,
             None => config.nbd.listen_addr()?,
         };
-        let nbd_listeners = super::nbd::bind(nbd_listen, config.nbd.socket.as_deref())
-            .await
-            .context("choose another address with --nbd-listen")?;
+        let nbd_listeners =
+            super::nbd::bind(nbd_listen, "--nbd-listen", config.nbd.socket.as_deref()).await?;
         let nbd_addr = super::nbd::tcp_addr(&nbd_listeners).unwrap_or(nbd_listen);
         // The NBD server reads the log it journals to, to rebuild a disk whose last session
         // did not close cleanly.

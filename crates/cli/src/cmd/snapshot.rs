@@ -180,7 +180,11 @@ pub(crate) fn run(args: SnapshotArgs, config: &Config, data_dir: &Path) -> anyho
             } else {
                 let mut table = Table::new(["KEY", ">SIZE", ">INODES"]);
                 for (key, usage) in rows {
-                    table.row([key, usage.size.to_string(), usage.inodes.to_string()]);
+                    table.row([
+                        key,
+                        crate::show::human_bytes(u64::try_from(usage.size).unwrap_or(0)),
+                        usage.inodes.to_string(),
+                    ]);
                 }
                 writeln!(out, "{}", table.render())?;
             }

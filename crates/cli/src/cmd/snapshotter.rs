@@ -49,7 +49,9 @@ pub(crate) fn run(args: SnapshotterArgs, config: &Config, _data_dir: &Path) -> a
         "strata snapshotter starting"
     );
     let runtime = crate::runtime::runtime()?;
-    runtime.block_on(serve(snapshotter, args.socket, args.metrics))?;
+    runtime
+        .block_on(serve(snapshotter, args.socket, args.metrics))
+        .map_err(|err| hint_socket(err, "snapshotter (choose another socket with --socket)"))?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -85,4 +87,17 @@ async fn serve(
     };
     metrics.stop().await;
     Ok(outcome.context("the snapshots server task failed")??)
+}
+
+/// `err`, with `hint` (naming the option that chooses another socket) when the socket is in
+/// use.
+fn hint_socket(err: anyhow::Error, hint: &'static str) -> anyhow::Error {
+    let in_use = err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<strata_snapshots::Error>(),
+            Some(strata_snapshots::Error::Io { cause, .. })
+                if cause.kind() == std::io::ErrorKind::AddrInUse
+        )
+    });
+    if in_use { err.context(hint) } else { err }
 }

@@ -7,15 +7,15 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use indicatif::ProgressBar;
 use serde_json::json;
+use strata_nbd::Vdisk;
 use strata_nbd::restore::{self, Bound, Step};
-use strata_nbd::{Vdisk, parse_size};
 use strata_tlog::config::segment_dir;
 
 use crate::config::Config;
 use crate::exit::categorized;
-use crate::show::{Table, parse_time, rfc3339};
+use crate::show::{Table, human_bytes, parse_time, rfc3339};
 
-/// Virtual disks: create, ls, info, rm, restore.
+/// Virtual disks: create, ls, info, resize, rm, restore.
 ///
 /// A vdisk is a sparse image file (DATA-DIR/vdisks/) and a record; `strata nbd serve` and
 /// `strata serve` export it over NBD under its name, journaling every write through the
@@ -36,6 +36,8 @@ enum VdiskCommand {
     Info(InfoArgs),
     /// Remove a vdisk's record and image (its log stays in the tlog).
     Rm(RmArgs),
+    /// Grow a vdisk (not while it is served); clients see the new size when they reconnect.
+    Resize(ResizeArgs),
     /// Rebuild a vdisk from the tlog as of a sequence or a time.
     Restore(RestoreArgs),
 }
@@ -44,8 +46,9 @@ enum VdiskCommand {
 struct CreateArgs {
     /// The vdisk's name, also its NBD export name (letters, digits, '.', '_', '-').
     name: String,
-    /// The size: bytes, or with K, M, G, T (powers of 1024): 10G, 512M.
-    #[arg(long, value_name = "SIZE", value_parser = size)]
+    /// The size, a multiple of the block size: bytes, or with a unit: 10G and 1.5GiB (powers
+    /// of 1024; a bare K, M, G, T is binary), 10GB (powers of 1000).
+    #[arg(long, value_name = "SIZE", value_parser = crate::args::parse_size)]
     size: u64,
     /// The block size clients are told to prefer (a power of two, 512 to 1M).
     #[arg(long, value_name = "N", default_value_t = 4096)]
@@ -75,6 +78,22 @@ struct InfoArgs {
 struct RmArgs {
     /// The vdisk.
     name: String,
+}
+
+/// Grow a vdisk to SIZE: its image, then its record. A vdisk being served is refused (stop
+/// serving it first), and so is a smaller size: written data past it would be lost, and
+/// its log would still replay it. NBD clients see the new size on their next connection,
+/// and a restore rebuilds the grown disk.
+#[derive(Debug, Args)]
+struct ResizeArgs {
+    /// The vdisk.
+    name: String,
+    /// The new size, a multiple of the block size, as for `vdisk create`.
+    #[arg(long, value_name = "SIZE", value_parser = crate::args::parse_size)]
+    size: u64,
+    /// Print the record as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Rebuild a vdisk from its log: the latest state, or as of --to-seq (the last sequence of
@@ -129,9 +148,9 @@ pub(crate) fn run(args: VdiskArgs, config: &Config, data_dir: &Path) -> anyhow::
             } else {
                 writeln!(
                     out,
-                    "created vdisk {} ({} bytes, block size {}), image {}, tlog id {}",
+                    "created vdisk {} ({}, block size {}), image {}, tlog id {}",
                     vdisk.name,
-                    vdisk.size,
+                    human_bytes(vdisk.size),
                     vdisk.block_size,
                     vdisk.image.display(),
                     vdisk.tlog_id
@@ -149,7 +168,7 @@ pub(crate) fn run(args: VdiskArgs, config: &Config, data_dir: &Path) -> anyhow::
                     let created = rfc3339(v.created);
                     table.row([
                         v.name,
-                        v.size.to_string(),
+                        human_bytes(v.size),
                         v.block_size.to_string(),
                         created,
                         v.tlog_id,
@@ -164,7 +183,7 @@ pub(crate) fn run(args: VdiskArgs, config: &Config, data_dir: &Path) -> anyhow::
                 writeln!(out, "{}", record_json(&v))?;
             } else {
                 writeln!(out, "name:        {}", v.name)?;
-                writeln!(out, "size:        {}", v.size)?;
+                writeln!(out, "size:        {} ({} bytes)", human_bytes(v.size), v.size)?;
                 writeln!(out, "block size:  {}", v.block_size)?;
                 writeln!(out, "created:     {}", rfc3339(v.created))?;
                 writeln!(out, "image:       {}", v.image.display())?;
@@ -174,6 +193,15 @@ pub(crate) fn run(args: VdiskArgs, config: &Config, data_dir: &Path) -> anyhow::
                     let time = o.to_time.map_or("-".to_string(), rfc3339);
                     writeln!(out, "origin:      {} to sequence {seq}, time {time}", o.tlog_id)?;
                 }
+            }
+        }
+        VdiskCommand::Resize(a) => {
+            let vdisk = records.resize(&a.name, a.size)?;
+            if a.json {
+                writeln!(out, "{}", record_json(&vdisk))?;
+            } else {
+                let size = human_bytes(vdisk.size);
+                writeln!(out, "vdisk {}: now {size} ({} bytes)", vdisk.name, vdisk.size)?;
             }
         }
         VdiskCommand::Rm(a) => {
@@ -238,10 +266,6 @@ fn record_json(v: &Vdisk) -> serde_json::Value {
             "to_time": o.to_time,
         })).collect::<Vec<_>>(),
     })
-}
-
-fn size(text: &str) -> Result<u64, String> {
-    parse_size(text).map_err(|e| e.to_string())
 }
 
 /// What the restore's progress bar shows: the log being replayed of how many, its bytes.

@@ -19,9 +19,9 @@ use strata_hub::{Progress, Query, Report, Take, Taken, VolumeSet, Workspace};
 use crate::config::Config;
 use crate::exit::Failure;
 use crate::exit::categorized;
-use crate::show::{Table, print};
+use crate::show::{Table, human_bytes, print};
 
-/// Volume sets: create, ls.
+/// Volume sets: create, ls, rm.
 #[derive(Debug, Args)]
 pub(crate) struct VolumesetArgs {
     #[command(subcommand)]
@@ -47,9 +47,19 @@ enum VolumesetCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Remove a volume set from this data directory. Refused while a volume is made from
+    /// it (`strata volume rm` those first) and, without --force, while it has snapshots.
+    /// Blobs stay (another set may share them); a hub keeps its own copy.
+    Rm {
+        /// The volume set's name or id.
+        volset: String,
+        /// Delete its snapshots with it.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
-/// Volumes: create, ls, snapshot.
+/// Volumes: create, ls, snapshot, rm.
 #[derive(Debug, Args)]
 pub(crate) struct VolumeArgs {
     #[command(subcommand)]
@@ -80,9 +90,17 @@ enum VolumeCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Remove a volume: its record and its directory. Its snapshots stay; files changed
+    /// since its last snapshot are lost.
+    Rm {
+        /// The volume's name, id or path.
+        volume: String,
+    },
     /// Record a snapshot of a volume's directory: the difference from the snapshot it is
     /// based on, as a content-addressed blob. It extends the branch whose tip the base
     /// is, or forks a new branch when the base is not a tip (or for a first snapshot).
+    /// When nothing changed since the base, none is recorded (exit 0; --allow-empty
+    /// records one anyway).
     Snapshot {
         /// The volume's name, id or path.
         volume: String,
@@ -96,7 +114,11 @@ enum VolumeCommand {
         /// else the volume's name].
         #[arg(long)]
         branch: Option<String>,
-        /// Print the snapshot as JSON.
+        /// Record a snapshot even when nothing changed since the volume's base.
+        #[arg(long)]
+        allow_empty: bool,
+        /// Print the snapshot as JSON (`{"unchanged": true, "base": ID}` when nothing
+        /// changed and none was recorded).
         #[arg(long)]
         json: bool,
     },
@@ -209,6 +231,15 @@ pub(crate) fn run_volumeset(a: VolumesetArgs, c: &Config, d: &Path) -> anyhow::R
             }
             print(&table.render())
         }
+        VolumesetCommand::Rm { volset, force } => {
+            let (vs, snapshots) = hub_err(ws.remove_volset(&volset, force))?;
+            print(&format!(
+                "removed volume set {} ({}) and {snapshots} snapshots; its blobs stay in {}",
+                vs.name,
+                vs.id,
+                d.join("blobs").display()
+            ))
+        }
     }
 }
 
@@ -237,22 +268,40 @@ pub(crate) fn run_volume(a: VolumeArgs, c: &Config, d: &Path) -> anyhow::Result<
             }
             print(&table.render())
         }
-        VolumeCommand::Snapshot { volume, name, description, branch, json } => {
-            let take = Take { name, description, branch };
-            let Taken { snapshot: snap, branch, diff } =
-                hub_err(ws.snapshot_volume(&volume, &take))?;
+        VolumeCommand::Rm { volume } => {
+            let vol = hub_err(ws.remove_volume(&volume))?;
+            print(&format!("removed volume {} ({}) and {}", vol.name, vol.id, vol.path))
+        }
+        VolumeCommand::Snapshot { volume, name, description, branch, allow_empty, json } => {
+            let take = Take { name, description, branch, allow_empty };
+            let Some(Taken { snapshot: snap, branch, diff }) =
+                hub_err(ws.snapshot_volume(&volume, &take))?
+            else {
+                let vol = hub_err(hub.find_volume(&volume))?;
+                let base = vol.snapshot_id.unwrap_or_default();
+                return if json {
+                    print(&serde_json::json!({ "unchanged": true, "base": base }).to_string())
+                } else {
+                    print(&format!(
+                        "volume {}: nothing changed since snapshot {}; no snapshot recorded \
+                         (--allow-empty records one)",
+                        vol.name,
+                        short(&base)
+                    ))
+                };
+            };
             if json {
                 print(&serde_json::to_string(&snap)?)
             } else {
                 print(&format!(
-                    "snapshot {} ({}) on branch {}: {} added, {} changed, {} deleted, blob {} bytes",
+                    "snapshot {} ({}) on branch {}: {} added, {} changed, {} deleted, blob {}",
                     snap.name,
                     snap.id,
                     branch.name,
                     diff.added,
                     diff.changed,
                     diff.deleted,
-                    diff.size
+                    human_bytes(diff.size)
                 ))
             }
         }
@@ -296,7 +345,7 @@ pub(crate) fn run_volume(a: VolumeArgs, c: &Config, d: &Path) -> anyhow::Result<
             }
             let mut table = Table::new(["ID", "NAME", ">DEPTH", ">SIZE", "DESCRIPTION"]);
             for s in all {
-                table.row([s.id, s.name, s.depth.to_string(), s.size.to_string(), s.description]);
+                table.row([s.id, s.name, s.depth.to_string(), human_bytes(s.size), s.description]);
             }
             print(&table.render())
         }
@@ -393,18 +442,18 @@ fn transfer(a: TransferArgs, c: &Config, d: &Path, direction: Direction) -> anyh
 }
 
 fn summary(r: &Report, remote: &str, direction: Direction) -> String {
-    let mb = r.bytes as f64 / 1e6;
+    let size = human_bytes(r.bytes);
     let mut out = match direction {
         Direction::Push => format!(
-            "pushed {} snapshots ({} blobs, {mb:.1} MB) to {remote}",
+            "pushed {} snapshots ({} blobs, {size}) to {remote}",
             r.snapshots_pushed, r.blobs_pushed
         ),
         Direction::Pull => format!(
-            "pulled {} snapshots ({} blobs, {mb:.1} MB) from {remote}",
+            "pulled {} snapshots ({} blobs, {size}) from {remote}",
             r.snapshots_pulled, r.blobs_pulled
         ),
         Direction::Sync => format!(
-            "synced with {remote}: pulled {} snapshots ({} blobs), pushed {} snapshots ({} blobs), {mb:.1} MB",
+            "synced with {remote}: pulled {} snapshots ({} blobs), pushed {} snapshots ({} blobs), {size}",
             r.snapshots_pulled, r.blobs_pulled, r.snapshots_pushed, r.blobs_pushed
         ),
     };

@@ -134,6 +134,20 @@ impl Hub {
         Ok(())
     }
 
+    /// Forgets the metadata last synced of the objects `ids` of `kind` (`snap`, `br`): for
+    /// objects deleted with their volume set, so a later pull makes them anew.
+    pub fn forget_inits(&self, kind: &str, ids: &[String]) -> Result<()> {
+        for chunk in ids.chunks(self.chunk() * 4) {
+            self.store.with_txn(|txn| {
+                for id in chunk {
+                    txn.delete(&self.key(&["init", kind, id]));
+                }
+                Ok::<_, Error>(())
+            })?;
+        }
+        Ok(())
+    }
+
     /// Records the metadata of `kind` `id` as last synced, for many objects at once.
     pub fn set_inits<T: Serialize>(&self, kind: &str, items: &[(String, T)]) -> Result<()> {
         for chunk in items.chunks(self.chunk() * 4) {

@@ -1,5 +1,7 @@
 //! Volume sets: create, import, find, list, rename; grants.
 
+use std::ops::Bound;
+
 use strata_kv::{Read, WriteTxn};
 
 use super::{Hub, Query, SortBy, encode, page};
@@ -59,6 +61,58 @@ impl Hub {
             txn.put(&self.key(&["vs", &volset.id]), &encode(volset));
             Ok::<_, Error>(true)
         })
+    }
+
+    /// Deletes volume set `id`, which must have no snapshot left and no volume made from it
+    /// (checked in the transaction that deletes the record, so a concurrent snapshot or
+    /// volume either wins or is refused). The set's grants, blob claims, revision log and
+    /// synced copies are then removed in store-sized transactions; an interrupted delete
+    /// leaves only such keys of a set that no longer exists. Blobs stay in the blob store:
+    /// another set may refer to the same bytes.
+    pub fn delete_volset(&self, id: &str) -> Result<VolumeSet> {
+        let volset = self.store.with_txn(|txn| {
+            let volset: VolumeSet = self
+                .get_json(txn, &["vs", id])?
+                .ok_or_else(|| Error::NotFound(format!("no volume set with id {id}")))?;
+            let volumes: Vec<crate::model::Volume> = self.list_json(txn, &["vol", ""])?;
+            let names: Vec<&str> =
+                volumes.iter().filter(|v| v.volset_id == id).map(|v| v.name.as_str()).collect();
+            if !names.is_empty() {
+                return Err(Error::FailedPrecondition(format!(
+                    "volume set {:?} has volumes made from it ({}); remove them first",
+                    volset.name,
+                    names.join(", ")
+                )));
+            }
+            let snapshots = self.key(&["s", id, ""]);
+            let end = strata_kv::prefix_end(&snapshots);
+            let end = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+            if !txn.scan(Bound::Included(&snapshots), end, 1)?.is_empty() {
+                return Err(Error::FailedPrecondition(format!(
+                    "volume set {:?} still has snapshots; delete them first",
+                    volset.name
+                )));
+            }
+            txn.delete(&self.key(&["vs", id]));
+            txn.delete(&self.key(&["init", "vs", id]));
+            txn.delete(&self.key(&["init", "mark", id]));
+            txn.delete(&self.key(&["srev", id]));
+            Ok::<_, Error>(volset)
+        })?;
+        let leftovers = [["grant", id, ""], ["vsblob", id, ""], ["slog", id, ""], ["br", id, ""]];
+        for parts in leftovers.into_iter().chain([["brname", id, ""]]) {
+            let keys: Vec<Vec<u8>> =
+                (self.read()?.prefix(&self.key(&parts))?).into_iter().map(|(key, _)| key).collect();
+            for chunk in keys.chunks(self.chunk() * 4) {
+                self.store.with_txn(|txn| {
+                    for key in chunk {
+                        txn.delete(key);
+                    }
+                    Ok::<_, Error>(())
+                })?;
+            }
+        }
+        Ok(volset)
     }
 
     /// The volume set `id`.

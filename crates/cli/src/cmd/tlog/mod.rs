@@ -119,9 +119,9 @@ fn serve(args: TlogServeArgs, config: &Config, data_dir: &Path) -> anyhow::Resul
     runtime.block_on(async {
         let shutdown = crate::runtime::shutdown_signal();
         let metrics = crate::metrics::Exporter::start(args.metrics.metrics_listen).await?;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("listen on {listen}"))?;
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
+            format!("tlog: listen on {listen} (choose another with --listen or tlog.listen)")
+        })?;
         let shutdown = metrics.ready_until(shutdown);
         strata_tlog::server::serve(listener, server, storage, shutdown).await?;
         metrics.stop().await;

@@ -21,7 +21,7 @@ use strata_tlog::storage::{Storage, Stored, check_vdisk_id};
 use crate::args::TlogStoreArgs;
 use crate::config::Config;
 use crate::exit::{Failure, categorized};
-use crate::show::{Table, rfc3339};
+use crate::show::{Table, human_bytes, rfc3339};
 
 /// Write a new random AES-256 key for `strata tlog serve --key-file` and the readers.
 ///
@@ -172,13 +172,13 @@ pub(crate) fn run_replay(args: ReplayArgs, config: &Config, data_dir: &Path) -> 
         let last = done.last_sequence.map_or("none".to_string(), |s| s.to_string());
         writeln!(
             out,
-            "{}: {} blocks from {} aggregates ({} bytes written, {} discarded); last sequence \
+            "{}: {} blocks from {} aggregates ({} written, {} discarded); last sequence \
              applied: {last}",
             args.out.display(),
             done.blocks,
             done.aggregates,
-            done.bytes,
-            done.discarded
+            human_bytes(done.bytes),
+            human_bytes(done.discarded)
         )?;
     }
     Ok(())
@@ -207,7 +207,7 @@ pub(crate) fn run_verify(args: VerifyArgs, config: &Config, data_dir: &Path) -> 
         let range = |s: Option<u64>| s.map_or("-".to_string(), |s| s.to_string());
         writeln!(
             out,
-            "vdisk {}: ok: {} aggregates ({} encrypted), {} blocks, sequences {}..{}, {} bytes \
+            "vdisk {}: ok: {} aggregates ({} encrypted), {} blocks, sequences {}..{}, {} \
              stored, head {}",
             args.vdisk,
             report.aggregates,
@@ -215,7 +215,7 @@ pub(crate) fn run_verify(args: VerifyArgs, config: &Config, data_dir: &Path) -> 
             report.blocks,
             range(report.first_sequence),
             range(report.last_sequence),
-            report.bytes,
+            human_bytes(report.bytes),
             report.head.map_or("-".to_string(), |h| hex(&h))
         )?;
     }
@@ -239,7 +239,7 @@ pub(crate) fn run_ls(args: LsArgs, config: &Config, data_dir: &Path) -> anyhow::
         return Ok(());
     }
     let mut table =
-        Table::new([">FIRST_SEQ", ">LAST_SEQ", ">BLOCKS", "TIME", ">BYTES", "ENC", "HASH"]);
+        Table::new([">FIRST_SEQ", ">LAST_SEQ", ">BLOCKS", "TIME", ">SIZE", "ENC", "HASH"]);
     for s in &listed {
         let h = &s.header;
         table.row([
@@ -247,7 +247,7 @@ pub(crate) fn run_ls(args: LsArgs, config: &Config, data_dir: &Path) -> anyhow::
             h.last_sequence.to_string(),
             h.blocks.to_string(),
             rfc3339(h.timestamp),
-            s.len.to_string(),
+            human_bytes(s.len),
             if h.encrypted { "yes" } else { "no" }.to_string(),
             hex(&s.hash),
         ]);

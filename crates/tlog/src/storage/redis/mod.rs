@@ -616,12 +616,7 @@ fn failures(results: Vec<std::result::Result<(), String>>) -> Vec<String> {
 }
 
 fn parse_hash(text: &[u8]) -> Option<Hash> {
-    if text.len() != 64 {
-        return None;
-    }
     let mut hash = [0u8; 32];
-    for (byte, pair) in hash.iter_mut().zip(text.chunks(2)) {
-        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
+    hex::decode_to_slice(text, &mut hash).ok()?;
     Some(hash)
 }

@@ -44,18 +44,15 @@ impl Node {
     }
 
     /// Runs `pipe`, retrying on a fresh connection; the replies, one per command.
+    /// Retry `n` (1-based) waits 20 ms << n, at most 320 ms.
     pub(crate) fn query(&self, pipe: &Pipeline) -> Result<Vec<Value>, String> {
-        let mut last = String::new();
-        for attempt in 0..=self.retries {
-            if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(20 << attempt.min(4)));
-            }
-            match self.try_query(pipe) {
-                Ok(values) => return Ok(values),
-                Err(err) => last = err,
-            }
-        }
-        Err(format!("redis server {}: {last}", self.address))
+        use backon::BlockingRetryable as _;
+        let pauses = (1..=self.retries).map(|n| Duration::from_millis(20 << n.min(4)));
+        (|| self.try_query(pipe))
+            .retry(pauses)
+            .sleep(std::thread::sleep)
+            .call()
+            .map_err(|last| format!("redis server {}: {last}", self.address))
     }
 
     fn try_query(&self, pipe: &Pipeline) -> Result<Vec<Value>, String> {
