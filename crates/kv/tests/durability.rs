@@ -63,6 +63,33 @@ fn a_process_killed_while_creating_its_file_leaves_it_openable() -> anyhow::Resu
     Ok(())
 }
 
+/// Threads that create one file at once: one opens it, the others find it held, and no
+/// temporary file is left behind.
+#[test]
+fn threads_creating_one_file_at_once_leave_one_whole_file() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("kv.redb");
+    let opened: Vec<_> = std::thread::scope(|scope| {
+        let racers: Vec<_> = (0..8).map(|_| scope.spawn(|| Store::redb(&path))).collect();
+        racers.into_iter().map(|racer| racer.join()).collect()
+    });
+    let mut stores = Vec::new();
+    for result in opened {
+        match result.map_err(|_| anyhow::anyhow!("a creating thread panicked"))? {
+            Ok(store) => stores.push(store),
+            Err(err) => ensure!(err.to_string().contains("already open"), "{err}"),
+        }
+    }
+    ensure!(!stores.is_empty(), "no thread opened the file");
+    drop(stores);
+    let names: Vec<_> = std::fs::read_dir(dir.path())?
+        .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()?;
+    ensure!(names == ["kv.redb"], "left in the directory: {names:?}");
+    Store::redb(&path)?;
+    Ok(())
+}
+
 /// A varying but reproducible delay for each round.
 fn fastrand_ms(round: u64) -> u64 {
     round.wrapping_mul(2654435761) % 1000

@@ -116,7 +116,10 @@ fn create_whole(path: &Path) -> Result<()> {
         Error::Redb(format!("{what} {}: {err}", at.display()))
     };
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let partial = path.with_file_name(format!(".{name}.{}.new", std::process::id()));
+    // Unique to this call: threads of one process may create the same file at once.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let partial = path.with_file_name(format!(".{name}.{}.{call}.new", std::process::id()));
     let db = Database::builder()
         .create(&partial)
         .map_err(|err| Error::Redb(format!("{}: {err}", partial.display())))?;
