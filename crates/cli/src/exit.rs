@@ -14,7 +14,8 @@ Exit codes:
   4  already exists
   5  failed precondition (the current state does not allow the request)
   6  conflict (a concurrent change won; retrying may succeed)
-  7  unavailable (a server or engine could not be reached; retry later)
+  7  unavailable (a server or engine could not be reached, or an address is taken; retry
+     later or choose another)
   8  corrupted data
   9  unauthenticated (a token or credential was refused)";
 
