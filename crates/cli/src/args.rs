@@ -108,9 +108,9 @@ pub(crate) enum Command {
     Project(cmd::project::ProjectArgs),
     /// The hub server that volume sets are pushed to and pulled from, and its users' tokens.
     Hub(cmd::hub::HubArgs),
-    /// Volume sets: named collections of snapshots on branches (create, ls).
+    /// Volume sets: named collections of snapshots on branches (create, ls, rm).
     Volumeset(cmd::volume::VolumesetArgs),
-    /// Filesystem volumes: writable directories made from snapshots (create, ls, snapshot).
+    /// Filesystem volumes: writable directories made from snapshots (create, ls, snapshot, rm).
     Volume(cmd::volume::VolumeArgs),
     /// Draw a volume set's branches and snapshots as a graph.
     Log(cmd::volume::LogArgs),
@@ -120,7 +120,7 @@ pub(crate) enum Command {
     Pull(cmd::volume::TransferArgs),
     /// Pull, reconcile changed metadata three ways, then push.
     Sync(cmd::volume::TransferArgs),
-    /// Virtual disks served over NBD (create, ls, info, rm, restore from the tlog).
+    /// Virtual disks served over NBD (create, ls, info, resize, rm, restore from the tlog).
     Vdisk(cmd::vdisk::VdiskArgs),
     /// The NBD server that serves vdisks and journals every write through the tlog.
     Nbd(cmd::nbd::NbdArgs),
