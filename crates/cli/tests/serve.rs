@@ -84,6 +84,9 @@ fn serve_then_signal(signal: i32, tlog_from_config: bool) -> anyhow::Result<()> 
     std::io::Read::read_to_string(&mut http, &mut answer)?;
     let https_only = answer.starts_with("HTTP/1.1 400") && answer.contains("https only");
     ensure!(https_only == configured.is_some(), "hub answered {answer:?}");
+    let scheme = if configured.is_some() { "https" } else { "http" };
+    let url = status["services"]["hub"]["url"].as_str().unwrap_or_default();
+    ensure!(url == format!("{scheme}://{hub}"), "the status names the hub's url as {url:?}");
     let pid = libc::pid_t::try_from(server.id())?;
     #[allow(unsafe_code, reason = "sending a signal to our own child")]
     // SAFETY: kill(2) on a child we spawned and have not reaped.

@@ -105,6 +105,7 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
         let hub_tls = super::hub::TlsFlags::default();
         let hub = super::hub::bind(config, data_dir, hub_listen, hub_tls, "--hub-listen").await?;
         let hub_addr = hub.local_addr();
+        let hub_url = hub.url();
         let nbd_listen = match args.nbd_listen {
             Some(listen) => listen,
             None => config.nbd.listen_addr()?,
@@ -174,7 +175,7 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
                 "snapshotter": { "socket": socket, "root": snapshotter_root },
                 "tlog": { "address": tlog_addr.to_string(), "dir": data_dir.join("tlog") },
                 "ckpt": { "address": ckpt_addr.to_string() },
-                "hub": { "address": hub_addr.to_string(), "dir": data_dir.join("hub") },
+                "hub": { "address": hub_addr.to_string(), "url": hub_url, "dir": data_dir.join("hub") },
                 "nbd": { "address": nbd_addr.to_string(), "vdisks": data_dir.join("vdisks") },
                 "admin": { "socket": admin_socket },
                 "metrics": { "address": metrics.addr().map(|a| a.to_string()) },
