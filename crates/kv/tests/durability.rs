@@ -60,6 +60,12 @@ fn a_process_killed_while_creating_its_file_leaves_it_openable() -> anyhow::Resu
         let store = Store::redb(&path).with_context(|| format!("reopen after {delay:?}"))?;
         drop(store);
     }
+    // A killed creator's temporary file is swept by the next creation in its directory.
+    let dir = tempfile::tempdir()?;
+    let abandoned = dir.path().join(".kv.redb.999999999.0.new");
+    std::fs::write(&abandoned, b"half a database")?;
+    Store::redb(&dir.path().join("kv.redb"))?;
+    ensure!(!abandoned.exists(), "an abandoned creation was left");
     Ok(())
 }
 

@@ -120,6 +120,7 @@ fn create_whole(path: &Path) -> Result<()> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let call = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let partial = path.with_file_name(format!(".{name}.{}.{call}.new", std::process::id()));
+    sweep_abandoned(path, &name);
     let db = Database::builder()
         .create(&partial)
         .map_err(|err| Error::Redb(format!("{}: {err}", partial.display())))?;
@@ -150,6 +151,30 @@ fn create_whole(path: &Path) -> Result<()> {
         std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("sync", dir, e))?;
     }
     Ok(())
+}
+
+/// Removes the temporary files of creations of `path` (named `.NAME.PID.N.new`) whose
+/// process is gone: what a process killed while creating the file left behind.
+fn sweep_abandoned(path: &Path, name: &str) {
+    let Some(dir) =
+        path.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d })
+    else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else { continue };
+        let Some(pid) = rest.strip_suffix(".new").and_then(|r| r.split('.').next()) else {
+            continue;
+        };
+        let alive = pid.parse::<u32>().is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            tracing::debug!(file = %entry.path().display(), "removing an abandoned creation");
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 impl Drop for RedbEngine {
