@@ -20,11 +20,7 @@ use crate::exit::categorized;
 /// The kv store for a command: through the `strata serve` that holds the data directory's
 /// redb file, when one runs (see [`through_server`]), else opened here.
 pub(crate) fn kv(kv: &KvConfig, data_dir: &Path) -> anyhow::Result<Store> {
-    if kv.engine != EngineKind::Redb {
-        return served_kv(kv, data_dir);
-    }
-    let file = kv.redb_file(data_dir);
-    shared_or_own(data_dir, &file, || served_kv(kv, data_dir))
+    command_store(kv, data_dir, data_dir)
 }
 
 /// The kv store for a server, which holds it open: opened in this process, creating the
@@ -50,12 +46,7 @@ pub(crate) fn snapshotter(
     data_dir: &Path,
 ) -> anyhow::Result<Snapshotter> {
     let config = snapshotter_kv(root, config)?;
-    if config.engine != EngineKind::Redb {
-        return Ok(Snapshotter::new(root, served_kv(&config, root)?)?);
-    }
-    let file = config.redb_file(root);
-    let store = shared_or_own(data_dir, &file, || served_kv(&config, root))?;
-    Ok(Snapshotter::new(root, store)?)
+    Ok(Snapshotter::new(root, command_store(&config, root, data_dir)?)?)
 }
 
 /// The snapshotter on `root` for a server, which holds its metadata open, in
@@ -65,15 +56,27 @@ pub(crate) fn served_snapshotter(root: &Path, config: &KvConfig) -> anyhow::Resu
     Ok(Snapshotter::new(root, served_kv(&config, root)?)?)
 }
 
+/// The redb file of a snapshotter root's metadata, in the root.
+pub(crate) const SNAPSHOTTER_METADATA: &str = "metadata.redb";
+
 /// The kv configuration of a snapshotter root, creating the root.
 fn snapshotter_kv(root: &Path, config: &KvConfig) -> anyhow::Result<KvConfig> {
     std::fs::create_dir_all(root).with_context(|| format!("create {}", root.display()))?;
     let mut config = config.clone();
     if config.engine == EngineKind::Redb {
         // A snapshotter root carries its own metadata, whatever the main store's path is.
-        config.redb.path = Some("metadata.redb".into());
+        config.redb.path = Some(SNAPSHOTTER_METADATA.into());
     }
     Ok(config)
+}
+
+/// The store `kv` names in `dir`, for a command: on redb, through the server running on
+/// `data_dir` when it shares that file.
+fn command_store(kv: &KvConfig, dir: &Path, data_dir: &Path) -> anyhow::Result<Store> {
+    if kv.engine != EngineKind::Redb {
+        return served_kv(kv, dir);
+    }
+    shared_or_own(data_dir, &kv.redb_file(dir), || served_kv(kv, dir))
 }
 
 /// The store in the redb `file`: through the server running on `data_dir` when it shares

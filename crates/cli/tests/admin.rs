@@ -10,10 +10,6 @@ use strata_testkit::ensure_program;
 
 use crate::util::{Strata, serve};
 
-fn json(strata: &Strata, args: &[&str]) -> anyhow::Result<serde_json::Value> {
-    Ok(serde_json::from_str(&strata.ok(args)?)?)
-}
-
 /// Writes to `uri` with qemu-io (a flush after each round) until `stop`; returns the rounds.
 fn write_disk(uri: &str, stop: &AtomicBool) -> anyhow::Result<u32> {
     let mut rounds = 0u32;
@@ -47,14 +43,14 @@ fn inspect(strata: &Strata, round: usize) -> anyhow::Result<()> {
     let name = format!("layer{round}");
     strata.ok(&["snapshot", "prepare", &key])?;
     strata.ok(&["snapshot", "commit", &name, &key])?;
-    let info = json(strata, &["snapshot", "info", &name, "--json"])?;
+    let info = strata.json(&["snapshot", "info", &name, "--json"])?;
     ensure!(info["kind"] == "committed", "{info}");
     ensure!(strata.ok(&["snapshot", "ls"])?.contains(&name));
-    let disks = json(strata, &["vdisk", "ls", "--json"])?;
+    let disks = strata.json(&["vdisk", "ls", "--json"])?;
     ensure!(disks.as_array().is_some_and(|d| d.len() == 1), "{disks}");
-    let sets = json(strata, &["volumeset", "ls", "--json"])?;
+    let sets = strata.json(&["volumeset", "ls", "--json"])?;
     ensure!(sets.as_array().is_some_and(|s| s.len() == 1), "{sets}");
-    let log = json(strata, &["log", "vs", "--json"])?;
+    let log = strata.json(&["log", "vs", "--json"])?;
     ensure!(log["snapshots"].as_array().is_some_and(|s| !s.is_empty()), "{log}");
     strata.ok(&["volume", "ls"])?;
     Ok(())
@@ -73,12 +69,12 @@ fn commands_work_beside_a_busy_server() -> anyhow::Result<()> {
     let status = std::fs::read_to_string(&status_file)?;
     ensure!(status.contains("admin.sock"), "status names no admin socket: {status}");
     strata.ok(&["vdisk", "create", "busy", "--size", "16M"])?;
-    let tlog_id = json(&strata, &["vdisk", "info", "busy", "--json"])?["tlog_id"]
+    let tlog_id = strata.json(&["vdisk", "info", "busy", "--json"])?["tlog_id"]
         .as_str()
         .unwrap_or_default()
         .to_string();
     strata.ok(&["volumeset", "create", "vs"])?;
-    let volume = json(&strata, &["volume", "create", "vs", "--json"])?;
+    let volume = strata.json(&["volume", "create", "vs", "--json"])?;
     let path = volume["path"].as_str().unwrap_or_default();
     std::fs::write(std::path::Path::new(path).join("a.txt"), "a")?;
     strata.ok(&[
@@ -96,13 +92,13 @@ fn commands_work_beside_a_busy_server() -> anyhow::Result<()> {
         let writer = scope.spawn(|| write_keys(&strata, &stop));
         let inspected = (0..3).try_for_each(|round| inspect(&strata, round));
         let backup = strata.dir.path().join("backup.redb");
-        let backed_up = json(&strata, &["kv", "backup", &backup.to_string_lossy(), "--json"]);
+        let backed_up = strata.json(&["kv", "backup", &backup.to_string_lossy(), "--json"]);
         let layers = strata.dir.path().join("layers.redb");
         let layers_backed_up =
-            json(&strata, &["snapshot", "backup", &layers.to_string_lossy(), "--json"]);
+            strata.json(&["snapshot", "backup", &layers.to_string_lossy(), "--json"]);
         // The log shows the disk's flushed writes while they go on.
         let listed = strata_testkit::wait_until("tlog ls", Duration::from_secs(20), || {
-            let listed = json(&strata, &["tlog", "ls", "--vdisk", &tlog_id, "--json"])?;
+            let listed = strata.json(&["tlog", "ls", "--vdisk", &tlog_id, "--json"])?;
             Ok(listed.as_array().is_some_and(|a| !a.is_empty()))
         });
         stop.store(true, Ordering::Relaxed);
@@ -115,7 +111,7 @@ fn commands_work_beside_a_busy_server() -> anyhow::Result<()> {
         Ok((rounds, keys))
     })?;
     ensure!(rounds > 0 && keys > 0, "no load: {rounds} disk rounds, {keys} keys");
-    let through_server = json(&strata, &["kv", "ls", "load/", "--json"])?;
+    let through_server = strata.json(&["kv", "ls", "load/", "--json"])?;
     ensure!(
         through_server.as_array().is_some_and(|a| a.len() == keys),
         "{keys} keys put, listed: {through_server}"
@@ -125,14 +121,14 @@ fn commands_work_beside_a_busy_server() -> anyhow::Result<()> {
     server.terminate()?;
     let status = std::fs::read_to_string(strata.dir.path().join("run/status.json"))?;
     ensure!(status.contains("stopped"), "{status}");
-    let local = json(&strata, &["kv", "ls", "load/", "--json"])?;
+    let local = strata.json(&["kv", "ls", "load/", "--json"])?;
     ensure!(local == through_server, "after the server stopped: {local}");
     ensure!(strata.ok(&["snapshot", "ls"])?.contains("layer2"));
 
     // The backup is one moment of the store: the key writer's first N keys, none missing.
     let restored = Strata::new()?;
     std::fs::copy(strata.dir.path().join("backup.redb"), restored.dir.path().join("kv.redb"))?;
-    let copy = json(&restored, &["kv", "ls", "load/", "--json"])?;
+    let copy = restored.json(&["kv", "ls", "load/", "--json"])?;
     let names: Vec<&str> =
         copy.as_array().into_iter().flatten().filter_map(|e| e["key"].as_str()).collect();
     let expected: Vec<String> = (0..names.len()).map(|n| format!("load/{n:04}")).collect();

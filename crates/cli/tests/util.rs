@@ -44,6 +44,11 @@ impl Strata {
         );
         Ok(String::from_utf8(output.stdout)?)
     }
+
+    /// Runs `strata ARGS`, requires success, and parses standard output as JSON.
+    pub fn json(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::from_str(&self.ok(args)?)?)
+    }
 }
 
 /// Starts a server with `start` on a free port until it is up: a port found free can be

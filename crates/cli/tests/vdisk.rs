@@ -56,23 +56,19 @@ fn random_image(path: &Path, size: u64, mut seed: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn json(strata: &Strata, args: &[&str]) -> anyhow::Result<serde_json::Value> {
-    Ok(serde_json::from_str(&strata.ok(args)?)?)
-}
-
 #[test]
 fn vdisk_records_and_their_errors() -> anyhow::Result<()> {
     let strata = Strata::new()?;
-    let made = json(&strata, &["vdisk", "create", "one", "--size", "10M", "--json"])?;
+    let made = strata.json(&["vdisk", "create", "one", "--size", "10M", "--json"])?;
     ensure!(made["size"] == 10 << 20 && made["block_size"] == 4096, "{made}");
     ensure!(Path::new(made["image"].as_str().unwrap_or_default()).exists());
     strata.ok(&["vdisk", "create", "two", "--size", "1048576", "--block-size", "512"])?;
-    let listed = json(&strata, &["vdisk", "ls", "--json"])?;
+    let listed = strata.json(&["vdisk", "ls", "--json"])?;
     let names: Vec<&str> =
         listed.as_array().into_iter().flatten().filter_map(|v| v["name"].as_str()).collect();
     ensure!(names == ["one", "two"], "{listed}");
     ensure!(strata.ok(&["vdisk", "ls"])?.contains("one"));
-    let info = json(&strata, &["vdisk", "info", "two", "--json"])?;
+    let info = strata.json(&["vdisk", "info", "two", "--json"])?;
     ensure!(info["block_size"] == 512 && info["origin"] == serde_json::json!([]), "{info}");
     let code =
         |args: &[&str]| -> anyhow::Result<Option<i32>> { Ok(strata.run(args)?.status.code()) };
@@ -95,7 +91,7 @@ fn vdisk_records_and_their_errors() -> anyhow::Result<()> {
 fn sizes_with_units_mean_what_they_say() -> anyhow::Result<()> {
     let strata = Strata::new()?;
     let size = |args: &[&str]| -> anyhow::Result<serde_json::Value> {
-        let made = json(&strata, &[&["vdisk", "create"], args, &["--json"]].concat())?;
+        let made = strata.json(&[&["vdisk", "create"], args, &["--json"]].concat())?;
         Ok(made["size"].clone())
     };
     ensure!(size(&["binary", "--size", "1.5GiB"])? == 3u64 << 29);
@@ -134,7 +130,7 @@ fn sigkill_after_a_flush_then_restore_from_the_log() -> anyhow::Result<()> {
     identical(&src, &uri)?;
     server.kill();
 
-    let restored = json(&strata, &["vdisk", "restore", "vm", "--as", "vm-copy", "--json"])?;
+    let restored = strata.json(&["vdisk", "restore", "vm", "--as", "vm-copy", "--json"])?;
     identical(&src, restored["image"].as_str().unwrap_or_default())?;
     ensure!(restored["origin"][0]["to_seq"].as_u64().is_some_and(|s| s > 0), "{restored}");
 
@@ -157,7 +153,7 @@ fn sigkill_after_a_flush_then_restore_from_the_log() -> anyhow::Result<()> {
     server.kill();
 
     // In place this time: the record gets a new log whose origin is the old one.
-    let again = json(&strata, &["vdisk", "restore", "vm", "--json"])?;
+    let again = strata.json(&["vdisk", "restore", "vm", "--json"])?;
     identical(&exp, again["image"].as_str().unwrap_or_default())?;
     ensure!(again["origin"].as_array().is_some_and(|o| o.len() == 1), "{again}");
     // The first restore still equals the source: its own log is separate.
@@ -181,7 +177,7 @@ fn a_grown_vdisk_is_served_and_restored_at_its_new_size() -> anyhow::Result<()> 
     ensure!(code(&["vdisk", "resize", "vm", "--size", "512K"])? == Some(5), "shrink: 5");
     ensure!(code(&["vdisk", "resize", "vm", "--size", "3000"])? == Some(2), "off-block: 2");
     ensure!(code(&["vdisk", "resize", "nope", "--size", "2M"])? == Some(3), "missing: 3");
-    let grown = json(&strata, &["vdisk", "resize", "vm", "--size", "2M", "--json"])?;
+    let grown = strata.json(&["vdisk", "resize", "vm", "--size", "2M", "--json"])?;
     ensure!(grown["size"] == 2 << 20, "{grown}");
     // The next connection sees the new size, and can write past the old end.
     let info = qemu("qemu-img", &["info", "--output=json", &uri])?;
@@ -195,7 +191,7 @@ fn a_grown_vdisk_is_served_and_restored_at_its_new_size() -> anyhow::Result<()> 
     let exp = expected.to_string_lossy().into_owned();
     qemu("qemu-io", &[first.as_slice(), &[exp.as_str()]].concat())?;
     qemu("qemu-io", &[second.as_slice(), &[exp.as_str()]].concat())?;
-    let restored = json(&strata, &["vdisk", "restore", "vm", "--as", "copy", "--json"])?;
+    let restored = strata.json(&["vdisk", "restore", "vm", "--as", "copy", "--json"])?;
     ensure!(restored["size"] == 2 << 20, "{restored}");
     identical(&exp, restored["image"].as_str().unwrap_or_default())?;
     Ok(())
@@ -262,7 +258,7 @@ fn separate_tlog_server(store: &[&str]) -> anyhow::Result<()> {
     wait_until("nbd serve to stop", Duration::from_secs(20), || Ok(!socket.exists()))?;
     tlog_server.kill();
     let restore = [&["vdisk", "restore", "d", "--as", "d2", "--json"], store].concat();
-    let copy = json(&strata, &restore)?;
+    let copy = strata.json(&restore)?;
     let data = std::fs::read(copy["image"].as_str().unwrap_or_default())?;
     ensure!(
         data.len() == 4 << 20 && data[3..4102].iter().all(|b| *b == 0x42) && data[..3] == [0, 0, 0]
@@ -277,7 +273,7 @@ fn a_session_killed_with_unflushed_writes_is_rebuilt_from_the_log() -> anyhow::R
     ensure_program("qemu-io", "qemu-utils")?;
     let strata = Strata::new()?;
     let (mut server, addr) = serve(&strata, "serve1.log")?;
-    let made = json(&strata, &["vdisk", "create", "vm", "--size", "8M", "--json"])?;
+    let made = strata.json(&["vdisk", "create", "vm", "--size", "8M", "--json"])?;
     let image = made["image"].as_str().unwrap_or_default().to_string();
     let uri = format!("nbd://{addr}/vm");
     qemu("qemu-io", &["-f", "raw", "-c", "write -P 0xaa 0 64k", "-c", "flush", &uri])?;
@@ -304,7 +300,7 @@ fn a_session_killed_with_unflushed_writes_is_rebuilt_from_the_log() -> anyhow::R
     ensure!(held.iter().all(|&b| b == 0xbb), "the image did not get the unflushed write");
 
     // What the log holds: the flushed write only.
-    let copy = json(&strata, &["vdisk", "restore", "vm", "--as", "vm-log", "--json"])?;
+    let copy = strata.json(&["vdisk", "restore", "vm", "--as", "vm-log", "--json"])?;
     let copy = copy["image"].as_str().unwrap_or_default().to_string();
     qemu("qemu-io", &["-f", "raw", "-c", "read -P 0xaa 0 64k", "-c", "read -P 0 1M 64k", &copy])?;
     // Served again, the disk is rebuilt from its log before anyone reads it: image and log
@@ -314,7 +310,7 @@ fn a_session_killed_with_unflushed_writes_is_rebuilt_from_the_log() -> anyhow::R
     identical(&copy, &uri)?;
     qemu("qemu-io", &["-f", "raw", "-c", "write -P 0xcc 2M 4k", "-c", "flush", &uri])?;
     server.kill();
-    let after = json(&strata, &["vdisk", "restore", "vm", "--as", "vm-after", "--json"])?;
+    let after = strata.json(&["vdisk", "restore", "vm", "--as", "vm-after", "--json"])?;
     let after = after["image"].as_str().unwrap_or_default().to_string();
     qemu("qemu-io", &["-f", "raw", "-c", "read -P 0 1M 64k", "-c", "read -P 0xcc 2M 4k", &after])?;
     Ok(())

@@ -67,7 +67,7 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
     let store = crate::open::served_kv(&config.kv, data_dir)?;
     let snapshotter_root = data_dir.join("snapshotter");
     let snapshotter = crate::open::served_snapshotter(&snapshotter_root, &config.kv)?;
-    let shared = shared_stores(config, data_dir, &store, &snapshotter)?;
+    let shared = shared_stores(config, data_dir, &store, &snapshotter_root, &snapshotter)?;
     let socket =
         args.snapshotter_socket.clone().unwrap_or_else(|| data_dir.join("snapshotter.sock"));
     let tlog_storage = crate::open::tlog_writer(config, &RedisFlags::default(), data_dir)?;
@@ -214,13 +214,14 @@ fn shared_stores(
     config: &Config,
     data_dir: &Path,
     store: &strata_kv::Store,
+    snapshotter_root: &Path,
     snapshotter: &strata_snapshots::Snapshotter,
 ) -> anyhow::Result<strata_kv::share::Shared> {
     let mut shared = strata_kv::share::Shared::default();
     if config.kv.engine == strata_kv::EngineKind::Redb {
         let files = [
             (config.kv.redb_file(data_dir), store),
-            (data_dir.join("snapshotter").join("metadata.redb"), snapshotter.store()),
+            (snapshotter_root.join(crate::open::SNAPSHOTTER_METADATA), snapshotter.store()),
         ];
         for (file, store) in files {
             shared
