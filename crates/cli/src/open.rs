@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use strata_hub::Hub;
+use strata_hub::{Hub, Workspace};
 use strata_kv::{EngineKind, KvConfig, Store};
 use strata_nbd::Records;
 use strata_snapshots::Snapshotter;
@@ -113,11 +113,7 @@ fn is_busy(err: &anyhow::Error) -> bool {
 /// its `run/status.json` names, when the server is serving and shares that file. `None`
 /// otherwise (no server, a stale status, another file), and the caller opens the file itself.
 fn through_server(data_dir: &Path, file: &Path) -> Option<Store> {
-    let status = std::fs::read(data_dir.join("run").join("status.json")).ok()?;
-    let status: serde_json::Value = serde_json::from_slice(&status).ok()?;
-    if status["state"] != "serving" {
-        return None;
-    }
+    let status = serving_status(data_dir)?;
     let socket = Path::new(status["services"]["admin"]["socket"].as_str()?);
     match Store::connect(socket, file) {
         Ok(store) => {
@@ -129,6 +125,19 @@ fn through_server(data_dir: &Path, file: &Path) -> Option<Store> {
             None
         }
     }
+}
+
+/// The `run/status.json` of a `strata serve` on `data_dir` that says it is serving (it may
+/// be stale: a server killed outright leaves it behind).
+fn serving_status(data_dir: &Path) -> Option<serde_json::Value> {
+    let status = std::fs::read(data_dir.join("run").join("status.json")).ok()?;
+    let status: serde_json::Value = serde_json::from_slice(&status).ok()?;
+    (status["state"] == "serving").then_some(status)
+}
+
+/// The NBD address of the `strata serve` running on `data_dir`, as its status names it.
+pub(crate) fn served_nbd(data_dir: &Path) -> Option<std::net::SocketAddr> {
+    serving_status(data_dir)?["services"]["nbd"]["address"].as_str()?.parse().ok()
 }
 
 /// A hub store: its own redb file at `redb_path` (waiting up to 10 s while another
@@ -168,6 +177,14 @@ pub(crate) fn hub_client(
 ) -> anyhow::Result<strata_hub::Client> {
     let ca_file = ca_file.or(config.hub.ca_file.as_deref());
     strata_hub::Client::with_ca_file(remote, token, ca_file).map_err(categorized)
+}
+
+/// The data directory's volume sets, snapshots and volumes (filesystem and block): the
+/// volume store in DATA-DIR/volumes/store.redb (or etcd under `volumes/`), the blobs in
+/// DATA-DIR/blobs.
+pub(crate) fn workspace(config: &Config, data_dir: &Path) -> anyhow::Result<Workspace> {
+    let hub = hub_store(config, &data_dir.join("volumes").join("store.redb"), "volumes/")?;
+    Workspace::open(hub, data_dir, config.hub.local_user()).map_err(categorized)
 }
 
 /// Where vdisk records live: their own redb file under DATA-DIR/vdisks on the embedded

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `strata` binary, run as a separate process the way users run it.
 
 mod admin;
+mod block;
 mod ckpt;
 mod errors;
 mod generate;

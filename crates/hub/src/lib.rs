@@ -35,7 +35,8 @@ pub use crate::client::Client;
 pub use crate::config::HubConfig;
 pub use crate::error::{Category, Error, Result};
 pub use crate::model::{
-    Attrs, Branch, BranchMeta, Bush, Snapshot, SnapshotMeta, Volume, VolumeSet, VolumeSetMeta,
+    Attrs, Branch, BranchMeta, Bush, Snapshot, SnapshotMeta, Volume, VolumeKind, VolumeSet,
+    VolumeSetMeta,
 };
 pub use crate::render::graph;
 pub use crate::server::{HubServerConfig, Server};

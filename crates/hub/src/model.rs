@@ -54,6 +54,51 @@ record! {
         /// A namespace prefix (free-form, may be empty).
         #[serde(default)]
         pub prefix: String,
+        /// What its snapshots hold: directory trees or disk images. Fixed at creation; a
+        /// record without one (made before block sets existed) is a filesystem set.
+        #[serde(default)]
+        pub kind: VolumeKind,
+    }
+}
+
+/// What the snapshots of a volume set hold, and so what their blobs are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeKind {
+    /// Directory trees: blobs are compressed tars (`strata volume`).
+    #[default]
+    Filesystem,
+    /// Disk images (vdisks): blobs are changed extents (`strata vdisk snapshot`).
+    Block,
+}
+
+impl VolumeKind {
+    /// Its name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VolumeKind::Filesystem => "filesystem",
+            VolumeKind::Block => "block",
+        }
+    }
+}
+
+impl std::fmt::Display for VolumeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for VolumeKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<VolumeKind> {
+        match s {
+            "filesystem" | "fs" => Ok(VolumeKind::Filesystem),
+            "block" => Ok(VolumeKind::Block),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown volume set kind {s:?}: filesystem or block"
+            ))),
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use strata_volume::{BlobId, BlobStore, Manifest, Snapshotted};
 
 use crate::error::{Error, Result};
-use crate::model::{self, Branch, Snapshot, Volume, VolumeSet};
+use crate::model::{self, Branch, Snapshot, Volume, VolumeKind, VolumeSet};
 use crate::store::{Hub, NewSnapshot};
 use crate::transfer::Local;
 
@@ -94,7 +94,7 @@ impl Workspace {
         name: Option<&str>,
     ) -> Result<Volume> {
         let hub = self.hub();
-        let vs = self.local.volset(volset)?;
+        let vs = self.volset_of(volset, VolumeKind::Filesystem)?;
         let name = match name {
             Some(name) => name.to_string(),
             None => {
@@ -167,26 +167,61 @@ impl Workspace {
             creator: self.user.clone(),
             ..NewSnapshot::default()
         };
-        let branches = hub.branches(&vol.volset_id)?;
-        let tip = base.as_ref().filter(|b| branches.iter().any(|br| br.tip == b.id));
-        let (branch, snapshot) = match (tip, &take.branch) {
-            (Some(tip), None) => hub.extend(&vol.volset_id, &tip.id, &spec)?,
-            (_, named) => {
-                let name = match named {
-                    Some(name) => name.clone(),
-                    None => {
-                        let taken: Vec<String> = branches.into_iter().map(|b| b.name).collect();
-                        first_free(["main".to_string(), vol.name.clone()], &taken)
-                    }
-                };
-                hub.fork(&vol.volset_id, base.as_ref().map(|b| b.id.as_str()), &name, &spec)?
-            }
-        };
+        let (branch, snapshot) =
+            self.record_snapshot(&vol.volset_id, base.as_ref(), &spec, take, &vol.name)?;
         vol.snapshot_id = Some(snapshot.id.clone());
         vol.branch_id = Some(branch.id.clone());
         hub.put_volume(&vol)?;
         self.save_manifest(&vol.id, &snapshot.id, &diff.manifest);
         Ok(Some(Taken { snapshot, branch, diff }))
+    }
+
+    /// Records snapshot `spec` of set `volset_id` taken on top of `base`: it extends the
+    /// branch whose tip `base` is, unless `take.branch` names a branch to fork; otherwise
+    /// (no base, a base that is no longer a tip, or a name given) it forks a new branch,
+    /// named `take.branch`, else `main` when free, else `fallback`. The one rule for
+    /// filesystem volumes and vdisks alike.
+    pub fn record_snapshot(
+        &self,
+        volset_id: &str,
+        base: Option<&Snapshot>,
+        spec: &NewSnapshot,
+        take: &Take,
+        fallback: &str,
+    ) -> Result<(Branch, Snapshot)> {
+        let hub = self.hub();
+        let branches = hub.branches(volset_id)?;
+        let tip = base.filter(|b| branches.iter().any(|br| br.tip == b.id));
+        match (tip, &take.branch) {
+            (Some(tip), None) => hub.extend(volset_id, &tip.id, spec),
+            (_, named) => {
+                let name = match named {
+                    Some(name) => name.clone(),
+                    None => {
+                        let taken: Vec<String> = branches.into_iter().map(|b| b.name).collect();
+                        first_free(["main".to_string(), fallback.to_string()], &taken)
+                    }
+                };
+                hub.fork(volset_id, base.map(|b| b.id.as_str()), &name, spec)
+            }
+        }
+    }
+
+    /// The volume set `volset` (name or id), which must be of `kind`; the error for
+    /// another kind names the commands that handle it.
+    pub fn volset_of(&self, volset: &str, kind: VolumeKind) -> Result<VolumeSet> {
+        let vs = self.local.volset(volset)?;
+        if vs.kind != kind {
+            let hint = match vs.kind {
+                VolumeKind::Block => "strata vdisk create --from and strata vdisk snapshot",
+                VolumeKind::Filesystem => "strata volume create and strata volume snapshot",
+            };
+            return Err(Error::InvalidArgument(format!(
+                "volume set {:?} holds {} volumes, not {kind} ones; use {hint}",
+                vs.name, vs.kind
+            )));
+        }
+        Ok(vs)
     }
 
     /// Removes the volume `volume` (name, id or path): its record, then its directory and

@@ -575,6 +575,7 @@ fn volset() -> VolumeSet {
         id: VSID.into(),
         name: "set".into(),
         prefix: String::new(),
+        kind: Default::default(),
         description: String::new(),
         attrs: Default::default(),
         size: 0,

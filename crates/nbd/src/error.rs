@@ -37,6 +37,9 @@ pub enum Error {
     /// An error of the tlog (client, storage or player).
     #[error("tlog: {0}")]
     Tlog(strata_tlog::Error),
+    /// An error of the blob store (a base snapshot's blobs).
+    #[error("blobs: {0}")]
+    Volume(strata_volume::Error),
     /// A file operation failed.
     #[error("{what}: {cause}")]
     Io {
@@ -59,6 +62,12 @@ impl From<strata_tlog::Error> for Error {
     }
 }
 
+impl From<strata_volume::Error> for Error {
+    fn from(err: strata_volume::Error) -> Error {
+        Error::Volume(err)
+    }
+}
+
 impl Error {
     /// The category transports map to their codes.
     pub fn category(&self) -> Category {
@@ -71,6 +80,7 @@ impl Error {
             Error::Corrupted { .. } => Category::Corrupted,
             Error::Kv(e) => e.category(),
             Error::Tlog(e) => e.category(),
+            Error::Volume(e) => e.category(),
         }
     }
 

@@ -28,6 +28,6 @@ pub mod tls;
 pub use crate::config::NbdConfig;
 pub use crate::disk::LogAccess;
 pub use crate::error::{Error, Result};
-pub use crate::record::{Origin, Records, Vdisk};
+pub use crate::record::{Base, Origin, Records, Tracked, Vdisk};
 pub use crate::server::{Listen, NbdServer, ServerConfig, Stats};
 pub use crate::tls::Tls;

@@ -53,6 +53,44 @@ pub struct Vdisk {
     /// last one crashed or lost its tlog, so the image may hold writes its log lacks.
     #[serde(default)]
     pub session_open: bool,
+    /// The block snapshot the disk's image was made from (`strata vdisk create --from`):
+    /// a restore or rebuild materializes it before replaying the logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<Base>,
+    /// The hub snapshot the disk's next snapshot is taken on top of, and where in the
+    /// disk's lineage it was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracked: Option<Tracked>,
+}
+
+/// The block snapshot a disk's image started from. The hub names it; the record keeps
+/// what rebuilding the image needs without the hub: the chain of blobs, root first, and
+/// the blob store they are in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Base {
+    /// Its volume set.
+    pub volset_id: String,
+    /// The snapshot.
+    pub snapshot_id: String,
+    /// The blob store holding `chain`.
+    pub blobs_dir: PathBuf,
+    /// The blob ids of the snapshot's chain, root first.
+    pub chain: Vec<String>,
+}
+
+/// The last hub snapshot of a disk (taken of it, or the one it was made from) and the
+/// point of the disk's lineage it holds: every block of the logs before `tlog_id`, and of
+/// `tlog_id` up to and including sequence `seq` (0: none of it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tracked {
+    /// Its volume set.
+    pub volset_id: String,
+    /// The snapshot.
+    pub snapshot_id: String,
+    /// The log the point is in.
+    pub tlog_id: String,
+    /// The last sequence of that log the snapshot holds.
+    pub seq: u64,
 }
 
 /// One log a restored disk descends from, and how far of it was replayed.
@@ -137,6 +175,21 @@ impl Records {
 
     /// Creates a vdisk: a new sparse image of `size` bytes, then its record.
     pub fn create(&self, name: &str, size: u64, block_size: u32) -> Result<Vdisk> {
+        self.create_from(name, size, block_size, None, |_| Ok(()))
+    }
+
+    /// Creates a vdisk whose image starts as snapshot `base` (when given): a new sparse
+    /// image of `size` bytes that `fill` writes (the snapshot's blobs), then its record,
+    /// which tracks that snapshot as the base of the disk's next one. The image is removed
+    /// again when `fill` or the record fails.
+    pub fn create_from(
+        &self,
+        name: &str,
+        size: u64,
+        block_size: u32,
+        base: Option<Base>,
+        fill: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<Vdisk> {
         check_name(name)?;
         check_geometry(size, block_size)?;
         if self.get(name).is_ok() {
@@ -145,6 +198,16 @@ impl Records {
         let created = now_nanos();
         let tlog_id = tlog_id_for(name, created);
         let image = self.new_image(&tlog_id, size)?;
+        if let Err(err) = fill(&image) {
+            let _ = std::fs::remove_file(&image);
+            return Err(err);
+        }
+        let tracked = base.as_ref().map(|b| Tracked {
+            volset_id: b.volset_id.clone(),
+            snapshot_id: b.snapshot_id.clone(),
+            tlog_id: tlog_id.clone(),
+            seq: 0,
+        });
         let vdisk = Vdisk {
             name: name.to_string(),
             size,
@@ -155,6 +218,8 @@ impl Records {
             next_sequence: 1,
             origin: Vec::new(),
             session_open: false,
+            base,
+            tracked,
         };
         match self.insert(&vdisk) {
             Ok(()) => Ok(vdisk),
@@ -209,6 +274,24 @@ impl Records {
             }
             txn.put(key(&vdisk.name).as_bytes(), &value);
             Ok(())
+        })
+    }
+
+    /// Records `tracked` as the last hub snapshot of `name`, which must still log under
+    /// `tracked.tlog_id`'s lineage as it did when the snapshot was taken (`expected_tlog`):
+    /// a disk restored or recreated meanwhile is left alone.
+    pub fn set_tracked(&self, name: &str, expected_tlog: &str, tracked: Tracked) -> Result<Vdisk> {
+        self.txn(|txn| {
+            let mut vdisk = load(txn, name)?.ok_or_else(|| Error::NotFound(name.to_string()))?;
+            if vdisk.tlog_id != expected_tlog {
+                return Err(Error::FailedPrecondition(format!(
+                    "vdisk {name:?} was restored or recreated while its snapshot was taken; \
+                     take the snapshot again"
+                )));
+            }
+            vdisk.tracked = Some(tracked.clone());
+            txn.put(key(name).as_bytes(), &encode(&vdisk)?);
+            Ok(vdisk)
         })
     }
 

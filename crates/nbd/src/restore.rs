@@ -12,7 +12,11 @@ use strata_tlog::aggregate::Key;
 use strata_tlog::player::{self, Bounds, Progress};
 use strata_tlog::storage::Storage;
 
-use crate::record::{Origin, Records, Vdisk, check_name, now_nanos, tlog_id_for};
+use std::path::Path;
+
+use strata_volume::{BlobId, BlobStore};
+
+use crate::record::{Base, Origin, Records, Vdisk, check_name, now_nanos, tlog_id_for};
 use crate::{Error, Result};
 
 /// How far back a restore goes; both `None`: everything.
@@ -76,6 +80,7 @@ pub fn restore(
     let image = records.new_image(&tlog_id, source.size)?;
     let built = (|| {
         let lineage = Lineage { size: source.size, allow_gaps: bound.allow_gaps };
+        materialize_base(source.base.as_ref(), &image)?;
         replay_lineage(storage, key, &mut logs, &image, lineage, &mut progress)?;
         let vdisk = Vdisk {
             name: target.to_string(),
@@ -87,6 +92,10 @@ pub fn restore(
             next_sequence: 1,
             origin: logs.clone(),
             session_open: false,
+            // The same base, and the same last snapshot: whether its point is still in the
+            // new lineage (restored to after it) is decided when the next one is taken.
+            base: source.base.clone(),
+            tracked: source.tracked.clone(),
         };
         match as_new {
             Some(_) => records.insert(&vdisk)?,
@@ -118,8 +127,9 @@ pub fn rebuild_image(storage: &dyn Storage, key: Option<&Key>, vdisk: &Vdisk) ->
     let temp = std::path::PathBuf::from(temp);
     let _ = std::fs::remove_file(&temp);
     let lineage = Lineage { size: vdisk.size, allow_gaps: false };
-    let built =
-        replay_lineage(storage, key, &mut logs, &temp, lineage, &mut |_| {}).and_then(|()| {
+    let built = materialize_base(vdisk.base.as_ref(), &temp)
+        .and_then(|()| replay_lineage(storage, key, &mut logs, &temp, lineage, &mut |_| {}))
+        .and_then(|()| {
             std::fs::rename(&temp, &vdisk.image)
                 .map_err(Error::io(format!("replace image {}", vdisk.image.display())))?;
             let dir = vdisk.image.parent().unwrap_or(std::path::Path::new("."));
@@ -131,6 +141,22 @@ pub fn rebuild_image(storage: &dyn Storage, key: Option<&Key>, vdisk: &Vdisk) ->
         let _ = std::fs::remove_file(&temp);
     }
     built
+}
+
+/// Writes the image of the snapshot a disk was made from into `image` (a new file), or
+/// nothing for a disk made empty.
+fn materialize_base(base: Option<&Base>, image: &Path) -> Result<()> {
+    let Some(base) = base else { return Ok(()) };
+    let blobs = BlobStore::open(&base.blobs_dir)?;
+    let chain = (base.chain.iter())
+        .map(|id| {
+            id.parse::<BlobId>().map_err(|e| {
+                Error::InvalidArgument(format!("base snapshot {}: blob {id:?}: {e}", base.snapshot_id))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    strata_volume::materialize_disk(&blobs, &chain, image, |_, _| {})?;
+    Ok(())
 }
 
 /// How a lineage is replayed: the image's size, and whether gaps in a log are allowed.

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use strata_hub::{Progress, Query, Report, Take, Taken, VolumeSet, Workspace};
+use strata_hub::{Progress, Query, Report, Take, Taken, VolumeSet};
 
 use crate::config::Config;
 use crate::exit::Failure;
@@ -37,7 +37,11 @@ enum VolumesetCommand {
         /// Free text.
         #[arg(long, default_value = "")]
         description: String,
-        /// Print `{"id", "name", ...}`.
+        /// What its snapshots hold: filesystem (directories: `strata volume`) or block
+        /// (vdisks: `strata vdisk snapshot`; `strata vdisk snapshot` also makes one).
+        #[arg(long, default_value = "filesystem", value_parser = ["filesystem", "block"])]
+        kind: String,
+        /// Print `{"id", "name", "kind", ...}`.
         #[arg(long)]
         json: bool,
     },
@@ -190,12 +194,6 @@ pub(crate) struct TransferArgs {
     json: bool,
 }
 
-fn open(config: &Config, data_dir: &Path) -> anyhow::Result<Workspace> {
-    let hub =
-        crate::open::hub_store(config, &data_dir.join("volumes").join("store.redb"), "volumes/")?;
-    hub_err(Workspace::open(hub, data_dir, config.hub.local_user()))
-}
-
 fn hub_err<T>(r: strata_hub::Result<T>) -> anyhow::Result<T> {
     r.map_err(categorized)
 }
@@ -205,11 +203,12 @@ fn short(id: &str) -> &str {
 }
 
 pub(crate) fn run_volumeset(a: VolumesetArgs, c: &Config, d: &Path) -> anyhow::Result<()> {
-    let ws = open(c, d)?;
+    let ws = crate::open::workspace(c, d)?;
     let hub = ws.hub();
     match a.command {
-        VolumesetCommand::Create { name, description, json } => {
-            let vs = hub_err(hub.create_volset(&name, &description, ws.user()))?;
+        VolumesetCommand::Create { name, description, kind, json } => {
+            let kind = hub_err(kind.parse())?;
+            let vs = hub_err(hub.create_volset_of(kind, &name, &description, ws.user()))?;
             if json {
                 print(&serde_json::to_string(&vs)?)
             } else {
@@ -223,11 +222,13 @@ pub(crate) fn run_volumeset(a: VolumesetArgs, c: &Config, d: &Path) -> anyhow::R
             if json {
                 return print(&serde_json::to_string(&all)?);
             }
-            let mut table = Table::new(["NAME", "ID", ">SNAPSHOTS", ">BRANCHES", "OWNER"]);
+            let mut table =
+                Table::new(["NAME", "ID", "KIND", ">SNAPSHOTS", ">BRANCHES", "OWNER"]);
             for vs in all {
                 let snaps = hub_err(hub.snapshots(&vs.id, &Query::default()))?.len();
                 let branches = hub_err(hub.branches(&vs.id))?.len();
-                table.row([vs.name, vs.id, snaps.to_string(), branches.to_string(), vs.owner]);
+                let kind = vs.kind.to_string();
+                table.row([vs.name, vs.id, kind, snaps.to_string(), branches.to_string(), vs.owner]);
             }
             print(&table.render())
         }
@@ -244,7 +245,7 @@ pub(crate) fn run_volumeset(a: VolumesetArgs, c: &Config, d: &Path) -> anyhow::R
 }
 
 pub(crate) fn run_volume(a: VolumeArgs, c: &Config, d: &Path) -> anyhow::Result<()> {
-    let ws = open(c, d)?;
+    let ws = crate::open::workspace(c, d)?;
     let hub = ws.hub();
     match a.command {
         VolumeCommand::Create { volset, from, name, json } => {
@@ -353,7 +354,7 @@ pub(crate) fn run_volume(a: VolumeArgs, c: &Config, d: &Path) -> anyhow::Result<
 }
 
 pub(crate) fn run_log(a: LogArgs, c: &Config, d: &Path) -> anyhow::Result<()> {
-    let ws = open(c, d)?;
+    let ws = crate::open::workspace(c, d)?;
     let hub = ws.hub();
     let vs: VolumeSet = hub_err(ws.local().volset(&a.volset))?;
     let export = hub_err(hub.export(&vs.id))?;
@@ -362,7 +363,7 @@ pub(crate) fn run_log(a: LogArgs, c: &Config, d: &Path) -> anyhow::Result<()> {
     }
     let text = strata_hub::graph(&export.snapshots, &export.branches);
     let mut out = std::io::stdout().lock();
-    writeln!(out, "volume set {} ({})", vs.name, vs.id)?;
+    writeln!(out, "volume set {} ({}), {}", vs.name, vs.id, vs.kind)?;
     write!(out, "{text}")?;
     out.flush()?;
     Ok(())
@@ -418,7 +419,7 @@ enum Direction {
 }
 
 fn transfer(a: TransferArgs, c: &Config, d: &Path, direction: Direction) -> anyhow::Result<()> {
-    let ws = open(c, d)?;
+    let ws = crate::open::workspace(c, d)?;
     let local = ws.local();
     let client = crate::open::hub_client(c, &a.remote, &a.token, a.ca_file.as_deref())?;
     let bars = Bars { bar: Mutex::new(None), visible: std::io::stderr().is_terminal() };

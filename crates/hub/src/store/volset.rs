@@ -5,18 +5,34 @@ use std::ops::Bound;
 use strata_kv::{Read, WriteTxn};
 
 use super::{Hub, Query, SortBy, encode, page};
-use crate::model::{Attrs, VolumeSet, VolumeSetMeta, new_id, now, validate_id, validate_name};
+use crate::model::{
+    Attrs, VolumeKind, VolumeSet, VolumeSetMeta, new_id, now, validate_id, validate_name,
+};
 use crate::{Error, Result};
 
 impl Hub {
-    /// Creates a volume set named `name` owned by `user`. Names are unique per owner.
+    /// Creates a filesystem volume set named `name` owned by `user`. Names are unique per
+    /// owner.
     pub fn create_volset(&self, name: &str, description: &str, user: &str) -> Result<VolumeSet> {
+        self.create_volset_of(VolumeKind::Filesystem, name, description, user)
+    }
+
+    /// Creates a volume set of `kind` named `name` owned by `user`. Names are unique per
+    /// owner, whatever the kind.
+    pub fn create_volset_of(
+        &self,
+        kind: VolumeKind,
+        name: &str,
+        description: &str,
+        user: &str,
+    ) -> Result<VolumeSet> {
         validate_name("volume set", name)?;
         let at = now();
         let volset = VolumeSet {
             id: new_id(),
             name: name.into(),
             prefix: String::new(),
+            kind,
             description: description.into(),
             attrs: Attrs::new(),
             size: 0,
