@@ -11,6 +11,7 @@
 
 mod apply;
 mod blob_id;
+mod block;
 mod error;
 mod format;
 mod fsutil;
@@ -20,6 +21,7 @@ mod store;
 
 pub use crate::apply::{apply, manifest_of, materialize};
 pub use crate::blob_id::BlobId;
+pub use crate::block::{BlockBlob, BlockDiff, BlockHeader, block_header, materialize_disk};
 pub use crate::error::{Error, Result};
 pub use crate::manifest::{Entry, Kind, Manifest, Stat};
 pub use crate::snapshot::{Snapshotted, snapshot};
