@@ -66,7 +66,7 @@ impl BlockDiff {
         while at < end {
             let run_data = !is_zero_chunk(data, offset, at, end);
             let mut run_end = next_chunk(at, end);
-            while run_end < end && !is_zero_chunk(data, offset, run_end, end) == run_data {
+            while run_end < end && is_zero_chunk(data, offset, run_end, end) != run_data {
                 run_end = next_chunk(run_end, end);
             }
             if run_data {
