@@ -112,6 +112,14 @@ fn random_changes_round_trip_over_a_chain_that_grows() -> anyhow::Result<()> {
         assert_eq!(header, blob.header);
         assert_same(&model.bytes, &bytes);
     }
+    // Progress counts the bytes of every blob applied, never going back.
+    let total: u64 = chain.iter().map(|id| blobs.size(id)).sum::<Result<_, _>>()?;
+    let mut seen = Vec::new();
+    materialize_disk(&blobs, &chain, &tmp.path().join("image"), |d, t| seen.push((d, t)))?;
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{seen:?}");
+    assert!(seen.iter().all(|&(d, t)| t == total && d <= total), "{seen:?}");
+    assert_eq!(seen.last(), Some(&(total, total)));
+    fs::remove_file(tmp.path().join("image"))?;
     // Nothing but blobs is left in the store: the scratch files went.
     let names: Vec<_> =
         fs::read_dir(blobs.dir())?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
