@@ -20,6 +20,10 @@ use crate::store::BlobStore;
 
 /// Builds the blob of a block snapshot from the changes made to a disk, in the order they
 /// were made.
+///
+/// After an error from [`write`](BlockDiff::write) or [`zero`](BlockDiff::zero) the change
+/// may be recorded in part: drop the diff (which removes its scratch file) rather than
+/// finish it.
 #[derive(Debug)]
 pub struct BlockDiff {
     blobs: BlobStore,
