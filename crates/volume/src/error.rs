@@ -12,7 +12,7 @@ use crate::blob_id::BlobId;
 /// The result of this crate's operations.
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Why a blob-store, scan, snapshot or apply operation failed.
+/// Why a blob-store, scan, snapshot, apply, block diff or disk image operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -91,6 +91,24 @@ pub enum Error {
         /// The file.
         path: PathBuf,
     },
+    /// A change to a block diff reaches past the disk's size.
+    #[error("a change of {len} bytes at offset {offset} ends past the disk's size of {size} bytes")]
+    OutOfRange {
+        /// Where the change starts.
+        offset: u64,
+        /// Its length.
+        len: u64,
+        /// The disk's size.
+        size: u64,
+    },
+    /// A disk image was asked for from no blobs.
+    #[error(
+        "{image}: no block blobs to make the disk image from; give at least the root snapshot's"
+    )]
+    EmptyChain {
+        /// The image that was to be made.
+        image: PathBuf,
+    },
     /// A directory in the volume's place on disk is not what the operation needs.
     #[error("{path}: {reason}")]
     BadDirectory {
@@ -109,7 +127,10 @@ impl Error {
                 Category::NotFound
             }
             Error::Io { .. } => Category::Unavailable,
-            Error::InvalidBlobId { .. } | Error::Refused { .. } => Category::InvalidArgument,
+            Error::InvalidBlobId { .. }
+            | Error::Refused { .. }
+            | Error::OutOfRange { .. }
+            | Error::EmptyChain { .. } => Category::InvalidArgument,
             Error::BlobNotFound { .. } => Category::NotFound,
             Error::BlobMismatch { .. } | Error::Corrupt { .. } => Category::Corrupted,
             Error::Unsupported { .. } | Error::NonUtf8Name { .. } | Error::BadDirectory { .. } => {
