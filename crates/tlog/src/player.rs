@@ -1,4 +1,5 @@
-//! The player: replays a vdisk's log into a raw image, verifies a log, lists it.
+//! The player: replays a vdisk's log into a raw image (or hands its blocks to a visitor),
+//! verifies a log, lists it.
 //!
 //! A replay walks the chain from the head back along `prev` using only the envelope
 //! headers the storage lists, checking every link, down to the first aggregate it needs;
@@ -104,7 +105,40 @@ pub fn replay(
     key: Option<&Key>,
     bounds: Bounds,
     image: &Path,
+    progress: impl FnMut(Progress),
+) -> Result<Replayed> {
+    // The image is made only once the walk and the sequence checks passed: at the first
+    // block, or after a visit of none.
+    let mut opened = None;
+    let done = visit(storage, vdisk, key, bounds, progress, |block| {
+        let image = match &mut opened {
+            Some(image) => image,
+            None => opened.insert(Image::open(image)?),
+        };
+        match block.operation {
+            operation::WRITE => image.write(block.offset, &block.data),
+            _ => image.discard(block.offset, block.size),
+        }
+    })?;
+    let image = match opened {
+        Some(image) => image,
+        None => Image::open(image)?,
+    };
+    image.finish()?;
+    Ok(done)
+}
+
+/// Calls `f` with every block of `vdisk` within `bounds`, in chain order: exactly the
+/// blocks [`replay`] applies, after the same walk and sequence checks, and `progress`
+/// after each aggregate. An error from `f` stops the visit and is returned. Returns what
+/// was visited, as a replay reports it.
+pub fn visit(
+    storage: &dyn Storage,
+    vdisk: &str,
+    key: Option<&Key>,
+    bounds: Bounds,
     mut progress: impl FnMut(Progress),
+    mut f: impl FnMut(&Block) -> Result<()>,
 ) -> Result<Replayed> {
     let needed = |s: &Stored| {
         bounds.from_time.is_some() || bounds.from_seq.is_none_or(|f| s.header.last_sequence >= f)
@@ -123,7 +157,6 @@ pub fn replay(
     // Checked over what is replayed, before anything is applied: a gap after the data a
     // replay applies is reported all the same.
     check_sequences(vdisk, &todo, bounds.allow_gaps)?;
-    let mut image = Image::open(image)?;
     let mut done = Replayed::default();
     let mut at = Progress {
         aggregates_total: todo.len() as u64,
@@ -132,13 +165,12 @@ pub fn replay(
     };
     for_each_opened(storage, vdisk, key, &todo, |_, stored, aggregate| {
         done.aggregates += 1;
-        let finished = apply(&mut image, &aggregate.blocks, &bounds, &mut done)?;
+        let finished = within(&aggregate.blocks, &bounds, &mut done, &mut f)?;
         at.aggregates += 1;
         at.bytes += stored.len;
         progress(at);
         Ok(!finished)
     })?;
-    image.finish()?;
     Ok(done)
 }
 
@@ -386,12 +418,12 @@ fn at_position(e: Error, vdisk: &str, i: usize, n: usize) -> Error {
     }
 }
 
-/// Applies the blocks within `bounds`; returns true when an upper bound was passed.
-fn apply(
-    image: &mut Image,
+/// Hands the blocks within `bounds` to `f`; returns true when an upper bound was passed.
+fn within(
     blocks: &[Block],
     bounds: &Bounds,
     done: &mut Replayed,
+    f: &mut impl FnMut(&Block) -> Result<()>,
 ) -> Result<bool> {
     for block in blocks {
         let past = bounds.to_seq.is_some_and(|t| block.sequence > t)
@@ -404,15 +436,10 @@ fn apply(
         if before {
             continue;
         }
+        f(block)?;
         match block.operation {
-            operation::WRITE => {
-                image.write(block.offset, &block.data)?;
-                done.bytes += block.size;
-            }
-            _ => {
-                image.discard(block.offset, block.size)?;
-                done.discarded += block.size;
-            }
+            operation::WRITE => done.bytes += block.size,
+            _ => done.discarded += block.size,
         }
         done.blocks += 1;
         done.last_sequence = Some(block.sequence);

@@ -8,7 +8,7 @@ use strata_tlog::Error;
 use strata_tlog::aggregate::{Key, hex};
 use strata_tlog::keyfile::{read_key_file, write_key_file};
 use strata_tlog::message::{Block, operation};
-use strata_tlog::player::{Bounds, Progress, list, replay, verify};
+use strata_tlog::player::{Bounds, Progress, list, replay, verify, visit};
 use strata_tlog::storage::Storage;
 use strata_tlog::storage::segment::{SegmentConfig, SegmentStore};
 
@@ -103,6 +103,50 @@ fn replay_stops_at_sequence_and_time_bounds_and_resumes_from_one() -> anyhow::Re
     let late = Bounds { from_time: Some(101_000), ..Bounds::default() };
     assert_eq!(replay(&store, "vd", None, late, &image, |_| {})?.blocks, 20);
     assert_eq!(std::fs::read(&image)?, model(&blocks[100..]));
+    Ok(())
+}
+
+#[test]
+fn visit_hands_over_exactly_the_blocks_replay_applies_and_stops_on_an_error() -> anyhow::Result<()>
+{
+    let tmp = tempfile::tempdir()?;
+    let store = SegmentStore::open(tmp.path())?;
+    let blocks = log(&store, None, 12, 10)?;
+    let cases = [
+        Bounds::default(),
+        Bounds { from_seq: Some(33), to_seq: Some(77), ..Bounds::default() },
+        Bounds { from_seq: Some(58), to_time: Some(83_500), ..Bounds::default() },
+        Bounds { from_time: Some(101_000), ..Bounds::default() },
+    ];
+    for bounds in cases {
+        let mut seen = Vec::new();
+        let visited = visit(&store, "vd", None, bounds, |_| {}, |b| {
+            seen.push(b.clone());
+            Ok(())
+        })?;
+        let image = tmp.path().join("replayed.img");
+        let _ = std::fs::remove_file(&image);
+        let replayed = replay(&store, "vd", None, bounds, &image, |_| {})?;
+        assert_eq!(visited, replayed, "{bounds:?}");
+        let expected: Vec<&Block> = blocks
+            .iter()
+            .filter(|b| bounds.from_seq.is_none_or(|f| b.sequence >= f))
+            .filter(|b| bounds.from_time.is_none_or(|f| b.timestamp >= f))
+            .take_while(|b| bounds.to_seq.is_none_or(|t| b.sequence <= t))
+            .take_while(|b| bounds.to_time.is_none_or(|t| b.timestamp <= t))
+            .collect();
+        assert_eq!(seen.iter().collect::<Vec<_>>(), expected, "{bounds:?}");
+    }
+    let mut calls = 0;
+    let stopped = visit(&store, "vd", None, Bounds::default(), |_| {}, |b| {
+        calls += 1;
+        if b.sequence == 42 {
+            return Err(Error::InvalidArgument("stop at 42".into()));
+        }
+        Ok(())
+    });
+    assert!(matches!(stopped, Err(Error::InvalidArgument(m)) if m == "stop at 42"));
+    assert_eq!(calls, 42);
     Ok(())
 }
 
