@@ -11,10 +11,13 @@
 //!   ones in log order on the image.
 //! - [`server`]: the NBD server: negotiation (with STARTTLS and the `base:allocation`
 //!   metadata context), transmission, limits, shutdown; [`tls`]: its TLS setup.
-//! - [`restore`]: rebuilding a vdisk from its log (and its origins') up to a bound.
+//! - [`restore`]: rebuilding a vdisk from its log (and its origins') up to a bound, on top
+//!   of the block snapshot it was made from, if any.
+//! - [`client`]: a minimal NBD client for a flush barrier (`strata vdisk snapshot`).
 //!
 //! Design and journaling contract: `docs/design/nbd.md`.
 
+pub mod client;
 mod config;
 pub mod disk;
 mod error;

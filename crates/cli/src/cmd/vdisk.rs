@@ -413,7 +413,7 @@ fn barrier(
                 return Ok(());
             }
             // A status left by a server killed outright names an address nobody serves.
-            Err(err) if a.nbd.is_none() && is_refused(&err) => {
+            Err(err) if a.nbd.is_none() && strata_nbd::client::is_not_listening(&err) => {
                 tracing::debug!(nbd = %addr, error = %err, "no NBD server answers; the disk is not served");
             }
             Err(err) => {
@@ -435,20 +435,6 @@ fn barrier(
         });
     }
     Ok(())
-}
-
-/// Whether the flush failed because nothing listens at the address.
-fn is_refused(err: &strata_nbd::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::ConnectionRefused
-        {
-            return true;
-        }
-        source = e.source();
-    }
-    err.to_string().contains("onnection refused")
 }
 
 /// How long the flush barrier may take, connecting included.
