@@ -2,6 +2,7 @@
 //! NBD clients (qemu-img, qemu-io, qemu-nbd, libnbd's nbdinfo and nbdcopy, fio's nbd engine,
 //! a raw protocol client) against them.
 
+mod client;
 mod harness;
 mod libnbd;
 mod protocol;

@@ -396,7 +396,7 @@ fn barrier(
                     .with_context(|| format!("TLS for the NBD server, trusting {}", ca.display()))?;
                 Some(ClientTls {
                     config: std::sync::Arc::new(client),
-                    server_name: a.tls_name.clone(),
+                    server_name: a.tls_name.clone().unwrap_or_else(|| addr.ip().to_string()),
                 })
             }
             _ => None,
@@ -509,9 +509,10 @@ struct SnapshotArgs {
     /// nbd.tls_cert of the config, for a self-signed certificate].
     #[arg(long, value_name = "PEM")]
     ca_file: Option<PathBuf>,
-    /// With TLS: the name the server's certificate is checked against.
-    #[arg(long, value_name = "NAME", default_value = "localhost")]
-    tls_name: String,
+    /// With TLS: the name the server's certificate is checked against [default: the
+    /// server's IP address].
+    #[arg(long, value_name = "NAME")]
+    tls_name: Option<String>,
     #[command(flatten)]
     log: LogSource,
     /// Print the snapshot as JSON, with its branch, volume set, blob and log point
