@@ -23,9 +23,7 @@
 
 mod error;
 
-use strata_hub::{
-    Branch, NewSnapshot, Query, Snapshot, Take, VolumeKind, VolumeSet, Workspace,
-};
+use strata_hub::{Branch, NewSnapshot, Query, Snapshot, Take, VolumeKind, VolumeSet, Workspace};
 use strata_nbd::record::{Base, Origin, Tracked};
 use strata_nbd::{Records, Vdisk};
 use strata_tlog::aggregate::Key;
@@ -129,24 +127,25 @@ pub fn snapshot(
             ..Bounds::default()
         };
         let mut failed = None;
-        let visited = player::visit(log.storage, &origin.tlog_id, log.key, bounds, &mut progress, |b| {
-            let added = match b.operation {
-                operation::WRITE => diff.write(b.offset, &b.data),
-                operation::DISCARD => diff.zero(b.offset, b.size),
-                other => {
-                    return Err(strata_tlog::Error::Corrupted(format!(
-                        "block {} has unknown operation {other}",
-                        b.sequence
-                    )));
-                }
-            };
-            blocks += 1;
-            added.map_err(|err| {
-                let message = err.to_string();
-                failed = Some(err);
-                strata_tlog::Error::InvalidArgument(message)
-            })
-        });
+        let visited =
+            player::visit(log.storage, &origin.tlog_id, log.key, bounds, &mut progress, |b| {
+                let added = match b.operation {
+                    operation::WRITE => diff.write(b.offset, &b.data),
+                    operation::DISCARD => diff.zero(b.offset, b.size),
+                    other => {
+                        return Err(strata_tlog::Error::Corrupted(format!(
+                            "block {} has unknown operation {other}",
+                            b.sequence
+                        )));
+                    }
+                };
+                blocks += 1;
+                added.map_err(|err| {
+                    let message = err.to_string();
+                    failed = Some(err);
+                    strata_tlog::Error::InvalidArgument(message)
+                })
+            });
         if let Some(err) = failed {
             return Err(err.into());
         }
@@ -219,7 +218,8 @@ pub fn create_vdisk(
         Error::FailedPrecondition(format!("snapshot {} has no chain of blobs", snap.id))
     })?;
     let size = block_header(blobs, last)?.size;
-    let blobs_dir = std::fs::canonicalize(blobs.dir()).unwrap_or_else(|_| blobs.dir().to_path_buf());
+    let blobs_dir =
+        std::fs::canonicalize(blobs.dir()).unwrap_or_else(|_| blobs.dir().to_path_buf());
     let base = Base {
         volset_id: volset.id.clone(),
         snapshot_id: snap.id.clone(),
@@ -274,7 +274,8 @@ pub fn find_snapshot(
              VOLSET` lists a set's; `strata pull VOLSET` fetches a hub's)"
         ))),
         _ => {
-            let sets: Vec<String> = found.iter().map(|(vs, s)| format!("{}/{}", vs.name, s.id)).collect();
+            let sets: Vec<String> =
+                found.iter().map(|(vs, s)| format!("{}/{}", vs.name, s.id)).collect();
             Err(Error::InvalidArgument(format!(
                 "{} block snapshots are named {snapshot:?} ({}); give --volumeset or the \
                  snapshot's id",
@@ -338,7 +339,8 @@ struct Start {
 fn start_point(ws: &Workspace, disk: &Vdisk, volset: &VolumeSet, logs: &[Origin]) -> Result<Start> {
     let hub = ws.hub();
     if let Some(t) = disk.tracked.as_ref().filter(|t| t.volset_id == volset.id) {
-        let at = logs.iter().position(|o| o.tlog_id == t.tlog_id && o.to_seq.is_none_or(|b| b >= t.seq));
+        let at =
+            logs.iter().position(|o| o.tlog_id == t.tlog_id && o.to_seq.is_none_or(|b| b >= t.seq));
         match (at, hub.snapshot(&t.snapshot_id)) {
             (Some(log), Ok(parent)) => {
                 return Ok(Start { parent: Some(parent), log, from_seq: t.seq + 1 });

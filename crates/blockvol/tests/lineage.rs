@@ -52,7 +52,9 @@ impl Env {
             .map(|c| {
                 self.next += 1;
                 match c {
-                    Change::Write(at, data) => Block::write(self.next, *at, Bytes::from(data.clone()), self.next),
+                    Change::Write(at, data) => {
+                        Block::write(self.next, *at, Bytes::from(data.clone()), self.next)
+                    }
                     Change::Zero(at, len) => Block::discard(self.next, *at, *len, self.next),
                 }
             })
@@ -63,10 +65,8 @@ impl Env {
     }
 
     fn snapshot(&self, disk: &str, name: &str) -> anyhow::Result<Recorded> {
-        let spec = SnapshotSpec {
-            volset: None,
-            take: Take { name: name.into(), ..Take::default() },
-        };
+        let spec =
+            SnapshotSpec { volset: None, take: Take { name: name.into(), ..Take::default() } };
         let log = Log { storage: &self.log, key: None };
         match strata_blockvol::snapshot(&self.ws, &self.records, log, disk, &spec, |_| {})? {
             Snapshotted::Recorded(r) => Ok(*r),
@@ -81,7 +81,15 @@ impl Env {
         let vdisk = self.records.get(disk)?;
         let copy = format!("{disk}-check");
         let _ = self.records.remove(&copy);
-        let made = restore::restore(&self.records, &self.log, None, disk, Bound::default(), Some(&copy), |_| {})?;
+        let made = restore::restore(
+            &self.records,
+            &self.log,
+            None,
+            disk,
+            Bound::default(),
+            Some(&copy),
+            |_| {},
+        )?;
         let bytes = std::fs::read(&made.image)?;
         self.records.remove(&copy)?;
         ensure!(bytes.len() as u64 == vdisk.size);
@@ -135,7 +143,10 @@ fn incremental_snapshots_hold_exactly_the_changes_since_their_parent() -> anyhow
 
     // Nothing new: no snapshot, and the log is not read.
     let log = Log { storage: &env.log, key: None };
-    let spec = SnapshotSpec { take: Take { name: "s3".into(), ..Take::default() }, ..SnapshotSpec::default() };
+    let spec = SnapshotSpec {
+        take: Take { name: "s3".into(), ..Take::default() },
+        ..SnapshotSpec::default()
+    };
     let unchanged = strata_blockvol::snapshot(&env.ws, &env.records, log, "d", &spec, |_| {})?;
     ensure!(matches!(unchanged, Snapshotted::Unchanged { ref base } if *base == s2.snapshot.id));
     Ok(())
@@ -178,7 +189,8 @@ fn a_disk_made_from_a_snapshot_snapshots_on_top_of_it() -> anyhow::Result<()> {
     env.records.create("d", SIZE, 4096)?;
     env.append("d", &[Change::Write(0, data(1, 1 << 20)), Change::Write(4 << 20, data(2, 4096))])?;
     let s1 = env.snapshot("d", "s1")?;
-    let clone: Vdisk = strata_blockvol::create_vdisk(&env.ws, &env.records, "s1", None, "c", 4096, |_, _| {})?;
+    let clone: Vdisk =
+        strata_blockvol::create_vdisk(&env.ws, &env.records, "s1", None, "c", 4096, |_, _| {})?;
     same(&std::fs::read(&clone.image)?, &env.materialized(&s1.snapshot.id)?, "clone")?;
     ensure!(clone.base.as_ref().is_some_and(|b| b.chain.len() == 1));
 
@@ -186,13 +198,17 @@ fn a_disk_made_from_a_snapshot_snapshots_on_top_of_it() -> anyhow::Result<()> {
     let c1 = env.snapshot("c", "c1")?;
     ensure!(c1.snapshot.parent_id.as_deref() == Some(s1.snapshot.id.as_str()));
     ensure!(c1.branch.name == "main" && c1.volset.name == "d", "extends s1's branch, same set");
-    ensure!(c1.blocks == 2 && c1.blob.header.data_bytes == 4096 && c1.blob.header.zero_bytes == 4096);
+    ensure!(
+        c1.blocks == 2 && c1.blob.header.data_bytes == 4096 && c1.blob.header.zero_bytes == 4096
+    );
     same(&env.materialized(&c1.snapshot.id)?, &env.replayed("c")?, "clone's snapshot")?;
 
     // The original goes on from s1 too: s1 is no longer a tip, so it forks.
     env.append("d", &[Change::Write(8192, data(4, 4096))])?;
     let s2 = env.snapshot("d", "s2")?;
-    ensure!(s2.snapshot.parent_id.as_deref() == Some(s1.snapshot.id.as_str()) && s2.branch.name == "d");
+    ensure!(
+        s2.snapshot.parent_id.as_deref() == Some(s1.snapshot.id.as_str()) && s2.branch.name == "d"
+    );
 
     // A restore of the clone starts from its base: to sequence 0 it is the snapshot.
     let bound = Bound { to_seq: Some(0), ..Bound::default() };

@@ -171,7 +171,8 @@ fn vdisk_snapshots_push_pull_clone_and_compare() -> anyhow::Result<()> {
     let before = b.json(&["vdisk", "restore", "c2", "--as", "c2r0", "--to-seq", "0", "--json"])?;
     identical(&expected2, before["image"].as_str().context("image")?)?;
     // And the pulled snapshots' blobs came back from the hub byte for byte: a third copy.
-    let c3 = b.json(&["vdisk", "create", "c3", "--from", s3["id"].as_str().context("id")?, "--json"])?;
+    let c3 =
+        b.json(&["vdisk", "create", "c3", "--from", s3["id"].as_str().context("id")?, "--json"])?;
     identical(&expected3, c3["image"].as_str().context("image")?)?;
     Ok(())
 }
@@ -190,7 +191,8 @@ fn block_and_filesystem_sets_refuse_each_others_commands() -> anyhow::Result<()>
     let stderr = String::from_utf8_lossy(&out.stderr);
     ensure!(!out.status.success() && stderr.contains("strata vdisk"), "{stderr}");
     // An empty disk not served: its first snapshot is an empty root.
-    let s = a.json(&["vdisk", "snapshot", "d", "--name", "empty", "--volumeset", "disks", "--json"])?;
+    let s =
+        a.json(&["vdisk", "snapshot", "d", "--name", "empty", "--volumeset", "disks", "--json"])?;
     ensure!(s["blob"]["extents"] == 0 && s["volumeset"] == "disks", "{s}");
     let out = a.run(&["vdisk", "create", "e", "--from", "nothing"])?;
     let stderr = String::from_utf8_lossy(&out.stderr);

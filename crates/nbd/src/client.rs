@@ -124,10 +124,14 @@ where
                     return Err(protocol("an INFO reply to STARTTLS".into()));
                 }
             }
-            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(tls.server_name.clone())
-                .map_err(|e| {
-                    Error::InvalidArgument(format!("TLS server name {:?}: {e}", tls.server_name))
-                })?;
+            let name =
+                tokio_rustls::rustls::pki_types::ServerName::try_from(tls.server_name.clone())
+                    .map_err(|e| {
+                        Error::InvalidArgument(format!(
+                            "TLS server name {:?}: {e}",
+                            tls.server_name
+                        ))
+                    })?;
             let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
             let stream = connector.connect(name, stream).await.map_err(|e| {
                 Error::Unavailable(format!(

@@ -151,7 +151,10 @@ fn materialize_base(base: Option<&Base>, image: &Path) -> Result<()> {
     let chain = (base.chain.iter())
         .map(|id| {
             id.parse::<BlobId>().map_err(|e| {
-                Error::InvalidArgument(format!("base snapshot {}: blob {id:?}: {e}", base.snapshot_id))
+                Error::InvalidArgument(format!(
+                    "base snapshot {}: blob {id:?}: {e}",
+                    base.snapshot_id
+                ))
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -63,10 +63,7 @@ fn errors_name_the_export_tls_and_a_missing_server() -> anyhow::Result<()> {
         drop(held);
         anyhow::Ok(flushed)
     })??;
-    ensure!(
-        matches!(silent, Err(Error::Unavailable(ref m)) if m.contains("within")),
-        "{silent:?}"
-    );
+    ensure!(matches!(silent, Err(Error::Unavailable(ref m)) if m.contains("within")), "{silent:?}");
     Ok(())
 }
 
@@ -74,7 +71,8 @@ fn errors_name_the_export_tls_and_a_missing_server() -> anyhow::Result<()> {
 fn over_tls_and_refused_without_it() -> anyhow::Result<()> {
     let certs = tempfile::tempdir()?;
     strata_testkit::make_certificates(certs.path())?;
-    let tls = Tls::from_files(&certs.path().join("server.pem"), &certs.path().join("server.key"), true)?;
+    let tls =
+        Tls::from_files(&certs.path().join("server.pem"), &certs.path().join("server.key"), true)?;
     let env = Env::start_with(ServerConfig { tls: Some(tls), ..ServerConfig::default() })?;
     env.create("secure", 4 * MIB)?;
     let config = strata_net::tls::client_config(Some(&certs.path().join("ca.pem")))?;
@@ -91,10 +89,8 @@ fn over_tls_and_refused_without_it() -> anyhow::Result<()> {
     strata_testkit::make_certificates(other.path())?;
     let config = strata_net::tls::client_config(Some(&other.path().join("ca.pem")))?;
     let untrusted = ClientTls { config: Arc::new(config), server_name: "127.0.0.1".into() };
-    let refused = block_on(flush_export(&Endpoint::Tcp(env.nbd), "secure", Some(&untrusted), TIMEOUT))?;
-    ensure!(
-        matches!(refused, Err(Error::Unavailable(ref m)) if m.contains("TLS")),
-        "{refused:?}"
-    );
+    let refused =
+        block_on(flush_export(&Endpoint::Tcp(env.nbd), "secure", Some(&untrusted), TIMEOUT))?;
+    ensure!(matches!(refused, Err(Error::Unavailable(ref m)) if m.contains("TLS")), "{refused:?}");
     Ok(())
 }

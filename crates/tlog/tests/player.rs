@@ -120,10 +120,17 @@ fn visit_hands_over_exactly_the_blocks_replay_applies_and_stops_on_an_error() ->
     ];
     for bounds in cases {
         let mut seen = Vec::new();
-        let visited = visit(&store, "vd", None, bounds, |_| {}, |b| {
-            seen.push(b.clone());
-            Ok(())
-        })?;
+        let visited = visit(
+            &store,
+            "vd",
+            None,
+            bounds,
+            |_| {},
+            |b| {
+                seen.push(b.clone());
+                Ok(())
+            },
+        )?;
         let image = tmp.path().join("replayed.img");
         let _ = std::fs::remove_file(&image);
         let replayed = replay(&store, "vd", None, bounds, &image, |_| {})?;
@@ -138,13 +145,20 @@ fn visit_hands_over_exactly_the_blocks_replay_applies_and_stops_on_an_error() ->
         assert_eq!(seen.iter().collect::<Vec<_>>(), expected, "{bounds:?}");
     }
     let mut calls = 0;
-    let stopped = visit(&store, "vd", None, Bounds::default(), |_| {}, |b| {
-        calls += 1;
-        if b.sequence == 42 {
-            return Err(Error::InvalidArgument("stop at 42".into()));
-        }
-        Ok(())
-    });
+    let stopped = visit(
+        &store,
+        "vd",
+        None,
+        Bounds::default(),
+        |_| {},
+        |b| {
+            calls += 1;
+            if b.sequence == 42 {
+                return Err(Error::InvalidArgument("stop at 42".into()));
+            }
+            Ok(())
+        },
+    );
     assert!(matches!(stopped, Err(Error::InvalidArgument(m)) if m == "stop at 42"));
     assert_eq!(calls, 42);
     Ok(())

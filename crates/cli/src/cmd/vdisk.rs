@@ -392,8 +392,9 @@ fn barrier(
     if let Some(addr) = server {
         let tls = match a.ca_file.as_deref().or(config.nbd.tls_cert.as_deref()) {
             Some(ca) if config.nbd.tls_cert.is_some() || a.ca_file.is_some() => {
-                let client = strata_net::tls::client_config(Some(ca))
-                    .with_context(|| format!("TLS for the NBD server, trusting {}", ca.display()))?;
+                let client = strata_net::tls::client_config(Some(ca)).with_context(|| {
+                    format!("TLS for the NBD server, trusting {}", ca.display())
+                })?;
                 Some(ClientTls {
                     config: std::sync::Arc::new(client),
                     server_name: a.tls_name.clone().unwrap_or_else(|| addr.ip().to_string()),
@@ -417,8 +418,9 @@ fn barrier(
                 tracing::debug!(nbd = %addr, error = %err, "no NBD server answers; the disk is not served");
             }
             Err(err) => {
-                return Err(categorized(err))
-                    .with_context(|| format!("flush vdisk {} through the NBD server {addr}", a.vdisk));
+                return Err(categorized(err)).with_context(|| {
+                    format!("flush vdisk {} through the NBD server {addr}", a.vdisk)
+                });
             }
         }
     }

@@ -222,13 +222,19 @@ pub(crate) fn run_volumeset(a: VolumesetArgs, c: &Config, d: &Path) -> anyhow::R
             if json {
                 return print(&serde_json::to_string(&all)?);
             }
-            let mut table =
-                Table::new(["NAME", "ID", "KIND", ">SNAPSHOTS", ">BRANCHES", "OWNER"]);
+            let mut table = Table::new(["NAME", "ID", "KIND", ">SNAPSHOTS", ">BRANCHES", "OWNER"]);
             for vs in all {
                 let snaps = hub_err(hub.snapshots(&vs.id, &Query::default()))?.len();
                 let branches = hub_err(hub.branches(&vs.id))?.len();
                 let kind = vs.kind.to_string();
-                table.row([vs.name, vs.id, kind, snaps.to_string(), branches.to_string(), vs.owner]);
+                table.row([
+                    vs.name,
+                    vs.id,
+                    kind,
+                    snaps.to_string(),
+                    branches.to_string(),
+                    vs.owner,
+                ]);
             }
             print(&table.render())
         }
