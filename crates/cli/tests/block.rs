@@ -147,7 +147,6 @@ fn vdisk_snapshots_push_pull_clone_and_compare() -> anyhow::Result<()> {
     let c2 = b.json(&["vdisk", "create", "c2", "--from", "s2", "--volumeset", "vm", "--json"])?;
     identical(&expected2, c2["image"].as_str().context("image")?)?;
     ensure!(c2["base"]["snapshot_id"] == s2["id"], "{c2}");
-    server.terminate()?;
 
     // The clone served, written and snapshotted: its snapshot extends s2's branch.
     let (mut served, addr) = serve(&b, "serve-b.log")?;
@@ -164,6 +163,17 @@ fn vdisk_snapshots_push_pull_clone_and_compare() -> anyhow::Result<()> {
     let fork = b.json(&["vdisk", "snapshot", "c1", "--name", "f1", "--json"])?;
     ensure!(fork["parent_id"] == s1["id"] && fork["branch"] == "c1", "{fork}");
     served.kill();
+
+    // Three-way sync sends both back; the first data directory pulls them and makes a disk
+    // of the clone's snapshot.
+    let synced = b.json(&remote(&["sync", "vm", "--json"], &url, &token))?;
+    ensure!(synced["snapshots_pushed"] == 2, "{synced}");
+    a.ok(&remote(&["pull", "vm"], &url, &token))?;
+    let back = a.json(&["vdisk", "create", "back", "--from", "s3", "--json"])?;
+    identical(&expected3, back["image"].as_str().context("image")?)?;
+    let log = a.ok(&["log", "vm"])?;
+    ensure!(log.contains("s3") && log.contains("f1"), "{log}");
+    server.terminate()?;
 
     // The clone's log is here: a restore rebuilds it on top of the snapshot it came from.
     let restored = b.json(&["vdisk", "restore", "c2", "--as", "c2r", "--json"])?;
