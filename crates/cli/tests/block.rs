@@ -58,6 +58,53 @@ fn random_file(path: &Path, len: usize) -> anyhow::Result<String> {
     Ok(path.to_string_lossy().into_owned())
 }
 
+/// A qemu-io process connected to a disk, running commands one at a time from its stdin and
+/// holding the connection (and its unflushed writes) in between.
+struct Held {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Held {
+    fn open(uri: &str) -> anyhow::Result<Held> {
+        let mut child = Command::new("qemu-io")
+            // qemu-io writes through by default (a flush after every write): not here.
+            .args(["-f", "raw", "-t", "writeback", uri])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdin = child.stdin.take().context("stdin")?;
+        let stdout = std::io::BufReader::new(child.stdout.take().context("stdout")?);
+        Ok(Held { child, stdin, stdout })
+    }
+
+    /// Runs one command and waits for its report (qemu-io prints a line with the bytes
+    /// done when the request was answered).
+    fn run(&mut self, command: &str) -> anyhow::Result<()> {
+        use std::io::{BufRead as _, Write as _};
+        writeln!(self.stdin, "{command}")?;
+        self.stdin.flush()?;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            ensure!(self.stdout.read_line(&mut line)? > 0, "qemu-io ended during {command:?}");
+            ensure!(!line.contains("failed"), "{command}: {line}");
+            if line.contains("bytes") {
+                return Ok(());
+            }
+        }
+    }
+
+    fn close(mut self) -> anyhow::Result<()> {
+        drop(self.stdin);
+        let status = self.child.wait()?;
+        ensure!(status.success(), "qemu-io exited with {status}");
+        Ok(())
+    }
+}
+
 fn status(strata: &Strata) -> anyhow::Result<serde_json::Value> {
     let path = strata.dir.path().join("run/status.json");
     wait_until("strata serve's status", Duration::from_secs(10), || {
@@ -97,9 +144,15 @@ fn vdisk_snapshots_push_pull_clone_and_compare() -> anyhow::Result<()> {
     let same = a.json(&["vdisk", "snapshot", "vm", "--name", "again", "--json"])?;
     ensure!(same["unchanged"] == true && same["base"] == s1["id"], "{same}");
 
-    // s2: an overwrite, a discard and zeroes; its blob holds only those.
-    qemu_io(&uri, &["write -P 0x22 2M 256k", "discard 10M 1M", "write -z 20M 64k"])?;
+    // s2: an overwrite, a discard and zeroes, by a client that stays connected and never
+    // flushes: the snapshot's FLUSH barrier makes them durable in the log. Its blob holds
+    // only those.
+    let mut held = Held::open(&uri)?;
+    for command in ["write -P 0x22 2M 256k", "discard 10M 1M", "write -z 20M 64k"] {
+        held.run(command)?;
+    }
     let s2 = a.json(&["vdisk", "snapshot", "vm", "--name", "s2", "--json"])?;
+    held.close()?;
     ensure!(s2["parent_id"] == s1["id"] && s2["branch"] == "main", "{s2}");
     ensure!(s2["blob"]["full"] == false, "{s2}");
     ensure!(s2["blob"]["data_bytes"] == 256 << 10, "only the overwrite's data: {s2}");

@@ -377,10 +377,12 @@ fn snapshot(
     Ok(())
 }
 
-/// Makes the disk's log hold every write completed before now: a disk served by the NBD
-/// server of `--nbd` or of the `strata serve` on this data directory is flushed through it
-/// (FLUSH answers only once the writes are durable in the log); a disk not served must have
-/// closed cleanly, so its log holds everything its image does.
+/// Makes the disk's log hold every write completed before now. A disk whose last session
+/// closed cleanly (not served) needs nothing: its log holds everything its image does. A
+/// disk being served (its record marks a session open) is flushed through the NBD server of
+/// `--nbd` or of the `strata serve` on this data directory: FLUSH answers only once every
+/// write completed before it is durable in the log. Nothing else can vouch for a disk
+/// marked open: a server this command cannot reach, or a session that crashed.
 fn barrier(
     a: &SnapshotArgs,
     config: &Config,
@@ -388,45 +390,12 @@ fn barrier(
     records: &strata_nbd::Records,
 ) -> anyhow::Result<()> {
     use strata_nbd::client::{ClientTls, Endpoint, flush_export};
-    let server = a.nbd.or_else(|| crate::open::served_nbd(data_dir));
-    if let Some(addr) = server {
-        let tls = match a.ca_file.as_deref().or(config.nbd.tls_cert.as_deref()) {
-            Some(ca) if config.nbd.tls_cert.is_some() || a.ca_file.is_some() => {
-                let client = strata_net::tls::client_config(Some(ca)).with_context(|| {
-                    format!("TLS for the NBD server, trusting {}", ca.display())
-                })?;
-                Some(ClientTls {
-                    config: std::sync::Arc::new(client),
-                    server_name: a.tls_name.clone().unwrap_or_else(|| addr.ip().to_string()),
-                })
-            }
-            _ => None,
-        };
-        let flushed = crate::runtime::runtime()?.block_on(flush_export(
-            &Endpoint::Tcp(addr),
-            &a.vdisk,
-            tls.as_ref(),
-            FLUSH_TIMEOUT,
-        ));
-        match flushed {
-            Ok(()) => {
-                tracing::debug!(vdisk = %a.vdisk, nbd = %addr, "flushed through the NBD server");
-                return Ok(());
-            }
-            // A status left by a server killed outright names an address nobody serves.
-            Err(err) if a.nbd.is_none() && strata_nbd::client::is_not_listening(&err) => {
-                tracing::debug!(nbd = %addr, error = %err, "no NBD server answers; the disk is not served");
-            }
-            Err(err) => {
-                return Err(categorized(err)).with_context(|| {
-                    format!("flush vdisk {} through the NBD server {addr}", a.vdisk)
-                });
-            }
-        }
+    if !records.get(&a.vdisk)?.session_open {
+        tracing::debug!(vdisk = %a.vdisk, "not served, closed cleanly: no flush needed");
+        return Ok(());
     }
-    let vdisk = records.get(&a.vdisk)?;
-    if vdisk.session_open {
-        anyhow::bail!(Failure {
+    let unserved = || {
+        anyhow::anyhow!(Failure {
             category: strata_kv::Category::FailedPrecondition,
             message: format!(
                 "vdisk {name} is served by an NBD server this command does not know (give \
@@ -434,9 +403,39 @@ fn barrier(
                  or `strata vdisk restore {name}`), so its log may lack writes its image has",
                 name = a.vdisk
             ),
-        });
+        })
+    };
+    let addr = a.nbd.or_else(|| crate::open::served_nbd(data_dir)).ok_or_else(unserved)?;
+    let tls = match a.ca_file.as_deref().or(config.nbd.tls_cert.as_deref()) {
+        Some(ca) => {
+            let client = strata_net::tls::client_config(Some(ca))
+                .with_context(|| format!("TLS for the NBD server, trusting {}", ca.display()))?;
+            Some(ClientTls {
+                config: std::sync::Arc::new(client),
+                server_name: a.tls_name.clone().unwrap_or_else(|| addr.ip().to_string()),
+            })
+        }
+        None => None,
+    };
+    let flushed = crate::runtime::runtime()?.block_on(flush_export(
+        &Endpoint::Tcp(addr),
+        &a.vdisk,
+        tls.as_ref(),
+        FLUSH_TIMEOUT,
+    ));
+    match flushed {
+        Ok(()) => {
+            tracing::debug!(vdisk = %a.vdisk, nbd = %addr, "flushed through the NBD server");
+            Ok(())
+        }
+        // A status left by a server killed outright names an address nobody serves.
+        Err(err) if a.nbd.is_none() && strata_nbd::client::is_not_listening(&err) => {
+            tracing::debug!(nbd = %addr, error = %err, "no NBD server answers");
+            Err(unserved())
+        }
+        Err(err) => Err(categorized(err))
+            .with_context(|| format!("flush vdisk {} through the NBD server {addr}", a.vdisk)),
     }
-    Ok(())
 }
 
 /// How long the flush barrier may take, connecting included.
