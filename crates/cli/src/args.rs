@@ -108,7 +108,8 @@ pub(crate) enum Command {
     Project(cmd::project::ProjectArgs),
     /// The hub server that volume sets are pushed to and pulled from, and its users' tokens.
     Hub(cmd::hub::HubArgs),
-    /// Volume sets: named collections of snapshots on branches (create, ls, rm).
+    /// Volume sets: named collections of snapshots on branches, of filesystem volumes or of
+    /// vdisks (create, ls, rm).
     Volumeset(cmd::volume::VolumesetArgs),
     /// Filesystem volumes: writable directories made from snapshots (create, ls, snapshot, rm).
     Volume(cmd::volume::VolumeArgs),
@@ -120,7 +121,8 @@ pub(crate) enum Command {
     Pull(cmd::volume::TransferArgs),
     /// Pull, reconcile changed metadata three ways, then push.
     Sync(cmd::volume::TransferArgs),
-    /// Virtual disks served over NBD (create, ls, info, resize, rm, restore from the tlog).
+    /// Virtual disks served over NBD (create, ls, info, resize, rm, restore from the tlog,
+    /// snapshot into a block volume set, create --from a snapshot).
     Vdisk(cmd::vdisk::VdiskArgs),
     /// The NBD server that serves vdisks and journals every write through the tlog.
     Nbd(cmd::nbd::NbdArgs),
