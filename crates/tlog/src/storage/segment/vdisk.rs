@@ -486,7 +486,8 @@ impl Vdisk {
         let Some(segment) = self.segments.last() else { return Ok(()) };
         let path = segment.path.clone();
         if mode == Mode::ReadOnly {
-            tracing::warn!(
+            // A reader beside a writing server sees this all the time: not a warning.
+            tracing::info!(
                 "{}: offset {offset}: incomplete last record ({reason}); reading up to it \
                  (normal while a server writes; a server cuts it back when it starts)",
                 path.display()
