@@ -12,36 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use strata_testkit::{ensure_program, wait_until};
 
-use crate::util::{Strata, serve};
-
-fn qemu(program: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out =
-        Command::new(program).args(args).output().with_context(|| format!("run {program}"))?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    ensure!(
-        out.status.success() && !text.contains("failed"),
-        "{program} {args:?}: {}\n{text}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(text)
-}
-
-/// Runs qemu-io commands on `target` (an image file or an nbd:// URI).
-fn qemu_io(target: &str, commands: &[&str]) -> anyhow::Result<()> {
-    let mut args = vec!["-f", "raw"];
-    for c in commands {
-        args.extend(["-c", c]);
-    }
-    args.push(target);
-    qemu("qemu-io", &args).map(drop)
-}
-
-fn identical(a: &str, b: &str) -> anyhow::Result<()> {
-    let out = qemu("qemu-img", &["compare", "-f", "raw", "-F", "raw", a, b])?;
-    ensure!(out.contains("Images are identical"), "{a} vs {b}: {out}");
-    Ok(())
-}
+use crate::util::{Strata, identical, qemu, serve};
 
 /// The disk as NBD serves it now, copied into the file `to`.
 fn copy_out(uri: &str, to: &Path) -> anyhow::Result<String> {

@@ -107,3 +107,25 @@ pub fn serve_on(strata: &Strata, log: &str, nbd: u16) -> anyhow::Result<(ServerP
     wait_ready(&mut process, &log, || std::net::TcpStream::connect(&addr).is_ok())?;
     Ok((process, addr))
 }
+
+/// Runs a qemu tool (`qemu-img`, `qemu-io`) and returns its output; an exit status or a
+/// "failed" line in its output is an error with both streams.
+pub fn qemu(program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out =
+        Command::new(program).args(args).output().with_context(|| format!("run {program}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    anyhow::ensure!(
+        out.status.success() && !text.contains("failed"),
+        "{program} {args:?}: {}\n{text}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(text)
+}
+
+/// Requires two raw images (files or nbd:// URIs) to hold the same bytes (`qemu-img compare`).
+pub fn identical(a: &str, b: &str) -> anyhow::Result<()> {
+    let out = qemu("qemu-img", &["compare", "-f", "raw", "-F", "raw", a, b])?;
+    anyhow::ensure!(out.contains("Images are identical"), "{a} vs {b}: {out}");
+    Ok(())
+}

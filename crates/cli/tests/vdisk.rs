@@ -11,26 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use strata_testkit::{ServerProcess, ensure_program, wait_until};
 
-use crate::util::{Strata, serve, start_on_free_port, wait_ready};
-
-fn qemu(program: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out =
-        Command::new(program).args(args).output().with_context(|| format!("run {program}"))?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    ensure!(
-        out.status.success() && !text.contains("failed"),
-        "{program} {args:?}: {}\n{text}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(text)
-}
-
-fn identical(a: &str, b: &str) -> anyhow::Result<()> {
-    let out = qemu("qemu-img", &["compare", "-f", "raw", "-F", "raw", a, b])?;
-    ensure!(out.contains("Images are identical"), "{a} vs {b}: {out}");
-    Ok(())
-}
+use crate::util::{Strata, identical, qemu, serve, start_on_free_port, wait_ready};
 
 /// A raw image of `size` bytes: pseudo-random runs with holes between.
 fn random_image(path: &Path, size: u64, mut seed: u64) -> anyhow::Result<()> {
