@@ -14,6 +14,16 @@ use strata_testkit::{ensure_program, wait_until};
 
 use crate::util::{Strata, identical, qemu, serve};
 
+/// Runs qemu-io commands on `target` (an image file or an nbd:// URI).
+fn qemu_io(target: &str, commands: &[&str]) -> anyhow::Result<()> {
+    let mut args = vec!["-f", "raw"];
+    for c in commands {
+        args.extend(["-c", c]);
+    }
+    args.push(target);
+    qemu("qemu-io", &args).map(drop)
+}
+
 /// The disk as NBD serves it now, copied into the file `to`.
 fn copy_out(uri: &str, to: &Path) -> anyhow::Result<String> {
     let to = to.to_string_lossy().into_owned();
