@@ -40,7 +40,12 @@ impl Env {
     /// Starts with disks journaling to the tlog server in-process, through its local
     /// connector (as in `strata serve`), with no tlog server address given at all.
     pub fn start_local() -> anyhow::Result<Env> {
-        Env::start_tlog(ServerConfig::default(), true)
+        Env::start_local_with(ServerConfig::default())
+    }
+
+    /// Like [`Env::start_local`], with `config`.
+    pub fn start_local_with(config: ServerConfig) -> anyhow::Result<Env> {
+        Env::start_tlog(config, true)
     }
 
     fn start_tlog(config: ServerConfig, local: bool) -> anyhow::Result<Env> {
