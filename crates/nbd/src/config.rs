@@ -75,6 +75,8 @@ impl NbdConfig {
         let max_request = self.max_request_bytes;
         ServerConfig {
             tlog_servers,
+            // `strata serve` journals to its own tlog server in-process.
+            tlog_local: None,
             max_connections: self.max_connections,
             negotiation_timeout: Duration::from_millis(self.negotiation_timeout_ms),
             max_request,

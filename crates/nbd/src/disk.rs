@@ -32,6 +32,7 @@ use rustix::fs::FallocateFlags;
 use strata_tlog::aggregate::Key;
 use strata_tlog::client::{Client, ClientConfig};
 use strata_tlog::message::Block;
+use strata_tlog::server::LocalConnector;
 use strata_tlog::storage::Storage;
 use tokio::sync::{Mutex, watch};
 
@@ -51,6 +52,9 @@ pub const MAX_BLOCK: usize = 1 << 20;
 pub struct DiskConfig {
     /// The tlog servers, `host:port`, tried in order.
     pub tlog_servers: Vec<String>,
+    /// The tlog server of this process (`strata serve`): journal to it in-process instead
+    /// of over TCP to `tlog_servers` (blocks are handed over, not encoded and sent).
+    pub tlog_local: Option<LocalConnector>,
     /// How long a write may wait for room in the tlog client's buffer, and a flush for
     /// durability, before the request fails with EIO.
     pub tlog_timeout: Duration,
@@ -129,13 +133,17 @@ impl Disk {
         }
         let file = Arc::new(open_image(&vdisk)?);
         let mut client = ClientConfig::new(config.tlog_servers.clone(), &vdisk.tlog_id);
+        client.local = config.tlog_local.clone();
         client.first_sequence = start;
         client.reset_first_sequence = true;
         client.max_unflushed_bytes = config.max_unflushed_bytes;
         let tlog = Client::connect(client).await.map_err(|e| {
+            let servers = match config.tlog_local {
+                Some(_) => "in this process".to_string(),
+                None => config.tlog_servers.join(","),
+            };
             Error::Unavailable(format!(
-                "tlog servers {} unreachable for vdisk {}: {e}",
-                config.tlog_servers.join(","),
+                "tlog servers {servers} unreachable for vdisk {}: {e}",
                 vdisk.name
             ))
         })?;

@@ -21,6 +21,8 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Mutex, Semaphore, watch};
 use tokio::task::JoinSet;
 
+use strata_tlog::server::LocalConnector;
+
 use crate::disk::{Disk, DiskConfig, Failed, LogAccess};
 use crate::proto::{self, allocation, chunk, cmd, cmd_flag, errno, flag, info, opt, rep};
 use crate::record::{Records, Vdisk};
@@ -32,6 +34,8 @@ use crate::{Error, Result};
 pub struct ServerConfig {
     /// The tlog servers (`host:port`) every disk journals to.
     pub tlog_servers: Vec<String>,
+    /// See [`DiskConfig::tlog_local`].
+    pub tlog_local: Option<LocalConnector>,
     /// The most connections served at once; more wait in the listen queue.
     pub max_connections: usize,
     /// How long a client may take to negotiate.
@@ -56,6 +60,7 @@ impl Default for ServerConfig {
     fn default() -> ServerConfig {
         ServerConfig {
             tlog_servers: vec!["127.0.0.1:11211".into()],
+            tlog_local: None,
             max_connections: 128,
             negotiation_timeout: Duration::from_secs(30),
             max_request: 32 << 20,
@@ -73,6 +78,7 @@ impl ServerConfig {
     fn disk(&self) -> DiskConfig {
         DiskConfig {
             tlog_servers: self.tlog_servers.clone(),
+            tlog_local: self.tlog_local.clone(),
             tlog_timeout: self.tlog_timeout,
             max_unflushed_bytes: self.max_unflushed_bytes,
             log: self.log.clone(),
@@ -82,7 +88,7 @@ impl ServerConfig {
 
     /// Checks the limits make sense.
     pub fn validate(&self) -> Result<()> {
-        if self.tlog_servers.is_empty() {
+        if self.tlog_servers.is_empty() && self.tlog_local.is_none() {
             return Err(Error::InvalidArgument("nbd: no tlog servers given".into()));
         }
         if self.max_connections == 0 || self.max_request == 0 {

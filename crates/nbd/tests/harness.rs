@@ -34,6 +34,21 @@ impl Env {
 
     /// Starts with `config` (its tlog servers replaced by the one started here).
     pub fn start_with(config: ServerConfig) -> anyhow::Result<Env> {
+        Env::start_tlog(config, false)
+    }
+
+    /// Starts with disks journaling to the tlog server in-process, through its local
+    /// connector (as in `strata serve`), with no tlog server address given at all.
+    pub fn start_local() -> anyhow::Result<Env> {
+        Env::start_local_with(ServerConfig::default())
+    }
+
+    /// Like [`Env::start_local`], with `config`.
+    pub fn start_local_with(config: ServerConfig) -> anyhow::Result<Env> {
+        Env::start_tlog(config, true)
+    }
+
+    fn start_tlog(config: ServerConfig, local: bool) -> anyhow::Result<Env> {
         strata_testkit::ensure_program("qemu-img", "qemu-utils")?;
         strata_testkit::ensure_program("qemu-io", "qemu-utils")?;
         strata_testkit::ensure_program("qemu-nbd", "qemu-utils")?;
@@ -48,18 +63,23 @@ impl Env {
         let (nbd, server, tasks) = runtime.block_on(async {
             let tlog_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let tlog_addr = tlog_listener.local_addr()?;
+            let tlog_config = strata_tlog::server::ServerConfig::default();
+            let tlog_server = strata_tlog::server::Server::new(tlog_config, storage)?;
+            let connector = tlog_server.local();
             let tlog = tokio::spawn(async move {
-                let config = strata_tlog::server::ServerConfig::default();
                 let stop = async {
                     let _ = tlog_stopped.await;
                 };
-                if let Err(err) =
-                    strata_tlog::server::serve(tlog_listener, config, storage, stop).await
-                {
+                if let Err(err) = tlog_server.serve(tlog_listener, stop).await {
                     eprintln!("tlog server failed: {err}");
                 }
             });
-            let config = ServerConfig { tlog_servers: vec![tlog_addr.to_string()], ..config };
+            let config = match local {
+                true => {
+                    ServerConfig { tlog_servers: Vec::new(), tlog_local: Some(connector), ..config }
+                }
+                false => ServerConfig { tlog_servers: vec![tlog_addr.to_string()], ..config },
+            };
             let server = NbdServer::new(records.clone(), config)?;
             let kept = server.clone();
             let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

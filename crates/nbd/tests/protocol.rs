@@ -117,11 +117,22 @@ fn oversized_writes_are_refused_and_the_stream_stays_in_step() -> anyhow::Result
 
 #[test]
 fn without_the_tlog_flushes_fail_with_eio_and_new_disks_are_refused() -> anyhow::Result<()> {
+    without_the_tlog(false)
+}
+
+/// The same, journaling in-process: a stopped tlog server closes the local links and
+/// refuses new ones.
+#[test]
+fn without_the_local_tlog_flushes_fail_with_eio_and_new_disks_are_refused() -> anyhow::Result<()> {
+    without_the_tlog(true)
+}
+
+fn without_the_tlog(local: bool) -> anyhow::Result<()> {
     let config = strata_nbd::ServerConfig {
         tlog_timeout: std::time::Duration::from_secs(2),
         ..strata_nbd::ServerConfig::default()
     };
-    let mut env = Env::start_with(config)?;
+    let mut env = if local { Env::start_local_with(config)? } else { Env::start_with(config)? };
     env.create("lost", 1 << 20)?;
     env.create("other", 1 << 20)?;
     let mut c = RawClient::go(env.nbd, "lost")?;

@@ -6,6 +6,11 @@
 //! reconnects, rotating through the server list, handshakes with `firstSequence` = the
 //! oldest unflushed sequence, and resends everything not flushed, in order. Callers wait
 //! for durability with [`Client::wait_durable`] or [`Client::flush`].
+//!
+//! The connection is TCP, or, with [`ClientConfig::local`], an in-process link to a
+//! [`Server`](crate::server::Server) running in the same process: blocks are then handed
+//! over as `Block` values (their data shared, not copied), with the same handshake,
+//! answers, resends and reconnects.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -24,14 +29,20 @@ use crate::message::{
     Block, Command, HandshakeRequest, HandshakeResponse, MessageType, Response, handshake_status,
     now_nanos, status,
 };
+use crate::server::LocalConnector;
+use crate::server::local::LocalLink;
 use crate::version::Version;
 use crate::{Error, Result};
 
 /// How a client connects.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// Servers as `host:port`, tried in order and rotated through on failure.
+    /// Servers as `host:port`, tried in order and rotated through on failure. Unused (and
+    /// may be empty) with a `local` connector.
     pub servers: Vec<String>,
+    /// Connect in-process to the server in this process that made this connector, instead
+    /// of over TCP to `servers`.
+    pub local: Option<LocalConnector>,
     /// The vdisk written.
     pub vdisk_id: String,
     /// The sequence of the first block this client sends.
@@ -53,12 +64,26 @@ impl ClientConfig {
     pub fn new(servers: Vec<String>, vdisk_id: &str) -> ClientConfig {
         ClientConfig {
             servers,
+            local: None,
             vdisk_id: vdisk_id.to_string(),
             first_sequence: 1,
             reset_first_sequence: false,
             resend_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             max_unflushed_bytes: 256 * 1024 * 1024,
+        }
+    }
+
+    /// A configuration with defaults for `vdisk_id`, connecting through `local`.
+    pub fn local(local: LocalConnector, vdisk_id: &str) -> ClientConfig {
+        ClientConfig { local: Some(local), ..ClientConfig::new(Vec::new(), vdisk_id) }
+    }
+
+    /// Where this client connects, for messages.
+    fn server_name(&self, index: usize) -> &str {
+        match self.local {
+            Some(_) => "local",
+            None => self.servers.get(index).map_or("none", String::as_str),
         }
     }
 }
@@ -95,7 +120,7 @@ enum Request {
 impl Client {
     /// Connects to the first server that answers and starts the background task.
     pub async fn connect(config: ClientConfig) -> Result<Client> {
-        if config.servers.is_empty() {
+        if config.servers.is_empty() && config.local.is_none() {
             return Err(Error::InvalidArgument("tlog client: no servers given".into()));
         }
         let mut worker = Worker::new(config.clone());
@@ -240,12 +265,39 @@ fn stopped() -> Error {
 /// How often one block may be refused (`RecvFailed`) before the client gives up.
 const MAX_REFUSALS: u32 = 3;
 
+/// A connection to the server.
+#[derive(Debug)]
+enum Connection {
+    Tcp { reader: FrameReader<OwnedReadHalf>, writer: BufWriter<OwnedWriteHalf> },
+    Local(LocalLink),
+}
+
+impl Connection {
+    /// The next answer; `Ok(None)` when the server closed the connection.
+    async fn response(&mut self) -> Result<Option<Response>> {
+        match self {
+            Connection::Tcp { reader, .. } => match reader.message().await? {
+                Some(bytes) => Response::decode(&bytes).map(Some),
+                None => Ok(None),
+            },
+            Connection::Local(link) => Ok(link.response().await),
+        }
+    }
+}
+
+/// What the worker sends.
+enum Out<'a> {
+    Block(&'a Block),
+    ForceFlush(u64),
+    SlaveSync(u64),
+}
+
 /// The background task's state.
 struct Worker {
     config: ClientConfig,
     /// Which server is (or was last) used.
     server: usize,
-    connection: Option<(FrameReader<OwnedReadHalf>, BufWriter<OwnedWriteHalf>)>,
+    connection: Option<Connection>,
     /// Blocks not yet flushed, with the budget they hold.
     unflushed: BTreeMap<u64, (Block, OwnedSemaphorePermit, u32)>,
     /// The highest sequence up to which every sequence from the first was handed to the
@@ -294,7 +346,7 @@ impl Worker {
             }
             let deadline = self.progress_at + self.config.resend_timeout;
             let waiting = !self.unflushed.is_empty();
-            let Some((reader, _)) = self.connection.as_mut() else { continue };
+            let Some(connection) = self.connection.as_mut() else { continue };
             tokio::select! {
                 request = queue.recv() => match request {
                     Some(request) => self.request(request, &mut queue).await,
@@ -302,7 +354,7 @@ impl Worker {
                     // The client is gone but blocks are unflushed: keep going until they are.
                     None => tokio::time::sleep(Duration::from_millis(10)).await,
                 },
-                message = reader.message() => self.response(message).await,
+                message = connection.response() => self.response(message).await,
                 () = tokio::time::sleep_until(deadline), if waiting => self.no_progress().await,
             }
         }
@@ -319,17 +371,16 @@ impl Worker {
                         self.progress_at = Instant::now();
                     }
                     self.handed_over(sequence);
-                    let frame = block.frame();
+                    self.send(Out::Block(&block)).await;
                     self.unflushed.insert(sequence, (block, permit, 0));
-                    self.write(&frame).await;
                 }
                 Request::ForceFlush(sequence) => {
                     self.force_at = Some(self.force_at.map_or(sequence, |f| f.max(sequence)));
-                    self.write(&command(MessageType::ForceFlushAtSeq, sequence)).await;
+                    self.send(Out::ForceFlush(sequence)).await;
                 }
                 Request::SlaveSync(sequence, waiter) => {
                     self.slave_waiters.push(waiter);
-                    self.write(&command(MessageType::WaitNbdSlaveSync, sequence)).await;
+                    self.send(Out::SlaveSync(sequence)).await;
                 }
             }
             next = queue.try_recv().ok();
@@ -337,10 +388,9 @@ impl Worker {
         self.flush_socket().await;
     }
 
-    async fn response(&mut self, message: Result<Option<Bytes>>) {
+    async fn response(&mut self, message: Result<Option<Response>>) {
         let response = match message.and_then(|m| {
             m.ok_or_else(|| Error::Unavailable("the server closed the connection".into()))
-                .and_then(|bytes| Response::decode(&bytes))
         }) {
             Ok(response) => response,
             Err(err) => return self.disconnect(&err.to_string()),
@@ -379,8 +429,8 @@ impl Worker {
             self.durable.send_modify(|d| d.failed = Some(why));
             return;
         }
-        let frame = entry.0.frame();
-        self.write(&frame).await;
+        let block = entry.0.clone();
+        self.send(Out::Block(&block)).await;
         self.flush_socket().await;
     }
 
@@ -397,12 +447,13 @@ impl Worker {
     }
 
     async fn resend(&mut self) {
-        let frames: Vec<Vec<u8>> = self.unflushed.values().map(|(b, _, _)| b.frame()).collect();
-        for frame in frames {
-            self.write(&frame).await;
+        // Clones share the blocks' data.
+        let blocks: Vec<Block> = self.unflushed.values().map(|(b, _, _)| b.clone()).collect();
+        for block in &blocks {
+            self.send(Out::Block(block)).await;
         }
         if let Some(at) = self.force_at {
-            self.write(&command(MessageType::ForceFlushAtSeq, at)).await;
+            self.send(Out::ForceFlush(at)).await;
         }
         self.flush_socket().await;
     }
@@ -444,9 +495,13 @@ impl Worker {
 
     fn disconnect(&mut self, why: &str) {
         if self.connection.take().is_some() {
-            tracing::warn!(why, server = %self.config.servers[self.server], "tlog: connection lost");
+            tracing::warn!(
+                why,
+                server = self.config.server_name(self.server),
+                "tlog: connection lost"
+            );
         }
-        self.server = (self.server + 1) % self.config.servers.len();
+        self.server = (self.server + 1) % self.config.servers.len().max(1);
     }
 
     async fn reconnect(&mut self) -> Result<()> {
@@ -459,6 +514,17 @@ impl Worker {
 
     /// Connects to the current server, or the next ones in turn, and handshakes.
     async fn connect_any(&mut self) -> Result<()> {
+        if let Some(local) = self.config.local.clone() {
+            let limit = self.config.connect_timeout;
+            let link = tokio::time::timeout(limit, local.connect(self.handshake_request()))
+                .await
+                .map_err(|_| {
+                    Error::Unavailable(format!("the local tlog server: no answer within {limit:?}"))
+                })??;
+            self.connection = Some(Connection::Local(link));
+            self.first_connection = false;
+            return Ok(());
+        }
         let mut last = None;
         for _ in 0..self.config.servers.len() {
             match self.connect_one().await {
@@ -477,7 +543,26 @@ impl Worker {
         Err(last.unwrap_or_else(|| Error::Unavailable("no tlog server".into())))
     }
 
-    async fn connect_one(&self) -> Result<(FrameReader<OwnedReadHalf>, BufWriter<OwnedWriteHalf>)> {
+    /// The handshake: the oldest unflushed sequence first, and a reset only at first.
+    fn handshake_request(&self) -> HandshakeRequest {
+        let first_sequence = match self.unflushed.keys().next() {
+            Some(oldest) => *oldest,
+            None => self
+                .ahead
+                .last()
+                .copied()
+                .or(self.handed_to)
+                .map_or(self.config.first_sequence, |h| h + 1),
+        };
+        HandshakeRequest {
+            version: Version::CURRENT.0,
+            vdisk_id: self.config.vdisk_id.clone(),
+            first_sequence,
+            reset_first_sequence: self.first_connection && self.config.reset_first_sequence,
+        }
+    }
+
+    async fn connect_one(&self) -> Result<Connection> {
         let server = &self.config.servers[self.server];
         let limit = self.config.connect_timeout;
         let attempt = async {
@@ -485,21 +570,7 @@ impl Worker {
             let _ = stream.set_nodelay(true);
             let (read, write) = stream.into_split();
             let (mut reader, mut writer) = (FrameReader::new(read), BufWriter::new(write));
-            let first_sequence = match self.unflushed.keys().next() {
-                Some(oldest) => *oldest,
-                None => self
-                    .ahead
-                    .last()
-                    .copied()
-                    .or(self.handed_to)
-                    .map_or(self.config.first_sequence, |h| h + 1),
-            };
-            let request = HandshakeRequest {
-                version: Version::CURRENT.0,
-                vdisk_id: self.config.vdisk_id.clone(),
-                first_sequence,
-                reset_first_sequence: self.first_connection && self.config.reset_first_sequence,
-            };
+            let request = self.handshake_request();
             writer.write_all(&request.encode()).await?;
             writer.flush().await?;
             let answer = reader
@@ -514,22 +585,38 @@ impl Worker {
                     Version(answer.version)
                 )));
             }
-            Ok((reader, writer))
+            Ok(Connection::Tcp { reader, writer })
         };
         tokio::time::timeout(limit, attempt)
             .await
             .map_err(|_| Error::Unavailable(format!("{server}: no answer within {limit:?}")))?
     }
 
-    async fn write(&mut self, frame: &[u8]) {
-        let Some((_, writer)) = self.connection.as_mut() else { return };
-        if let Err(err) = writer.write_all(frame).await {
+    /// Sends a block or command: framed into the socket, or handed to the local vdisk.
+    async fn send(&mut self, out: Out<'_>) {
+        let sent = match self.connection.as_mut() {
+            None => return,
+            Some(Connection::Tcp { writer, .. }) => {
+                let frame = match out {
+                    Out::Block(block) => block.frame(),
+                    Out::ForceFlush(sequence) => command(MessageType::ForceFlushAtSeq, sequence),
+                    Out::SlaveSync(sequence) => command(MessageType::WaitNbdSlaveSync, sequence),
+                };
+                writer.write_all(&frame).await.map_err(Error::from)
+            }
+            Some(Connection::Local(link)) => match out {
+                Out::Block(block) => link.block(block.clone()).await,
+                Out::ForceFlush(sequence) => link.force_flush(sequence).await,
+                Out::SlaveSync(sequence) => link.slave_sync(sequence).await,
+            },
+        };
+        if let Err(err) = sent {
             self.disconnect(&err.to_string());
         }
     }
 
     async fn flush_socket(&mut self) {
-        let Some((_, writer)) = self.connection.as_mut() else { return };
+        let Some(Connection::Tcp { writer, .. }) = self.connection.as_mut() else { return };
         if let Err(err) = writer.flush().await {
             self.disconnect(&err.to_string());
         }

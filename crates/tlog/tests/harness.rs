@@ -11,7 +11,7 @@ use strata_tlog::frame::FrameReader;
 use strata_tlog::message::{
     Block, Command, HandshakeRequest, HandshakeResponse, MessageType, Response,
 };
-use strata_tlog::server::{ServerConfig, serve};
+use strata_tlog::server::{LocalConnector, ServerConfig};
 use strata_tlog::storage::Storage;
 use strata_tlog::storage::segment::SegmentStore;
 use strata_tlog::version::Version;
@@ -23,6 +23,8 @@ use tokio::sync::oneshot;
 pub struct Server {
     pub addr: SocketAddr,
     pub storage: Arc<dyn Storage>,
+    /// Attaches clients in this process without TCP.
+    pub local: LocalConnector,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -39,16 +41,17 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel();
-        let shared = storage.clone();
+        let server = strata_tlog::server::Server::new(config, storage.clone())?;
+        let local = server.local();
         let task = tokio::spawn(async move {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            if let Err(err) = serve(listener, config, shared, shutdown).await {
+            if let Err(err) = server.serve(listener, shutdown).await {
                 panic!("server failed: {err}");
             }
         });
-        Ok(Server { addr, storage, stop: Some(stop), task: Some(task) })
+        Ok(Server { addr, storage, local, stop: Some(stop), task: Some(task) })
     }
 
     /// Stops cleanly: connections close, buffered blocks are flushed.

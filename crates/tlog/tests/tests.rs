@@ -3,6 +3,7 @@
 mod client;
 mod conformance;
 mod harness;
+mod local;
 mod player;
 mod redis;
 mod robustness;

@@ -113,9 +113,14 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
         let nbd_listeners =
             super::nbd::bind(nbd_listen, "--nbd-listen", config.nbd.socket.as_deref()).await?;
         let nbd_addr = super::nbd::tcp_addr(&nbd_listeners).unwrap_or(nbd_listen);
+        // One tlog server: TCP for other clients, and an in-process link for this process's
+        // NBD server, whose blocks are handed over without encoding, socket or re-hashing.
+        let tlog = strata_tlog::server::Server::new(tlog_config.clone(), tlog_storage.clone())
+            .map_err(crate::exit::categorized)?;
         // The NBD server reads the log it journals to, to rebuild a disk whose last session
         // did not close cleanly.
         let mut nbd_config = config.nbd.server(vec![tlog_addr.to_string()]);
+        nbd_config.tlog_local = Some(tlog.local());
         nbd_config.tls = config.nbd.tls()?;
         nbd_config.log = Some(strata_nbd::LogAccess {
             storage: tlog_storage.clone(),
@@ -148,9 +153,7 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
             let _ = nbd_stopped.wait_for(|done| *done).await;
         };
         services.spawn("tlog server", async move {
-            strata_tlog::server::serve(tlog_listener, tlog_config, tlog_storage, shutdown)
-                .await
-                .map_err(Into::into)
+            tlog.serve(tlog_listener, shutdown).await.map_err(Into::into)
         });
         let shutdown = services.until_stop();
         services.spawn("checkpoint service", async move {

@@ -1,5 +1,11 @@
-//! One client connection: the handshake, then blocks and commands until the client leaves,
-//! goes idle, breaks the protocol, or the server shuts down.
+//! One client, over TCP or in-process: the handshake's rules (`attach`), then blocks and
+//! commands handed to the vdisk task (`Attached`), until the client leaves, goes idle,
+//! breaks the protocol, or the server shuts down.
+//!
+//! Both transports go through `attach` and `Attached`, so the rules (what a handshake
+//! accepts, the byte budget a block takes, how a command is answered in order with the
+//! blocks) are written once. TCP adds only framing, decoding and hashing (`run`); the
+//! in-process link (`server::local`) hands `Block` values over as they are.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,9 +30,110 @@ use crate::{Error, Result};
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
-/// Serves one connection to its end; errors are logged, never propagated.
+/// A new connection number, unique in the process.
+pub(crate) fn next_conn() -> u64 {
+    NEXT_CONN.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A client attached to its vdisk task, by whichever transport.
+#[derive(Debug)]
+pub(crate) struct Attached {
+    pub(crate) vdisk: String,
+    pub(crate) conn: u64,
+    pub(crate) handle: Handle,
+}
+
+/// Checks a handshake and attaches connection `conn` to its vdisk (started if needed).
+/// On failure, the handshake status to answer and why.
+pub(crate) async fn attach(
+    shared: &Arc<Shared>,
+    request: HandshakeRequest,
+    conn: u64,
+) -> std::result::Result<(Attached, mpsc::Receiver<Response>), (i8, Error)> {
+    if Version(request.version) < Version::MIN_SUPPORTED {
+        return Err((
+            handshake_status::INVALID_VERSION,
+            Error::Handshake(format!(
+                "client version {} is older than {}",
+                Version(request.version),
+                Version::MIN_SUPPORTED
+            )),
+        ));
+    }
+    if let Err(why) = check_vdisk_id(&request.vdisk_id) {
+        return Err((handshake_status::INVALID_VDISK_ID, Error::Handshake(why)));
+    }
+    let handle = match shared.vdisks.get(shared, &request.vdisk_id).await {
+        Ok(handle) => handle,
+        Err(err) => return Err((handshake_status::INTERNAL_ERROR, err)),
+    };
+    let (responses_tx, responses) = mpsc::channel(RESPONSE_QUEUE);
+    let attach = Event::Attach {
+        conn,
+        first_sequence: request.first_sequence,
+        reset: request.reset_first_sequence,
+        responses: responses_tx,
+    };
+    if handle.events.send(attach).await.is_err() {
+        return Err((handshake_status::INTERNAL_ERROR, closed(())));
+    }
+    Ok((Attached { vdisk: request.vdisk_id, conn, handle }, responses))
+}
+
+impl Attached {
+    /// Hands a checked block to the vdisk, once the vdisk's byte budget has room for it.
+    pub(crate) async fn block(&self, block: Block) -> Result<()> {
+        let size = u32::try_from(block.data.len()).unwrap_or(u32::MAX).max(1);
+        let budget = self.handle.budget.clone().acquire_many_owned(size).await.map_err(closed)?;
+        self.send(Event::Block { conn: self.conn, block, budget }).await
+    }
+
+    /// Answers `RecvFailed` for a block that failed its checks, in order with the others.
+    pub(crate) async fn refuse(&self, sequence: u64) -> Result<()> {
+        let failed = Response { status: status::RECV_FAILED, sequences: vec![sequence] };
+        self.send(Event::Reply { conn: self.conn, response: failed }).await
+    }
+
+    /// Asks for a flush once `sequence` is ordered, and answers `ForceFlushReceived`.
+    pub(crate) async fn force_flush(&self, sequence: u64) -> Result<()> {
+        self.send(Event::ForceFlush { sequence }).await?;
+        // Answered through the vdisk so it stays in order with the block answers.
+        let received = Response { status: status::FORCE_FLUSH_RECEIVED, sequences: vec![sequence] };
+        self.send(Event::Reply { conn: self.conn, response: received }).await
+    }
+
+    /// Flushes everything ordered (and syncs the slave copy), then answers
+    /// `WaitNbdSlaveSyncReceived`.
+    pub(crate) async fn slave_sync(&self, sequence: u64) -> Result<()> {
+        self.send(Event::SlaveSync { conn: self.conn, sequence }).await
+    }
+
+    /// Tells the vdisk this client left.
+    pub(crate) async fn detach(&self) {
+        let _ = self.handle.events.send(Event::Detach { conn: self.conn }).await;
+    }
+
+    /// Tells the vdisk this client left, without waiting (for `Drop`).
+    pub(crate) fn detach_now(&self) {
+        let detach = Event::Detach { conn: self.conn };
+        if let Err(mpsc::error::TrySendError::Full(detach)) = self.handle.events.try_send(detach)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let events = self.handle.events.clone();
+            runtime.spawn(async move {
+                let _ = events.send(detach).await;
+            });
+        }
+    }
+
+    async fn send(&self, event: Event) -> Result<()> {
+        self.handle.events.send(event).await.map_err(closed)
+    }
+}
+
+/// Serves one TCP connection to its end; errors are logged, never propagated.
 pub(crate) async fn run(stream: TcpStream, peer: String, shared: Arc<Shared>, mut stop: Stopping) {
-    let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+    let conn = next_conn();
     let (read, write) = stream.into_split();
     let mut reader = FrameReader::new(read);
     let mut writer = BufWriter::new(write);
@@ -34,25 +141,25 @@ pub(crate) async fn run(stream: TcpStream, peer: String, shared: Arc<Shared>, mu
         attached = handshake(&mut reader, &mut writer, &shared, conn) => attached,
         () = stop.wait() => return,
     };
-    let (vdisk, handle, responses) = match attached {
+    let (attached, responses) = match attached {
         Ok(attached) => attached,
         Err(err) => {
             tracing::info!(%peer, error = %err, "handshake failed");
             return;
         }
     };
-    tracing::debug!(%peer, conn, vdisk, "client attached");
+    tracing::debug!(%peer, conn, vdisk = attached.vdisk, "client attached");
     let mut sender = tokio::spawn(write_responses(writer, responses));
     let mut sender_done = false;
     let result = tokio::select! {
-        result = serve(&mut reader, &shared, &handle, conn) => result,
+        result = serve(&mut reader, &shared, &attached) => result,
         _ = &mut sender => {
             sender_done = true;
             Err(Error::Unavailable("the vdisk closed this connection".into()))
         }
         () = stop.wait() => Ok(()),
     };
-    let _ = handle.events.send(Event::Detach { conn }).await;
+    attached.detach().await;
     match result {
         Ok(()) => tracing::debug!(%peer, conn, "client left"),
         Err(err) => tracing::info!(%peer, conn, error = %err, "connection closed"),
@@ -70,7 +177,7 @@ async fn handshake(
     writer: &mut BufWriter<OwnedWriteHalf>,
     shared: &Arc<Shared>,
     conn: u64,
-) -> Result<(String, Handle, mpsc::Receiver<Response>)> {
+) -> Result<(Attached, mpsc::Receiver<Response>)> {
     let idle = shared.config.idle_timeout;
     let message = tokio::time::timeout(idle, reader.message())
         .await
@@ -86,46 +193,23 @@ async fn handshake(
             return Err(err);
         }
     };
-    if Version(request.version) < Version::MIN_SUPPORTED {
-        send_raw(writer, &answer(handshake_status::INVALID_VERSION)).await;
-        return Err(Error::Handshake(format!(
-            "client version {} is older than {}",
-            Version(request.version),
-            Version::MIN_SUPPORTED
-        )));
-    }
-    if let Err(why) = check_vdisk_id(&request.vdisk_id) {
-        send_raw(writer, &answer(handshake_status::INVALID_VDISK_ID)).await;
-        return Err(Error::Handshake(why));
-    }
-    let handle = match shared.vdisks.get(shared, &request.vdisk_id).await {
-        Ok(handle) => handle,
-        Err(err) => {
-            send_raw(writer, &answer(handshake_status::INTERNAL_ERROR)).await;
-            return Err(err);
+    match attach(shared, request, conn).await {
+        Ok(attached) => {
+            send_raw(writer, &answer(handshake_status::OK)).await;
+            Ok(attached)
         }
-    };
-    let (responses_tx, responses) = mpsc::channel(RESPONSE_QUEUE);
-    let attach = Event::Attach {
-        conn,
-        first_sequence: request.first_sequence,
-        reset: request.reset_first_sequence,
-        responses: responses_tx,
-    };
-    if handle.events.send(attach).await.is_err() {
-        send_raw(writer, &answer(handshake_status::INTERNAL_ERROR)).await;
-        return Err(Error::Unavailable("the vdisk closed".into()));
+        Err((status, err)) => {
+            send_raw(writer, &answer(status)).await;
+            Err(err)
+        }
     }
-    send_raw(writer, &answer(handshake_status::OK)).await;
-    Ok((request.vdisk_id, handle, responses))
 }
 
 /// Reads client messages and hands them to the vdisk until the client leaves.
 async fn serve(
     reader: &mut FrameReader<tokio::net::tcp::OwnedReadHalf>,
     shared: &Arc<Shared>,
-    handle: &Handle,
-    conn: u64,
+    attached: &Attached,
 ) -> Result<()> {
     let idle = shared.config.idle_timeout;
     loop {
@@ -133,51 +217,27 @@ async fn serve(
             .await
             .map_err(|_| Error::Protocol(format!("idle for {idle:?}")))??;
         let Some((kind, bytes)) = frame else { return Ok(()) };
-        let event = match kind {
-            MessageType::Block => match block(bytes, handle, conn).await? {
-                Some(event) => event,
-                None => continue,
-            },
+        match kind {
+            MessageType::Block => block(bytes, attached).await?,
             MessageType::ForceFlushAtSeq => {
-                let command = Command::decode(&bytes)?;
-                let received = Response {
-                    status: status::FORCE_FLUSH_RECEIVED,
-                    sequences: vec![command.sequence],
-                };
-                // Answered through the vdisk so it stays in order with the block answers.
-                handle
-                    .events
-                    .send(Event::ForceFlush { sequence: command.sequence })
-                    .await
-                    .map_err(closed)?;
-                Event::Reply { conn, response: received }
+                attached.force_flush(Command::decode(&bytes)?.sequence).await?;
             }
             MessageType::WaitNbdSlaveSync => {
-                let command = Command::decode(&bytes)?;
-                Event::SlaveSync { conn, sequence: command.sequence }
+                attached.slave_sync(Command::decode(&bytes)?.sequence).await?;
             }
-        };
-        handle.events.send(event).await.map_err(closed)?;
+        }
     }
 }
 
-/// Checks a block; a bad one is answered `RecvFailed` here and goes no further.
-async fn block(bytes: Bytes, handle: &Handle, conn: u64) -> Result<Option<Event>> {
+/// Decodes and checks a block from the wire; a bad one is answered `RecvFailed` here and
+/// goes no further.
+async fn block(bytes: Bytes, attached: &Attached) -> Result<()> {
     let block = Block::decode_shared(&bytes)?;
     if let Err(why) = block.check() {
         tracing::warn!(sequence = block.sequence, why, "block refused");
-        let failed = Response { status: status::RECV_FAILED, sequences: vec![block.sequence] };
-        handle.events.send(Event::Reply { conn, response: failed }).await.map_err(closed)?;
-        return Ok(None);
+        return attached.refuse(block.sequence).await;
     }
-    let size = u32::try_from(block.data.len()).unwrap_or(u32::MAX).max(1);
-    let budget = handle
-        .budget
-        .clone()
-        .acquire_many_owned(size)
-        .await
-        .map_err(|_| Error::Unavailable("the vdisk closed".into()))?;
-    Ok(Some(Event::Block { conn, block, budget }))
+    attached.block(block).await
 }
 
 fn closed<T>(_: T) -> Error {

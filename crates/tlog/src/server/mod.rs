@@ -1,13 +1,17 @@
 //! The tlog server: accepts client connections, orders each vdisk's blocks, and flushes
 //! them as sealed aggregates to storage before acknowledging them.
 //!
-//! - `listener`: the accept loop, the connection limit and shutdown.
-//! - `handler`: one connection: handshake, then blocks and commands.
+//! - `listener`: the accept loop, the connection limit and shutdown ([`Server`], [`serve`]).
+//! - `handler`: one client: handshake, then blocks and commands (the rules both transports
+//!   share, and the TCP connection).
+//! - `local`: the in-process transport ([`LocalConnector`]): a client in the server's own
+//!   process hands `Block` values to the vdisk task, with no encoding, socket or re-hashing.
 //! - `vdisk`: one task per vdisk, owning its ordering buffer, flush triggers and chain head.
 //! - `stored`: what the chain holds under a sequence, for answering resent blocks.
 
 mod handler;
 mod listener;
+pub(crate) mod local;
 mod slave;
 mod stored;
 mod vdisk;
@@ -16,7 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::aggregate::Key;
-pub use crate::server::listener::serve;
+pub use crate::server::listener::{Server, serve};
+pub use crate::server::local::LocalConnector;
 use crate::storage::Storage;
 
 /// How a server runs.

@@ -65,12 +65,17 @@ pub(crate) struct Handle {
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     running: Mutex<HashMap<String, (Handle, JoinHandle<()>)>>,
+    /// Set (under the `running` lock) once the server shut down: no vdisk starts again.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Registry {
     /// The task of `vdisk`, started (with its chain head read from storage) if needed.
     pub(crate) async fn get(&self, shared: &Arc<Shared>, vdisk: &str) -> Result<Handle> {
         let mut running = self.running.lock().await;
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Unavailable("the tlog server has stopped".into()));
+        }
         if let Some((handle, _)) = running.get(vdisk)
             && !handle.events.is_closed()
         {
@@ -113,7 +118,11 @@ impl Registry {
 
     /// Tells every vdisk task to flush and stop, and waits for them.
     pub(crate) async fn shutdown_all(&self) {
-        let running: Vec<_> = self.running.lock().await.drain().collect();
+        let running: Vec<_> = {
+            let mut running = self.running.lock().await;
+            self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+            running.drain().collect()
+        };
         for (_, (handle, _)) in &running {
             let _ = handle.events.send(Event::Shutdown).await;
         }
