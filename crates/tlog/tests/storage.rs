@@ -238,9 +238,25 @@ fn damage_before_valid_records_is_corruption_named_by_segment_and_offset() -> an
     fill(&SegmentStore::open(tmp.path())?, "vd", None, 6, 4)?;
     let seg = segments(tmp.path(), "vd")?.pop().unwrap();
     // Inside the second record's envelope: its hash no longer verifies, four follow.
-    let second = SegmentStore::open_read_only(tmp.path())?.list("vd")?[0].len + 16 + 40;
+    let listed = SegmentStore::open_read_only(tmp.path())?.list("vd")?;
+    let second = listed[0].len + 16 + 40;
     flip(&seg, second + 40 + 200)?;
-    damage_is_named(tmp.path(), &seg, second)
+    // The server's open hashes every record of the last segment and refuses the damage.
+    let err = SegmentStore::open(tmp.path()).map(|_| ()).unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, Error::Corrupted(_)), "{message}");
+    assert!(message.contains(&seg.display().to_string()), "{message}");
+    assert!(message.contains(&format!("offset {second}")), "{message}");
+    assert!(message.contains("valid record follows"), "{message}");
+    // A reader hashes only the last record when it opens (a write under way can only be
+    // the last one); the damaged aggregate is refused, by name, where it is read.
+    let reader = SegmentStore::open_read_only(tmp.path())?;
+    assert_eq!(reader.list("vd")?.len(), listed.len());
+    let err = strata_tlog::player::verify(&reader, "vd", None, false).unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, Error::Corrupted(_)), "{message}");
+    assert!(message.contains(&hex(&listed[1].hash)), "{message}");
+    Ok(())
 }
 
 /// Opening the store in `dir` for writing, and listing it read-only, both fail with

@@ -173,6 +173,23 @@ pub(super) fn valid_record_after(file: &File, path: &Path, from: u64) -> Result<
     Ok(None)
 }
 
+/// Hashes the last record `scan` found, for a scan made without `verify`: a last record
+/// whose bytes do not hash to its name is a write still under way (or torn), and the scan
+/// then ends before it, as a verifying scan would have. The records before it were written
+/// before it; each is checked by its own hash when it is read.
+pub(super) fn verify_last(file: &File, path: &Path, scan: &mut SegmentScan) -> Result<()> {
+    let Some(last) = scan.records.last().copied() else { return Ok(()) };
+    if hash_range(file, path, last.offset, u64::from(last.len))? == last.hash {
+        return Ok(());
+    }
+    scan.records.pop();
+    let offset = last.offset - RECORD_HEADER_LEN;
+    let reason = format!("aggregate {}: its bytes do not hash to its name", hex(&last.hash));
+    scan.end = offset;
+    scan.stop = Stop::Bad { offset, reason, definite: false };
+    Ok(())
+}
+
 /// Checks the record at `off` whose header says `len` and `hash`: that it fits the file,
 /// that its envelope header decodes, and (with `verify`) that the envelope hashes to `hash`.
 /// The outer `Result` is I/O; the inner says what is wrong with the record.
