@@ -32,6 +32,12 @@ pub(crate) struct VdiskArgs {
 enum VdiskCommand {
     /// Create a vdisk: an empty sparse image of SIZE bytes, or the disk of a block snapshot
     /// (--from), and its record.
+    ///
+    /// Create a vdisk: empty (--size), or with the contents of a block snapshot (--from): its
+    /// chain of blobs, all of which must be here (`strata pull VOLSET` fetches them), written
+    /// into a new sparse image. A disk made from a snapshot is restored and rebuilt on top of
+    /// it, and its first snapshot is taken on top of it: extending the snapshot's branch when
+    /// the snapshot is still its tip, forking a new one otherwise.
     Create(CreateArgs),
     /// List the vdisks.
     Ls(LsArgs),
@@ -40,18 +46,41 @@ enum VdiskCommand {
     /// Remove a vdisk's record and image (its log stays in the tlog).
     Rm(RmArgs),
     /// Grow a vdisk (not while it is served); clients see the new size when they reconnect.
+    ///
+    /// Grow a vdisk to SIZE: its image, then its record. A vdisk being served is refused (stop
+    /// serving it first), and so is a smaller size: written data past it would be lost, and
+    /// its log would still replay it. NBD clients see the new size on their next connection,
+    /// and a restore rebuilds the grown disk.
     Resize(ResizeArgs),
     /// Rebuild a vdisk from the tlog as of a sequence or a time.
+    ///
+    /// Rebuild a vdisk from its log: the latest state, or as of --to-seq (the last sequence of
+    /// its log to apply, see `strata tlog ls --vdisk TLOG_ID`) or --to-time (RFC 3339 or Unix
+    /// nanoseconds; the time each write was made).
+    ///
+    /// Without --as the vdisk is rebuilt in place (its image is replaced; stop serving it
+    /// first); with --as NEW a new vdisk is made and the source is untouched. Either way the
+    /// result gets a fresh tlog id and records the logs it came from, so later writes never mix
+    /// with the old log and restoring it again replays its whole history. Reads the log's
+    /// storage directly: works with no server running.
     Restore(RestoreArgs),
     /// Record a vdisk's state as a snapshot of a block volume set, also while it is served.
+    ///
+    /// Record the state of vdisk NAME as a snapshot of a block volume set. Nothing of the image
+    /// is copied: the snapshot is a point of the disk's log, and its blob holds the extents
+    /// written or zeroed since the disk's last snapshot (for a first snapshot, the allocated
+    /// extents), read from the log, compressed and content-addressed. A disk being served is
+    /// first flushed through the NBD server (every write completed before this command is then
+    /// durable in the log); the served disk's writes go on meanwhile.
+    ///
+    /// The snapshot extends the branch whose tip the disk's last snapshot (or the snapshot it
+    /// was made from) is, or forks a new branch (first snapshot, a base that is no longer a
+    /// tip, or --branch). When nothing changed since the last snapshot none is recorded (exit
+    /// 0; --allow-empty records one). `strata push VOLSET` sends it to a hub.
     Snapshot(SnapshotArgs),
 }
 
-/// Create a vdisk: empty (--size), or with the contents of a block snapshot (--from): its
-/// chain of blobs, all of which must be here (`strata pull VOLSET` fetches them), written
-/// into a new sparse image. A disk made from a snapshot is restored and rebuilt on top of
-/// it, and its first snapshot is taken on top of it: extending the snapshot's branch when
-/// the snapshot is still its tip, forking a new one otherwise.
+/// The arguments of `strata vdisk create`; its help is on `VdiskCommand::Create`.
 #[derive(Debug, Args)]
 struct CreateArgs {
     /// The vdisk's name, also its NBD export name (letters, digits, '.', '_', '-').
@@ -104,10 +133,7 @@ struct RmArgs {
     name: String,
 }
 
-/// Grow a vdisk to SIZE: its image, then its record. A vdisk being served is refused (stop
-/// serving it first), and so is a smaller size: written data past it would be lost, and
-/// its log would still replay it. NBD clients see the new size on their next connection,
-/// and a restore rebuilds the grown disk.
+/// The arguments of `strata vdisk resize`; its help is on `VdiskCommand::Resize`.
 #[derive(Debug, Args)]
 struct ResizeArgs {
     /// The vdisk.
@@ -120,15 +146,7 @@ struct ResizeArgs {
     json: bool,
 }
 
-/// Rebuild a vdisk from its log: the latest state, or as of --to-seq (the last sequence of
-/// its log to apply, see `strata tlog ls --vdisk TLOG_ID`) or --to-time (RFC 3339 or Unix
-/// nanoseconds; the time each write was made).
-///
-/// Without --as the vdisk is rebuilt in place (its image is replaced; stop serving it
-/// first); with --as NEW a new vdisk is made and the source is untouched. Either way the
-/// result gets a fresh tlog id and records the logs it came from, so later writes never mix
-/// with the old log and restoring it again replays its whole history. Reads the log's
-/// storage directly: works with no server running.
+/// The arguments of `strata vdisk restore`; its help is on `VdiskCommand::Restore`.
 #[derive(Debug, Args)]
 struct RestoreArgs {
     /// The vdisk to restore.
@@ -470,17 +488,7 @@ fn record_json(v: &Vdisk) -> serde_json::Value {
     })
 }
 
-/// Record the state of vdisk NAME as a snapshot of a block volume set. Nothing of the image
-/// is copied: the snapshot is a point of the disk's log, and its blob holds the extents
-/// written or zeroed since the disk's last snapshot (for a first snapshot, the allocated
-/// extents), read from the log, compressed and content-addressed. A disk being served is
-/// first flushed through the NBD server (every write completed before this command is then
-/// durable in the log); the served disk's writes go on meanwhile.
-///
-/// The snapshot extends the branch whose tip the disk's last snapshot (or the snapshot it
-/// was made from) is, or forks a new branch (first snapshot, a base that is no longer a
-/// tip, or --branch). When nothing changed since the last snapshot none is recorded (exit
-/// 0; --allow-empty records one). `strata push VOLSET` sends it to a hub.
+/// The arguments of `strata vdisk snapshot`; its help is on `VdiskCommand::Snapshot`.
 #[derive(Debug, Args)]
 struct SnapshotArgs {
     /// The vdisk.
