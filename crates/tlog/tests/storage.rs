@@ -443,3 +443,62 @@ fn appends_read_back_with_and_without_o_direct() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A flush of many large aggregates is handed to the segment writer in batches that end
+/// mid-block, while the next ones are sealed; every aggregate reads back whole after a
+/// reopen, with `O_DIRECT` and without, in one segment or across a rotation mid-flush.
+#[test]
+fn a_large_flush_written_in_batches_reads_back_whole() -> anyhow::Result<()> {
+    let mut rng = fastrand::Rng::with_seed(15);
+    let configs = [
+        SegmentConfig { segment_size: 256 << 20, direct_io: true },
+        SegmentConfig { segment_size: 256 << 20, direct_io: false },
+        SegmentConfig { segment_size: 20 << 20, direct_io: true },
+    ];
+    for config in configs {
+        let dir = tempfile::tempdir()?;
+        let mut written: Vec<(Hash, Vec<Block>)> = Vec::new();
+        {
+            let store = SegmentStore::open_with(dir.path(), config.clone())?;
+            // Two flushes: the second starts where the first left a partial block.
+            for flush in 0..2u64 {
+                let mut sequence = flush * 1000 + 1;
+                let mut left = 30;
+                let mut next = |prev: &Hash| -> strata_tlog::Result<Option<Sealed>> {
+                    if left == 0 {
+                        return Ok(None);
+                    }
+                    left -= 1;
+                    // Incompressible, and of odd sizes, so batches end inside a block.
+                    let mut data = vec![0u8; rng.usize(700_000..1_300_000)];
+                    rng.fill(&mut data);
+                    let block = Block::write(sequence, 0, Bytes::from(data), sequence);
+                    sequence += 1;
+                    let aggregate = Aggregate {
+                        vdisk_id: "vd".into(),
+                        timestamp: sequence,
+                        blocks: vec![block],
+                        prev: *prev,
+                    };
+                    let sealed = aggregate.seal(None)?;
+                    written.push((*sealed.hash(), aggregate.blocks));
+                    Ok(Some(sealed))
+                };
+                let prev = store.head("vd")?.map_or(NO_PREV, |s| s.hash);
+                let head = store.append_many("vd", &mut next, prev)?;
+                assert_eq!(Some(head), written.last().map(|(h, _)| *h));
+            }
+        }
+        if config.segment_size < 256 << 20 {
+            assert!(segments(dir.path(), "vd")?.len() > 1, "a rotation happened mid-flush");
+        }
+        let store = SegmentStore::open(dir.path())?;
+        let listed = names(&store, "vd")?;
+        assert_eq!(listed, written.iter().map(|(h, _)| *h).collect::<Vec<_>>());
+        for (hash, blocks) in &written {
+            let bytes = store.get("vd", hash)?;
+            assert_eq!(&Aggregate::open("vd", hash, &bytes, None)?.blocks, blocks);
+        }
+    }
+    Ok(())
+}

@@ -18,6 +18,7 @@
 mod format;
 mod scan;
 mod vdisk;
+mod writer;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};

@@ -20,6 +20,7 @@ use crate::storage::segment::format::{
 use crate::storage::segment::scan::{
     Found, SegmentScan, Stop, scan_segment, valid_record_after, verify_last,
 };
+use crate::storage::segment::writer::{Failed, Outcome, PENDING_LIMIT, Pending, Target, Writer};
 use crate::{Error, Result};
 
 /// Preallocation ahead of the write position is what the segment already holds, within
@@ -54,8 +55,10 @@ pub(super) struct Vdisk {
     poisoned: bool,
     /// Cleared when the file system refuses `fallocate`, so it is not asked again.
     can_preallocate: bool,
-    /// Records appended but not yet written to the last segment.
+    /// Records appended but not yet handed to the writer.
     pending: Pending,
+    /// Writes full batches of `pending` while the next aggregates are sealed.
+    writer: Writer,
     /// How records reach the last segment (see [`Direct`]).
     direct: Direct,
 }
@@ -69,16 +72,10 @@ enum Direct {
     /// Not tried yet for this segment.
     Untried,
     /// An `O_DIRECT` handle on segment `number`.
-    Open { number: u64, file: File },
+    Open { number: u64, file: Arc<File> },
     /// Refused here: buffered writes from now on.
     Refused,
 }
-
-/// The alignment of `O_DIRECT` offsets, lengths and buffers.
-const DIRECT_ALIGN: usize = 4096;
-/// Pending records are written out once they reach this many bytes, so a large flush is
-/// not held in memory whole.
-const PENDING_LIMIT: usize = 8 << 20;
 
 /// One segment file, kept open for reads (and, for the last one of a writable store, writes).
 #[derive(Debug)]
@@ -131,6 +128,7 @@ impl Vdisk {
             poisoned: false,
             can_preallocate: true,
             pending: Pending::default(),
+            writer: Writer::default(),
             direct: Direct::Untried,
         };
         let numbers = segment_numbers(&vdisk.dir)?;
@@ -230,7 +228,9 @@ impl Vdisk {
         self.pending.push(&record_header(len, sealed.hash()));
         self.pending.push(sealed.bytes());
         if self.pending.records_len() >= PENDING_LIMIT {
-            self.write_pending()?;
+            let target = self.target()?;
+            let outcome = self.writer.hand_over(&mut self.pending, target);
+            self.written(outcome)?;
         }
         if let Tail::Open { allocated, .. } = self.tail {
             let end = end + record_len;
@@ -354,37 +354,53 @@ impl Vdisk {
         }
     }
 
-    /// Writes the pending records to the last segment (not synced): with `O_DIRECT` in
-    /// aligned blocks when it works, else through the page cache.
+    /// Writes the pending records to the last segment and waits for every batch handed
+    /// to the writer (not synced). A flush that never filled a batch is written on this
+    /// thread: a hand-over would only add latency.
     fn write_pending(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
+        if self.pending.records_len() > 0 {
+            let target = self.target()?;
+            let outcome = if self.writer.is_idle() {
+                self.writer.write_here(&mut self.pending, &target)
+            } else {
+                self.writer.hand_over(&mut self.pending, target)
+            };
+            self.written(outcome)?;
         }
-        let file = self.last_file()?;
+        let outcome = self.writer.finish();
+        // What is left is at most the partial block after the last record: the file has
+        // it now, and the next batch reads it back.
+        self.pending = std::mem::take(&mut self.pending).emptied();
+        self.written(outcome)
+    }
+
+    /// Takes note of what became of batches written: the file system's refusal of
+    /// `O_DIRECT`, and a failed write, which poisons the log.
+    fn written(&mut self, outcome: Outcome) -> Result<()> {
+        if outcome.direct_refused {
+            self.direct = Direct::Refused;
+        }
+        match outcome.failed {
+            Some(Failed { path, error }) => {
+                self.poisoned = true;
+                Err(Error::file(path)(error))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Where the pending records go: the last segment.
+    fn target(&mut self) -> Result<Target> {
+        let cached = self.last_file()?;
         let (number, path) =
             self.segments.last().map(|s| (s.number, s.path.clone())).unwrap_or_default();
-        let mut pending = std::mem::take(&mut self.pending);
-        let tried = self.direct_file(number, &path).map(|d| pending.write_direct(d));
-        let written = match tried {
-            Some(Err(e)) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
-                tracing::debug!(dir = %self.dir.display(), "O_DIRECT writes refused; writing through the cache");
-                self.direct = Direct::Refused;
-                pending.write_cached(&file)
-            }
-            Some(written) => written,
-            None => pending.write_cached(&file),
-        };
-        self.pending = pending.emptied();
-        if let Err(e) = written {
-            self.poisoned = true;
-            return Err(Error::file(path)(e));
-        }
-        Ok(())
+        let direct = self.direct_file(number, &path);
+        Ok(Target { direct, cached, path })
     }
 
     /// The `O_DIRECT` handle on segment `number`, opened on first use; `None` where the
     /// file system refuses it.
-    fn direct_file(&mut self, number: u64, path: &Path) -> Option<&File> {
+    fn direct_file(&mut self, number: u64, path: &Path) -> Option<Arc<File>> {
         use std::os::unix::fs::OpenOptionsExt;
         let stale = match &self.direct {
             Direct::Refused => return None,
@@ -394,7 +410,7 @@ impl Vdisk {
         if stale {
             let flags = rustix::fs::OFlags::DIRECT.bits() as i32;
             self.direct = match OpenOptions::new().write(true).custom_flags(flags).open(path) {
-                Ok(file) => Direct::Open { number, file },
+                Ok(file) => Direct::Open { number, file: Arc::new(file) },
                 Err(err) => {
                     tracing::debug!(path = %path.display(), "no O_DIRECT here ({err}); writing through the cache");
                     Direct::Refused
@@ -402,7 +418,7 @@ impl Vdisk {
             };
         }
         match &self.direct {
-            Direct::Open { file, .. } => Some(file),
+            Direct::Open { file, .. } => Some(file.clone()),
             _ => None,
         }
     }
@@ -588,93 +604,6 @@ pub(super) fn create_dir_durably(dir: &Path) -> Result<()> {
 }
 
 /// Makes the entries of directory `dir` durable.
-/// Records waiting to be written, in a buffer whose memory is aligned for `O_DIRECT`: from
-/// the aligned file offset `start`, the `head` bytes already in the file before the first
-/// record (read back, so whole blocks can be rewritten), then the records. Reused from one
-/// batch to the next.
-#[derive(Debug, Default)]
-struct Pending {
-    raw: Vec<u8>,
-    /// Where the aligned window starts in `raw`.
-    offset: usize,
-    start: u64,
-    head: usize,
-    len: usize,
-}
-
-impl Pending {
-    fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Bytes of records held.
-    fn records_len(&self) -> usize {
-        self.len.saturating_sub(self.head)
-    }
-
-    /// Starts a batch at file offset `at` of `file`: reads the partial block before it.
-    fn begin(&mut self, file: &File, at: u64) -> std::io::Result<()> {
-        self.start = at - at % DIRECT_ALIGN as u64;
-        self.len = 0;
-        self.head = (at - self.start) as usize;
-        self.reserve(self.head + PENDING_LIMIT);
-        self.len = self.head;
-        let (head, start) = (self.head, self.start);
-        file.read_exact_at(&mut self.window()[..head], start)
-    }
-
-    fn push(&mut self, bytes: &[u8]) {
-        self.reserve(bytes.len());
-        let at = self.len;
-        self.window()[at..at + bytes.len()].copy_from_slice(bytes);
-        self.len += bytes.len();
-    }
-
-    /// The aligned window of `raw`.
-    fn window(&mut self) -> &mut [u8] {
-        &mut self.raw[self.offset..]
-    }
-
-    /// Makes room for `extra` more bytes plus padding to the next aligned end, keeping the
-    /// window aligned (a new buffer is aligned afresh and the bytes so far copied over).
-    fn reserve(&mut self, extra: usize) {
-        let needed = (self.len + extra).div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
-        if self.raw.len() >= self.offset + needed {
-            return;
-        }
-        let mut raw = vec![0u8; needed.max(PENDING_LIMIT) + 2 * DIRECT_ALIGN];
-        let offset = raw.as_ptr().align_offset(DIRECT_ALIGN);
-        raw[offset..offset + self.len]
-            .copy_from_slice(&self.raw[self.offset..self.offset + self.len]);
-        (self.raw, self.offset) = (raw, offset);
-    }
-
-    /// Writes the whole aligned blocks through `direct` (an `O_DIRECT` handle), zeroing the
-    /// padding after the records first. What lies after the last record is zeros anyway (preallocated, or past
-    /// the end), so the padding changes nothing a reader sees.
-    fn write_direct(&mut self, direct: &File) -> std::io::Result<()> {
-        let len = self.len.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
-        let used = self.len;
-        let window = &mut self.raw[self.offset..self.offset + len];
-        window[used..].fill(0);
-        direct.write_all_at(window, self.start)
-    }
-
-    /// Writes the records through the page cache.
-    fn write_cached(&self, file: &File) -> std::io::Result<()> {
-        let records = &self.raw[self.offset + self.head..self.offset + self.len];
-        file.write_all_at(records, self.start + self.head as u64)
-    }
-
-    /// The buffer, empty, for the next batch (its bytes are overwritten before use, and
-    /// the padding is zeroed when written).
-    fn emptied(mut self) -> Pending {
-        self.len = 0;
-        self.head = 0;
-        self
-    }
-}
-
 pub(super) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(Error::file(dir))
 }

@@ -1,0 +1,330 @@
+//! Getting records into the last segment: the aligned batch they are gathered in
+//! ([`Pending`]), and the thread that writes full batches ([`Writer`]) while the caller seals
+//! the next aggregates, so a large flush keeps the disk and a core busy at once instead of
+//! taking turns.
+//!
+//! Batches are written in the order they were handed over, each with one positioned write:
+//! with `O_DIRECT` in whole aligned blocks where the file system allows, else through the
+//! page cache. A batch handed over mid-flush ends inside a block; the next batch starts with
+//! a copy of that block from memory (the file may not have it yet), and rewrites it whole
+//! after the earlier write, so the order of the writes is what keeps the bytes right.
+//! Nothing is durable before [`Writer::finish`] returned and the caller synced the file.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+/// The alignment of `O_DIRECT` offsets, lengths and buffers.
+pub(super) const DIRECT_ALIGN: usize = 4096;
+/// Pending records are handed to the writer once they reach this many bytes, so a large
+/// flush is neither held in memory whole nor written only after it is all sealed.
+pub(super) const PENDING_LIMIT: usize = 8 << 20;
+/// Batches handed over and not yet written, at most: bounds the memory a vdisk holds.
+const MAX_QUEUED: usize = 2;
+
+/// Records waiting to be written, in a buffer whose memory is aligned for `O_DIRECT`: from
+/// the aligned file offset `start`, the `head` bytes already in the file (or in the batch
+/// before) ahead of the first record, then the records. Reused from one batch to the next.
+#[derive(Debug, Default)]
+pub(super) struct Pending {
+    raw: Vec<u8>,
+    /// Where the aligned window starts in `raw`.
+    offset: usize,
+    start: u64,
+    head: usize,
+    len: usize,
+}
+
+impl Pending {
+    /// Whether no batch is started.
+    pub(super) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes of records held.
+    pub(super) fn records_len(&self) -> usize {
+        self.len.saturating_sub(self.head)
+    }
+
+    /// Starts a batch at file offset `at` of `file`: reads the partial block before it.
+    pub(super) fn begin(&mut self, file: &File, at: u64) -> std::io::Result<()> {
+        self.start_at(at);
+        let (head, start) = (self.head, self.start);
+        file.read_exact_at(&mut self.window()[..head], start)
+    }
+
+    /// Starts a batch where `before` ends, taking the partial block before that point from
+    /// `before`'s memory.
+    fn continue_after(&mut self, before: &Pending) {
+        let at = before.start + before.len as u64;
+        self.start_at(at);
+        let from = before.offset + (self.start - before.start) as usize;
+        let head = self.head;
+        self.raw[self.offset..self.offset + head].copy_from_slice(&before.raw[from..from + head]);
+    }
+
+    fn start_at(&mut self, at: u64) {
+        self.start = at - at % DIRECT_ALIGN as u64;
+        self.len = 0;
+        self.head = (at - self.start) as usize;
+        self.reserve(self.head + PENDING_LIMIT);
+        self.len = self.head;
+    }
+
+    pub(super) fn push(&mut self, bytes: &[u8]) {
+        self.reserve(bytes.len());
+        let at = self.len;
+        self.window()[at..at + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// The aligned window of `raw`.
+    fn window(&mut self) -> &mut [u8] {
+        &mut self.raw[self.offset..]
+    }
+
+    /// Makes room for `extra` more bytes plus padding to the next aligned end, keeping the
+    /// window aligned (a new buffer is aligned afresh and the bytes so far copied over).
+    fn reserve(&mut self, extra: usize) {
+        let needed = (self.len + extra).div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+        if self.raw.len() >= self.offset + needed {
+            return;
+        }
+        let mut raw = vec![0u8; needed.max(PENDING_LIMIT) + 2 * DIRECT_ALIGN];
+        let offset = raw.as_ptr().align_offset(DIRECT_ALIGN);
+        raw[offset..offset + self.len]
+            .copy_from_slice(&self.raw[self.offset..self.offset + self.len]);
+        (self.raw, self.offset) = (raw, offset);
+    }
+
+    /// Writes the batch: through `direct` (an `O_DIRECT` handle) in whole aligned blocks
+    /// when given and the file system takes it, else the records alone through `cached`.
+    /// Returns whether `O_DIRECT` was refused (EINVAL), so the caller stops trying it.
+    fn write(&mut self, direct: Option<&File>, cached: &File) -> (std::io::Result<()>, bool) {
+        let Some(direct) = direct else { return (self.write_cached(cached), false) };
+        match self.write_direct(direct) {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                tracing::debug!("O_DIRECT writes refused; writing through the cache");
+                (self.write_cached(cached), true)
+            }
+            written => (written, false),
+        }
+    }
+
+    /// Writes the whole aligned blocks through `direct`, zeroing the padding after the
+    /// records first. What lies after the last record is zeros anyway (preallocated, or past
+    /// the end), so the padding changes nothing a reader sees.
+    fn write_direct(&mut self, direct: &File) -> std::io::Result<()> {
+        let len = self.len.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+        let used = self.len;
+        let window = &mut self.raw[self.offset..self.offset + len];
+        window[used..].fill(0);
+        direct.write_all_at(window, self.start)
+    }
+
+    /// Writes the records through the page cache.
+    fn write_cached(&self, file: &File) -> std::io::Result<()> {
+        let records = &self.raw[self.offset + self.head..self.offset + self.len];
+        file.write_all_at(records, self.start + self.head as u64)
+    }
+
+    /// The buffer, empty, for another batch (its bytes are overwritten before use, and
+    /// the padding is zeroed when written).
+    pub(super) fn emptied(mut self) -> Pending {
+        self.len = 0;
+        self.head = 0;
+        self
+    }
+}
+
+/// Where a batch goes: the last segment, by `O_DIRECT` handle when there is one.
+#[derive(Debug, Clone)]
+pub(super) struct Target {
+    pub(super) direct: Option<Arc<File>>,
+    pub(super) cached: Arc<File>,
+    pub(super) path: PathBuf,
+}
+
+/// A failed write: the segment it was for, and why.
+#[derive(Debug)]
+pub(super) struct Failed {
+    pub(super) path: PathBuf,
+    pub(super) error: std::io::Error,
+}
+
+/// What became of the batches written since the last look.
+#[derive(Debug, Default)]
+pub(super) struct Outcome {
+    /// A write that failed (the first one).
+    pub(super) failed: Option<Failed>,
+    /// The file system refused `O_DIRECT`.
+    pub(super) direct_refused: bool,
+}
+
+struct Job {
+    pending: Pending,
+    target: Target,
+}
+
+struct Done {
+    pending: Pending,
+    path: PathBuf,
+    written: std::io::Result<()>,
+    direct_refused: bool,
+}
+
+/// See the module documentation. The thread starts with the first batch handed over and
+/// stops when the writer is dropped (after the batches queued).
+#[derive(Debug, Default)]
+pub(super) struct Writer {
+    thread: Option<Thread>,
+    /// Batches handed over whose outcome was not collected.
+    queued: usize,
+    /// An emptied buffer to start the next batch in.
+    spare: Option<Pending>,
+}
+
+#[derive(Debug)]
+struct Thread {
+    jobs: mpsc::Sender<Job>,
+    done: mpsc::Receiver<Done>,
+    handle: JoinHandle<()>,
+}
+
+impl Writer {
+    /// Whether every batch handed over is written (and its outcome collected).
+    pub(super) fn is_idle(&self) -> bool {
+        self.queued == 0
+    }
+
+    /// Writes `pending` on this thread, now (nothing may be queued: see [`Writer::is_idle`]),
+    /// and leaves it emptied.
+    pub(super) fn write_here(&mut self, pending: &mut Pending, target: &Target) -> Outcome {
+        debug_assert!(self.is_idle());
+        let (written, direct_refused) = pending.write(target.direct.as_deref(), &target.cached);
+        let batch = std::mem::take(pending);
+        *pending = batch.emptied();
+        let failed = written.err().map(|error| Failed { path: target.path.clone(), error });
+        Outcome { failed, direct_refused }
+    }
+
+    /// Hands the batch in `pending` over to the thread and leaves in `pending` the next
+    /// batch, continuing where this one ends. Waits first while [`MAX_QUEUED`] batches are
+    /// queued; returns what became of the batches written meanwhile.
+    pub(super) fn hand_over(&mut self, pending: &mut Pending, target: Target) -> Outcome {
+        let mut outcome = Outcome::default();
+        while self.queued >= MAX_QUEUED {
+            if !self.collect(true, &mut outcome) {
+                break;
+            }
+        }
+        let mut next = self.spare.take().unwrap_or_default();
+        next.continue_after(pending);
+        let batch = std::mem::replace(pending, next);
+        if self.thread.is_none() {
+            match Thread::start() {
+                Ok(thread) => self.thread = Some(thread),
+                Err(err) => tracing::warn!("no segment writer thread ({err}); writing in turn"),
+            }
+        }
+        let job = Job { pending: batch, target };
+        let unsent = match &self.thread {
+            Some(thread) => thread.jobs.send(job).map_err(|mpsc::SendError(job)| job),
+            None => Err(job),
+        };
+        match unsent {
+            Ok(()) => self.queued += 1,
+            Err(Job { mut pending, target }) => {
+                // No thread (it could not start, or it died): write here, in order, since
+                // nothing is queued (`collect` counts a dead thread's batches as failed).
+                let (written, direct_refused) =
+                    pending.write(target.direct.as_deref(), &target.cached);
+                outcome.merge(written, direct_refused, &target.path);
+                self.spare = Some(pending.emptied());
+            }
+        }
+        while self.collect(false, &mut outcome) {}
+        outcome
+    }
+
+    /// Waits until every batch handed over is written; returns what became of them.
+    pub(super) fn finish(&mut self) -> Outcome {
+        let mut outcome = Outcome::default();
+        while self.queued > 0 && self.collect(true, &mut outcome) {}
+        outcome
+    }
+
+    /// Collects one finished batch (waiting for it with `wait`); false when there is none
+    /// (or the thread is gone, whose batches are then counted as failed).
+    fn collect(&mut self, wait: bool, outcome: &mut Outcome) -> bool {
+        let Some(thread) = &self.thread else { return false };
+        if self.queued == 0 {
+            return false;
+        }
+        let done = if wait {
+            thread.done.recv().map_err(|_| mpsc::TryRecvError::Disconnected)
+        } else {
+            thread.done.try_recv()
+        };
+        match done {
+            Ok(done) => {
+                self.queued -= 1;
+                outcome.merge(done.written, done.direct_refused, &done.path);
+                self.spare = Some(done.pending.emptied());
+                true
+            }
+            Err(mpsc::TryRecvError::Empty) => false,
+            Err(mpsc::TryRecvError::Disconnected) => {
+                self.queued = 0;
+                self.thread = None;
+                let error = std::io::Error::other("the segment writer thread stopped");
+                outcome.merge(Err(error), false, Path::new(""));
+                false
+            }
+        }
+    }
+}
+
+impl Outcome {
+    fn merge(&mut self, written: std::io::Result<()>, direct_refused: bool, path: &Path) {
+        self.direct_refused |= direct_refused;
+        if let Err(error) = written
+            && self.failed.is_none()
+        {
+            self.failed = Some(Failed { path: path.to_path_buf(), error });
+        }
+    }
+}
+
+impl Thread {
+    fn start() -> std::io::Result<Thread> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (report, done) = mpsc::channel();
+        let handle =
+            std::thread::Builder::new().name("tlog-segment-writer".into()).spawn(move || {
+                for Job { mut pending, target } in queue {
+                    let (written, direct_refused) =
+                        pending.write(target.direct.as_deref(), &target.cached);
+                    let done = Done { pending, path: target.path, written, direct_refused };
+                    if report.send(done).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Thread { jobs, done, handle })
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Some(Thread { jobs, done, handle }) = self.thread.take() {
+            // The thread writes what is queued, then sees the channel closed and ends.
+            drop(jobs);
+            let _ = handle.join();
+            drop(done);
+        }
+    }
+}
