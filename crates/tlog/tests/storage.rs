@@ -328,48 +328,59 @@ fn a_truncated_or_missing_sealed_segment_is_corruption() -> anyhow::Result<()> {
 
 const CHILD_DIR: &str = "STRATA_TLOG_KILL9_CHILD_DIR";
 
-/// The child half of the kill -9 test: appends until killed (or for a minute at most),
-/// printing each name after its append returned.
-fn append_until_killed(dir: &Path) -> anyhow::Result<()> {
-    let store = SegmentStore::open_with(
-        dir,
-        SegmentConfig { segment_size: 256 << 10, ..SegmentConfig::default() },
-    )?;
-    let key = Key::from_bytes(&[9; 32]);
+/// One kill -9 scenario: a child process appends in a loop, printing each name once its
+/// append returned, and is killed at a random moment, round after round.
+struct KillCase {
+    /// The test function the child runs as.
+    test: &'static str,
+    /// The child's segment settings (the parent reopens with them).
+    config: SegmentConfig,
+    /// Aggregates one append call makes, at most: how many may be found beyond the
+    /// acknowledged ones (any prefix of the call that was under way).
+    per_call: usize,
+    rounds: usize,
+}
+
+const KEY: [u8; 32] = [9; 32];
+
+/// The child half: appends until killed (or for a minute at most) with `append`, which
+/// returns the names of what it appended.
+fn append_until_killed(
+    dir: &Path,
+    case: &KillCase,
+    mut append: impl FnMut(&dyn Storage, &mut fastrand::Rng) -> anyhow::Result<Vec<Hash>>,
+) -> anyhow::Result<()> {
+    let store = SegmentStore::open_with(dir, case.config.clone())?;
     let mut rng = fastrand::Rng::new();
     let mut out = std::io::stdout().lock();
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(60) {
-        let first = store.head("vd")?.map_or(1, |s| s.header.last_sequence + 1);
-        let count = rng.u64(1..40);
-        let sealed =
-            append_blocks(&store, "vd", Some(&key), random_blocks(&mut rng, first, count))?;
-        // A closed pipe means the parent is gone: stop.
-        if writeln!(out, "acked {}", hex(sealed.hash())).and_then(|()| out.flush()).is_err() {
-            break;
+        for name in append(&store, &mut rng)? {
+            // A closed pipe means the parent is gone: stop.
+            if writeln!(out, "acked {}", hex(&name)).and_then(|()| out.flush()).is_err() {
+                return Ok(());
+            }
         }
     }
     Ok(())
 }
 
-#[test]
-fn appends_that_returned_survive_kill_9() -> anyhow::Result<()> {
-    if let Ok(dir) = std::env::var(CHILD_DIR) {
-        return append_until_killed(Path::new(&dir));
-    }
+/// The parent half: runs the child `case.rounds` times, killing it at a random moment,
+/// and checks after each that every acknowledged aggregate is stored, in order, followed by
+/// at most the rest of the call under way, and that the head opens.
+fn kill_9_rounds(case: &KillCase) -> anyhow::Result<tempfile::TempDir> {
     let tmp = tempfile::tempdir()?;
-    let key = Key::from_bytes(&[9; 32]);
+    let key = Key::from_bytes(&KEY);
     let mut acked: Vec<String> = Vec::new();
-    let rounds = 30;
-    for round in 0..rounds {
+    for round in 0..case.rounds {
         let mut child = Command::new(std::env::current_exe()?)
-            .args(["--exact", "storage::appends_that_returned_survive_kill_9", "--nocapture"])
+            .args(["--exact", case.test, "--nocapture"])
             .args(["--test-threads", "1"])
             .env(CHILD_DIR, tmp.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;
-        let stdout = child.stdout.take().unwrap();
+        let stdout = child.stdout.take().expect("the child's stdout is piped");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let reader = {
             let lines = lines.clone();
@@ -377,42 +388,84 @@ fn appends_that_returned_survive_kill_9() -> anyhow::Result<()> {
                 for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                     // The first may follow libtest's "test <name> ... " on the same line.
                     if let Some((_, name)) = line.split_once("acked ") {
-                        lines.lock().unwrap().push(name.to_string());
+                        lines.lock().expect("lines lock").push(name.to_string());
                     }
                 }
             })
         };
         // Wait for a few appends, then kill at a random moment.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while lines.lock().unwrap().len() < 3 && Instant::now() < deadline {
+        while lines.lock().expect("lines lock").len() < 3 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
         std::thread::sleep(Duration::from_micros(fastrand::u64(0..60_000)));
         child.kill()?;
         child.wait()?;
-        reader.join().unwrap();
-        let new = std::mem::take(&mut *lines.lock().unwrap());
+        reader.join().expect("the reader thread");
+        let new = std::mem::take(&mut *lines.lock().expect("lines lock"));
         assert!(new.len() >= 3, "round {round}: the child appended nothing");
         acked.extend(new);
 
-        let store = SegmentStore::open_with(
-            tmp.path(),
-            SegmentConfig { segment_size: 256 << 10, ..SegmentConfig::default() },
-        )?;
+        let store = SegmentStore::open_with(tmp.path(), case.config.clone())?;
         let listed = store.list("vd")?;
         let stored: Vec<String> = listed.iter().map(|s| hex(&s.hash)).collect();
-        // Every acknowledged append is there, in order, and at most one more: the append
-        // that returned just before the kill, unacknowledged.
+        // Every acknowledged append is there, in order, and at most the rest of the call
+        // that was under way at the kill, unacknowledged.
         assert!(stored.len() >= acked.len(), "round {round}: acknowledged aggregates lost");
         assert_eq!(stored[..acked.len()], acked[..], "round {round}");
-        assert!(stored.len() <= acked.len() + 1, "round {round}: phantom aggregates");
-        let head = listed.last().unwrap();
+        assert!(stored.len() <= acked.len() + case.per_call, "round {round}: phantom aggregates");
+        let head = listed.last().expect("the child stored aggregates");
         let bytes = store.get("vd", &head.hash)?;
         Aggregate::open("vd", &head.hash, &bytes, Some(&key))?;
         // The next round's child continues from the stored head, acknowledged or not.
         acked = stored;
     }
+    Ok(tmp)
+}
+
+const SMALL_APPENDS: KillCase = KillCase {
+    test: "storage::appends_that_returned_survive_kill_9",
+    config: SegmentConfig { segment_size: 256 << 10, direct_io: true },
+    per_call: 1,
+    rounds: 30,
+};
+
+#[test]
+fn appends_that_returned_survive_kill_9() -> anyhow::Result<()> {
+    if let Ok(dir) = std::env::var(CHILD_DIR) {
+        let key = Key::from_bytes(&KEY);
+        return append_until_killed(Path::new(&dir), &SMALL_APPENDS, |store, rng| {
+            let first = store.head("vd")?.map_or(1, |s| s.header.last_sequence + 1);
+            let count = rng.u64(1..40);
+            let blocks = random_blocks(rng, first, count);
+            Ok(vec![*append_blocks(store, "vd", Some(&key), blocks)?.hash()])
+        });
+    }
+    let tmp = kill_9_rounds(&SMALL_APPENDS)?;
     assert!(segments(tmp.path(), "vd")?.len() > 1, "the crashes spanned segment rotations");
+    Ok(())
+}
+
+const LARGE_FLUSHES: KillCase = KillCase {
+    test: "storage::large_flushes_that_returned_survive_kill_9",
+    config: SegmentConfig { segment_size: 64 << 20, direct_io: true },
+    per_call: 12,
+    rounds: 10,
+};
+
+/// The same with flushes of about 12 MB each, which the segment writer writes in batches
+/// while the rest is sealed: a kill mid-flush leaves a prefix of it at most.
+#[test]
+fn large_flushes_that_returned_survive_kill_9() -> anyhow::Result<()> {
+    if let Ok(dir) = std::env::var(CHILD_DIR) {
+        let key = Key::from_bytes(&KEY);
+        return append_until_killed(Path::new(&dir), &LARGE_FLUSHES, |store, rng| {
+            let written = append_large(store, "vd", Some(&key), rng, LARGE_FLUSHES.per_call)?;
+            Ok(written.into_iter().map(|(hash, _)| hash).collect())
+        });
+    }
+    let tmp = kill_9_rounds(&LARGE_FLUSHES)?;
+    assert!(!segments(tmp.path(), "vd")?.is_empty(), "the flushes reached a segment");
     Ok(())
 }
 
@@ -444,6 +497,42 @@ fn appends_read_back_with_and_without_o_direct() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Appends `count` aggregates of one incompressible write of 0.7 to 1.3 MB each in one
+/// `append_many`, so the flush spans several of the segment writer's batches and they end
+/// inside a block; returns their names and blocks.
+fn append_large(
+    store: &dyn Storage,
+    vdisk: &str,
+    key: Option<&Key>,
+    rng: &mut fastrand::Rng,
+    count: usize,
+) -> anyhow::Result<Vec<(Hash, Vec<Block>)>> {
+    let head = store.head(vdisk)?;
+    let mut sequence = head.map_or(1, |s| s.header.last_sequence + 1);
+    let mut written = Vec::new();
+    let mut next = |prev: &Hash| -> strata_tlog::Result<Option<Sealed>> {
+        if written.len() == count {
+            return Ok(None);
+        }
+        let mut data = vec![0u8; rng.usize(700_000..1_300_000)];
+        rng.fill(&mut data);
+        let block = Block::write(sequence, 0, Bytes::from(data), sequence);
+        let aggregate = Aggregate {
+            vdisk_id: vdisk.into(),
+            timestamp: sequence,
+            blocks: vec![block],
+            prev: *prev,
+        };
+        sequence += 1;
+        let sealed = aggregate.seal(key)?;
+        written.push((*sealed.hash(), aggregate.blocks));
+        Ok(Some(sealed))
+    };
+    let stored = store.append_many(vdisk, &mut next, head.map_or(NO_PREV, |s| s.hash))?;
+    assert_eq!(Some(stored), written.last().map(|(h, _)| *h));
+    Ok(written)
+}
+
 /// A flush of many large aggregates is handed to the segment writer in batches that end
 /// mid-block, while the next ones are sealed; every aggregate reads back whole after a
 /// reopen, with `O_DIRECT` and without, in one segment or across a rotation mid-flush.
@@ -457,36 +546,15 @@ fn a_large_flush_written_in_batches_reads_back_whole() -> anyhow::Result<()> {
     ];
     for config in configs {
         let dir = tempfile::tempdir()?;
-        let mut written: Vec<(Hash, Vec<Block>)> = Vec::new();
+        let mut written = Vec::new();
         {
             let store = SegmentStore::open_with(dir.path(), config.clone())?;
             // Two flushes: the second starts where the first left a partial block.
-            for flush in 0..2u64 {
-                let mut sequence = flush * 1000 + 1;
-                let mut left = 30;
-                let mut next = |prev: &Hash| -> strata_tlog::Result<Option<Sealed>> {
-                    if left == 0 {
-                        return Ok(None);
-                    }
-                    left -= 1;
-                    // Incompressible, and of odd sizes, so batches end inside a block.
-                    let mut data = vec![0u8; rng.usize(700_000..1_300_000)];
-                    rng.fill(&mut data);
-                    let block = Block::write(sequence, 0, Bytes::from(data), sequence);
-                    sequence += 1;
-                    let aggregate = Aggregate {
-                        vdisk_id: "vd".into(),
-                        timestamp: sequence,
-                        blocks: vec![block],
-                        prev: *prev,
-                    };
-                    let sealed = aggregate.seal(None)?;
-                    written.push((*sealed.hash(), aggregate.blocks));
-                    Ok(Some(sealed))
-                };
-                let prev = store.head("vd")?.map_or(NO_PREV, |s| s.hash);
-                let head = store.append_many("vd", &mut next, prev)?;
-                assert_eq!(Some(head), written.last().map(|(h, _)| *h));
+            for _ in 0..2 {
+                written.extend(append_large(&store, "vd", None, &mut rng, 30)?);
+                // Written once append_many returned: a reader beside the writer sees it all.
+                let reader = SegmentStore::open_read_only(dir.path())?;
+                assert_eq!(names(&reader, "vd")?.len(), written.len());
             }
         }
         if config.segment_size < 256 << 20 {
