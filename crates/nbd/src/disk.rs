@@ -44,6 +44,14 @@ use crate::{Error, Result};
 /// hand-off costs more than the copy.
 const INLINE_WRITE: usize = 16 << 10;
 
+/// Larger writes reach the image in pieces of this size. The page cache then holds the
+/// image in folios of at most this size, and a later small write into one stays cheap: on
+/// ext4 a buffered write walks every block of the folio it lands in, so 4 KiB writes into
+/// the 1 MiB folios a 1 MiB write leaves cost about half of their time there (measured with
+/// fio: 4 KiB random writes after a 1 MiB fill, 25,000-30,000 IOPS whole, 40,000-47,000 in
+/// pieces of 16 or 64 KiB; 1 MiB writes unchanged).
+const IMAGE_PIECE: usize = 64 << 10;
+
 /// The largest tlog block a write is cut into (the tlog refuses messages over 4 MiB).
 pub const MAX_BLOCK: usize = 1 << 20;
 
@@ -280,7 +288,7 @@ impl Disk {
                 .map_err(|e| Failed::eio(format!("image: {e}")))?;
         } else {
             let file = self.file.clone();
-            blocking(move || file.write_all_at(&data, offset)).await?;
+            blocking(move || write_in_pieces(&file, &data, offset)).await?;
         }
         drop(ticket);
         if fua { self.durable(last).await } else { Ok(()) }
@@ -534,6 +542,16 @@ impl Drop for Ticket<'_> {
     }
 }
 
+/// Writes `data` at `offset` of the image in pieces of [`IMAGE_PIECE`].
+fn write_in_pieces(file: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
+    let mut at = offset;
+    for piece in data.chunks(IMAGE_PIECE) {
+        file.write_all_at(piece, at)?;
+        at += piece.len() as u64;
+    }
+    Ok(())
+}
+
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> std::result::Result<T, Failed> {
@@ -631,7 +649,7 @@ fn zero_range(
         return Ok(());
     }
     fallocate.flag(allocate).store(false, Ordering::Relaxed);
-    let zeros = vec![0u8; MAX_BLOCK.min(length as usize)];
+    let zeros = vec![0u8; IMAGE_PIECE.min(length as usize)];
     let mut at = 0u64;
     while at < length {
         let n = (length - at).min(zeros.len() as u64) as usize;
