@@ -43,12 +43,15 @@ pub(crate) struct Attached {
     pub(crate) handle: Handle,
 }
 
-/// Checks a handshake and attaches connection `conn` to its vdisk (started if needed).
-/// On failure, the handshake status to answer and why.
+/// Checks a handshake and attaches connection `conn` to its vdisk (started if needed);
+/// with `receipts`, the vdisk answers each block `RecvOK` (the wire protocol's receipt,
+/// which the in-process client has no use for). On failure, the handshake status to answer
+/// and why.
 pub(crate) async fn attach(
     shared: &Arc<Shared>,
     request: HandshakeRequest,
     conn: u64,
+    receipts: bool,
 ) -> std::result::Result<(Attached, mpsc::Receiver<Response>), (i8, Error)> {
     if Version(request.version) < Version::MIN_SUPPORTED {
         return Err((
@@ -72,6 +75,7 @@ pub(crate) async fn attach(
         conn,
         first_sequence: request.first_sequence,
         reset: request.reset_first_sequence,
+        receipts,
         responses: responses_tx,
     };
     if handle.events.send(attach).await.is_err() {
@@ -193,7 +197,7 @@ async fn handshake(
             return Err(err);
         }
     };
-    match attach(shared, request, conn).await {
+    match attach(shared, request, conn, true).await {
         Ok(attached) => {
             send_raw(writer, &answer(handshake_status::OK)).await;
             Ok(attached)

@@ -2,7 +2,8 @@
 //! server) attaches to a vdisk task and hands it `Block` values directly.
 //!
 //! What the TCP path does and this one skips: Cap'n Proto encoding and decoding, the copies
-//! into and out of a socket, and recomputing each block's BLAKE3 hash (the block was made
+//! into and out of a socket, the `RecvOK` receipt for each block (the client acts only on
+//! `FlushOK` and the failures), and recomputing each block's BLAKE3 hash (the block was made
 //! and hashed by this process, by [`Block::write`] or [`Block::discard`]; the wire check
 //! guards against corruption in transit, and there is no transit here). What it keeps, by
 //! going through the same `handler::attach` and `handler::Attached` as TCP: the handshake's
@@ -44,7 +45,7 @@ impl LocalConnector {
     pub(crate) async fn connect(&self, request: HandshakeRequest) -> Result<LocalLink> {
         let conn = handler::next_conn();
         let (attached, responses) =
-            handler::attach(&self.shared, request, conn).await.map_err(|(_, err)| err)?;
+            handler::attach(&self.shared, request, conn, false).await.map_err(|(_, err)| err)?;
         tracing::debug!(conn, vdisk = attached.vdisk, "local client attached");
         Ok(LocalLink { attached, responses })
     }

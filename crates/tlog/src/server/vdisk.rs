@@ -36,8 +36,15 @@ const MAX_AGGREGATE_BLOCKS: usize = 16 * 1024;
 #[derive(Debug)]
 pub(crate) enum Event {
     /// A connection joins; `reset` drops what the vdisk buffered and restarts its
-    /// sequence at `first_sequence`, disconnecting its other clients.
-    Attach { conn: u64, first_sequence: u64, reset: bool, responses: mpsc::Sender<Response> },
+    /// sequence at `first_sequence`, disconnecting its other clients; `receipts` asks for
+    /// `RecvOK` answers.
+    Attach {
+        conn: u64,
+        first_sequence: u64,
+        reset: bool,
+        receipts: bool,
+        responses: mpsc::Sender<Response>,
+    },
     /// A block that passed its checks, with the buffer budget it holds until flushed.
     Block { conn: u64, block: Block, budget: OwnedSemaphorePermit },
     /// Flush as soon as `sequence` has been ordered.
@@ -158,12 +165,19 @@ struct VdiskTask {
     /// A forced flush not yet done.
     force_at: Option<u64>,
     /// Where each attached connection's responses go.
-    clients: HashMap<u64, mpsc::Sender<Response>>,
+    clients: HashMap<u64, Attachment>,
     /// When the flush timer fires next.
     deadline: Instant,
     /// The flush being sealed and stored in the background, if any. One at a time, so the
     /// chain stays in order; blocks ordered meanwhile wait for the next one.
     in_flight: Option<InFlight>,
+}
+
+/// An attached connection.
+struct Attachment {
+    responses: mpsc::Sender<Response>,
+    /// Whether it wants a `RecvOK` for each block.
+    receipts: bool,
 }
 
 /// A flush running on a blocking thread while the task keeps taking blocks.
@@ -220,7 +234,7 @@ impl VdiskTask {
     /// Handles one event; true when the task should stop.
     async fn handle(&mut self, event: Event) -> Result<bool> {
         match event {
-            Event::Attach { conn, first_sequence, reset, responses } => {
+            Event::Attach { conn, first_sequence, reset, receipts, responses } => {
                 if reset {
                     self.reset(conn, first_sequence).await?;
                 } else if self.expected.is_none() {
@@ -233,7 +247,7 @@ impl VdiskTask {
                         self.run_start_pending = true;
                     }
                 }
-                self.clients.insert(conn, responses);
+                self.clients.insert(conn, Attachment { responses, receipts });
             }
             Event::Block { conn, block, budget } => self.receive(conn, block, budget).await,
             Event::ForceFlush { sequence } => {
@@ -446,7 +460,10 @@ impl VdiskTask {
 
     fn reply(&mut self, conn: u64, response: Response) {
         let Some(client) = self.clients.get(&conn) else { return };
-        if client.try_send(response).is_err() {
+        if response.status == status::RECV_OK && !client.receipts {
+            return;
+        }
+        if client.responses.try_send(response).is_err() {
             tracing::warn!(vdisk = %self.id, conn, "client does not read its responses; dropping it");
             self.clients.remove(&conn);
         }
