@@ -370,7 +370,7 @@ impl Vdisk {
         let outcome = self.writer.finish();
         // What is left is at most the partial block after the last record: the file has
         // it now, and the next batch reads it back.
-        self.pending = std::mem::take(&mut self.pending).emptied();
+        self.pending.clear();
         self.written(outcome)
     }
 

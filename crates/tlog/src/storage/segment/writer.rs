@@ -131,12 +131,11 @@ impl Pending {
         file.write_all_at(records, self.start + self.head as u64)
     }
 
-    /// The buffer, empty, for another batch (its bytes are overwritten before use, and
+    /// Empties the buffer for another batch (its bytes are overwritten before use, and
     /// the padding is zeroed when written).
-    pub(super) fn emptied(mut self) -> Pending {
+    pub(super) fn clear(&mut self) {
         self.len = 0;
         self.head = 0;
-        self
     }
 }
 
@@ -205,8 +204,7 @@ impl Writer {
     pub(super) fn write_here(&mut self, pending: &mut Pending, target: &Target) -> Outcome {
         debug_assert!(self.is_idle());
         let (written, direct_refused) = pending.write(target.direct.as_deref(), &target.cached);
-        let batch = std::mem::take(pending);
-        *pending = batch.emptied();
+        pending.clear();
         let failed = written.err().map(|error| Failed { path: target.path.clone(), error });
         Outcome { failed, direct_refused }
     }
@@ -243,7 +241,8 @@ impl Writer {
                 let (written, direct_refused) =
                     pending.write(target.direct.as_deref(), &target.cached);
                 outcome.merge(written, direct_refused, &target.path);
-                self.spare = Some(pending.emptied());
+                pending.clear();
+                self.spare = Some(pending);
             }
         }
         while self.collect(false, &mut outcome) {}
@@ -273,7 +272,9 @@ impl Writer {
             Ok(done) => {
                 self.queued -= 1;
                 outcome.merge(done.written, done.direct_refused, &done.path);
-                self.spare = Some(done.pending.emptied());
+                let mut pending = done.pending;
+                pending.clear();
+                self.spare = Some(pending);
                 true
             }
             Err(mpsc::TryRecvError::Empty) => false,
