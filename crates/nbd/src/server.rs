@@ -66,7 +66,7 @@ impl Default for ServerConfig {
             max_request: 32 << 20,
             max_in_flight: 64 << 20,
             tlog_timeout: Duration::from_secs(30),
-            max_unflushed_bytes: 64 << 20,
+            max_unflushed_bytes: 256 << 20,
             log: None,
             journal: true,
             tls: None,

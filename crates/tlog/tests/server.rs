@@ -2,16 +2,17 @@
 //! flush triggers, resets, bad input.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::ensure;
 use strata_tlog::Error;
-use strata_tlog::aggregate::Key;
-use strata_tlog::message::{Block, MessageType, handshake_status, status};
+use strata_tlog::aggregate::{Hash, Key, Sealed};
+use strata_tlog::message::{Block, MessageType, handshake_status, now_nanos, status};
 use strata_tlog::player::verify;
 use strata_tlog::server::ServerConfig;
-use strata_tlog::storage::Storage;
 use strata_tlog::storage::segment::SegmentStore;
+use strata_tlog::storage::{Storage, Stored};
 use strata_tlog::version::{Version, stage};
 
 use crate::harness::{Raw, Server, block, config, data, replayed, stored_sequences};
@@ -392,5 +393,153 @@ async fn shutdown_flushes_what_is_buffered() -> anyhow::Result<()> {
     }
     server.stop().await?;
     ensure!(stored_sequences(&*storage, "vd")? == [1, 2, 3], "shutdown lost buffered blocks");
+    Ok(())
+}
+
+/// A segment store whose first `append_many` stays `tail` longer after storage took its
+/// last aggregate (a slow write and sync), and then fails with `fail`.
+#[derive(Debug)]
+struct SlowTail {
+    inner: SegmentStore,
+    tail: Duration,
+    fail: bool,
+    calls: AtomicUsize,
+    in_tail: AtomicBool,
+    /// Unix nanoseconds when the first `append_many` returned.
+    first_ended: AtomicU64,
+}
+
+impl SlowTail {
+    fn new(inner: SegmentStore, fail: bool) -> SlowTail {
+        SlowTail {
+            inner,
+            tail: Duration::from_millis(300),
+            fail,
+            calls: AtomicUsize::new(0),
+            in_tail: AtomicBool::new(false),
+            first_ended: AtomicU64::new(0),
+        }
+    }
+
+    /// Waits until the first `append_many` is in its slow tail.
+    async fn tail_begun(&self) -> anyhow::Result<()> {
+        for _ in 0..500 {
+            if self.in_tail.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        anyhow::bail!("the first flush never reached storage")
+    }
+}
+
+impl Storage for SlowTail {
+    fn append(&self, vdisk: &str, sealed: &Sealed) -> strata_tlog::Result<()> {
+        self.inner.append(vdisk, sealed)
+    }
+
+    fn append_many(
+        &self,
+        vdisk: &str,
+        next: &mut dyn FnMut(&Hash) -> strata_tlog::Result<Option<Sealed>>,
+        head: Hash,
+    ) -> strata_tlog::Result<Hash> {
+        let first = self.calls.fetch_add(1, Ordering::SeqCst) == 0;
+        let stored = self.inner.append_many(vdisk, next, head)?;
+        if first {
+            self.in_tail.store(true, Ordering::SeqCst);
+            std::thread::sleep(self.tail);
+            self.first_ended.store(now_nanos(), Ordering::SeqCst);
+            if self.fail {
+                return Err(Error::Unavailable("the disk went away".into()));
+            }
+        }
+        Ok(stored)
+    }
+
+    fn head(&self, vdisk: &str) -> strata_tlog::Result<Option<Stored>> {
+        self.inner.head(vdisk)
+    }
+
+    fn get(&self, vdisk: &str, hash: &Hash) -> strata_tlog::Result<Vec<u8>> {
+        self.inner.get(vdisk, hash)
+    }
+
+    fn list(&self, vdisk: &str) -> strata_tlog::Result<Vec<Stored>> {
+        self.inner.list(vdisk)
+    }
+
+    fn vdisks(&self) -> strata_tlog::Result<Vec<String>> {
+        self.inner.vdisks()
+    }
+}
+
+/// Sends blocks 1 to 5 (a flush), and once storage is in that flush's slow tail, 6 to 10.
+async fn two_flushes(store: &Arc<SlowTail>) -> anyhow::Result<(Server, Raw)> {
+    let server = Server::on(store.clone(), config(5)).await?;
+    let mut raw = Raw::attach(server.addr, "vd", 1, false).await?;
+    for seq in 1..=5 {
+        raw.block(&block(seq)).await?;
+    }
+    store.tail_begun().await?;
+    for seq in 6..=10 {
+        raw.block(&block(seq)).await?;
+    }
+    Ok((server, raw))
+}
+
+#[tokio::test]
+async fn the_next_flush_is_sealed_while_the_one_before_is_still_being_stored() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(SlowTail::new(SegmentStore::open(dir.path())?, false));
+    let (server, mut raw) = two_flushes(&store).await?;
+    let mut flushed = Vec::new();
+    while flushed.len() < 10 {
+        let response = raw.response().await?;
+        match response.status {
+            status::RECV_OK => {}
+            status::FLUSH_OK => flushed.extend(response.sequences),
+            other => anyhow::bail!("unexpected status {other}"),
+        }
+    }
+    ensure!(flushed == (1..=10).collect::<Vec<_>>(), "FlushOK out of order: {flushed:?}");
+    let listed = server.storage.list("vd")?;
+    ensure!(stored_sequences(&*server.storage, "vd")? == (1..=10).collect::<Vec<_>>());
+    let second = listed
+        .iter()
+        .find(|stored| stored.header.first_sequence == 6)
+        .ok_or_else(|| anyhow::anyhow!("no aggregate starts at 6: {listed:?}"))?;
+    // An aggregate carries the time its flush began.
+    ensure!(
+        second.header.timestamp < store.first_ended.load(Ordering::SeqCst),
+        "the second flush began only after the first was stored"
+    );
+    let report = strata_tlog::player::verify(&*server.storage, "vd", None, false)?;
+    ensure!(report.aggregates == listed.len() as u64, "{report:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_flush_after_a_failed_one_stores_nothing() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(SlowTail::new(SegmentStore::open(dir.path())?, true));
+    let (_server, mut raw) = two_flushes(&store).await?;
+    let mut statuses = Vec::new();
+    while let Ok(response) = raw.response().await {
+        if response.status != status::RECV_OK {
+            statuses.push((response.status, response.sequences));
+        }
+    }
+    ensure!(
+        statuses == [(status::FLUSH_FAILED, (1..=5).collect::<Vec<_>>())],
+        "answers after the failed flush: {statuses:?}"
+    );
+    // The second flush was sealed meanwhile; it must have given up, not stored on top.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ensure!(
+        stored_sequences(&store.inner, "vd")? == (1..=5).collect::<Vec<_>>(),
+        "a flush was stored after the one before it failed"
+    );
     Ok(())
 }

@@ -10,16 +10,18 @@
 //! holds `flush_size` blocks or `max_aggregate_bytes` of data, when `flush_time` has passed
 //! since the last flush, and when a forced flush's sequence has been ordered. A flush answers `FlushOK` only after storage
 //! said the aggregates and the new head are durable; a failed flush answers `FlushFailed`
-//! and closes the vdisk, so clients reconnect and resend.
+//! and closes the vdisk, so clients reconnect and resend. The next flush may begin once
+//! storage has taken the last aggregate of the one before (while that one is written and
+//! synced): it seals from that head, and is stored only after the one before succeeded.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::aggregate::{Aggregate, Hash, NO_PREV, Sealed};
+use crate::aggregate::{Aggregate, Hash, NO_PREV};
 use crate::message::{Block, Response, now_nanos, status};
 use crate::server::Shared;
 use crate::server::stored::{Found, StoredBlocks, check_head};
@@ -31,6 +33,11 @@ const EVENT_QUEUE: usize = 4096;
 pub(crate) const RESPONSE_QUEUE: usize = 16 * 1024;
 /// The most blocks sealed into one aggregate.
 const MAX_AGGREGATE_BLOCKS: usize = 16 * 1024;
+/// The most flushes of one vdisk in flight: one being stored, and the next, sealing from
+/// its head meanwhile.
+const MAX_FLIGHTS: usize = 2;
+/// The most aggregates a flush seals ahead of what storage has taken.
+const SEAL_AHEAD: usize = 4;
 
 /// What connections tell a vdisk task.
 #[derive(Debug)]
@@ -116,7 +123,8 @@ impl Registry {
             force_at: None,
             clients: HashMap::new(),
             deadline: Instant::now() + shared.config.flush_time,
-            in_flight: None,
+            in_flight: VecDeque::new(),
+            stored_gate: None,
         };
         let join = tokio::spawn(task.run(queue));
         running.insert(vdisk.to_string(), (handle.clone(), join));
@@ -168,9 +176,22 @@ struct VdiskTask {
     clients: HashMap<u64, Attachment>,
     /// When the flush timer fires next.
     deadline: Instant,
-    /// The flush being sealed and stored in the background, if any. One at a time, so the
-    /// chain stays in order; blocks ordered meanwhile wait for the next one.
-    in_flight: Option<InFlight>,
+    /// The flushes being sealed and stored in the background, oldest first: at most
+    /// [`MAX_FLIGHTS`]. The next one starts once the newest has handed its last aggregate
+    /// to storage (so the chain's head is known), sealing while that one is written and
+    /// synced; storage takes a vdisk's aggregates in that order. Blocks ordered meanwhile
+    /// wait for the next one.
+    in_flight: VecDeque<InFlight>,
+    /// Fires once the newest flush in flight is stored; the next one stores nothing before.
+    stored_gate: Option<oneshot::Receiver<()>>,
+}
+
+/// What became of the flushes in flight (see [`flight_progress`]).
+enum Progress {
+    /// The oldest ended.
+    Landed(std::result::Result<Result<Hash>, tokio::task::JoinError>),
+    /// The newest handed its last aggregate to storage; the chain's head is now this.
+    Sealed(std::result::Result<Hash, oneshot::error::RecvError>),
 }
 
 /// An attached connection.
@@ -183,6 +204,10 @@ struct Attachment {
 /// A flush running on a blocking thread while the task keeps taking blocks.
 struct InFlight {
     task: JoinHandle<Result<Hash>>,
+    /// Fires with the chain's new head once storage has taken the last aggregate.
+    sealed: Option<oneshot::Receiver<Hash>>,
+    /// That head, once it fired: the next flush chains from it.
+    head: Option<Hash>,
     sequences: Vec<u64>,
     /// Released once the flush is over, letting writers buffer more.
     budget: Vec<OwnedSemaphorePermit>,
@@ -201,8 +226,8 @@ impl VdiskTask {
 
     async fn serve(&mut self, queue: &mut mpsc::Receiver<Event>) -> Result<()> {
         loop {
-            let timer_armed = !self.ordered.is_empty() && self.in_flight.is_none();
-            let flying = self.in_flight.is_some();
+            let timer_armed = !self.ordered.is_empty() && self.in_flight.is_empty();
+            let flying = !self.in_flight.is_empty();
             tokio::select! {
                 event = queue.recv() => {
                     let Some(event) = event else { return self.flush().await };
@@ -217,15 +242,18 @@ impl VdiskTask {
                         }
                     }
                 }
-                joined = async {
-                    match self.in_flight.as_mut() {
-                        Some(flight) => (&mut flight.task).await,
-                        None => std::future::pending().await,
+                progress = flight_progress(&mut self.in_flight), if flying => match progress {
+                    Progress::Landed(joined) => self.finish(joined)?,
+                    Progress::Sealed(head) => {
+                        if let Some(newest) = self.in_flight.back_mut() {
+                            newest.sealed = None;
+                            newest.head = head.ok();
+                        }
                     }
-                }, if flying => self.finish(joined)?,
+                },
                 () = tokio::time::sleep_until(self.deadline), if timer_armed => self.launch(),
             }
-            if self.flush_due() && self.in_flight.is_none() {
+            if self.flush_due() {
                 self.launch();
             }
         }
@@ -341,7 +369,7 @@ impl VdiskTask {
     /// sends it again later, and nothing claims it durable meanwhile.
     async fn duplicate(&mut self, block: &Block) -> Option<i8> {
         let sequence = block.sequence;
-        let in_flight = self.in_flight.as_ref().is_some_and(|f| {
+        let in_flight = self.in_flight.iter().any(|f| {
             f.sequences.first().is_some_and(|&a| a <= sequence)
                 && f.sequences.last().is_some_and(|&b| sequence <= b)
         });
@@ -407,34 +435,54 @@ impl VdiskTask {
         self.land().await
     }
 
-    /// Starts sealing and storing everything ordered, in the background.
+    /// Starts sealing and storing everything ordered, in the background, when the flushes
+    /// in flight leave room for it (see [`VdiskTask::in_flight`]).
     fn launch(&mut self) {
+        let prev = match self.in_flight.back() {
+            None => self.head,
+            Some(InFlight { head: Some(head), .. }) if self.in_flight.len() < MAX_FLIGHTS => *head,
+            Some(_) => return,
+        };
         self.deadline = Instant::now() + self.shared.config.flush_time;
-        if self.ordered.is_empty() || self.in_flight.is_some() {
+        if self.ordered.is_empty() {
             return;
         }
+        let after = if self.in_flight.is_empty() { None } else { self.stored_gate.take() };
         let taken = std::mem::take(&mut self.ordered);
         self.ordered_bytes = 0;
         let (blocks, budget): (Vec<Block>, Vec<OwnedSemaphorePermit>) = taken.into_iter().unzip();
         let sequences: Vec<u64> = blocks.iter().map(|b| b.sequence).collect();
         let shared = self.shared.clone();
-        let (vdisk, prev) = (self.id.clone(), self.head);
+        let vdisk = self.id.clone();
         let run_start = std::mem::take(&mut self.run_start_pending);
-        let task =
-            tokio::task::spawn_blocking(move || store(&shared, &vdisk, prev, blocks, run_start));
-        self.in_flight = Some(InFlight { task, sequences, budget });
+        let (sealed_tx, sealed) = oneshot::channel();
+        let (stored_tx, stored_gate) = oneshot::channel();
+        self.stored_gate = Some(stored_gate);
+        let order = Order { after, sealed: sealed_tx, stored: stored_tx };
+        let task = tokio::task::spawn_blocking(move || {
+            store(&shared, &vdisk, prev, blocks, run_start, order)
+        });
+        self.in_flight.push_back(InFlight {
+            task,
+            sealed: Some(sealed),
+            head: None,
+            sequences,
+            budget,
+        });
     }
 
-    /// Waits for the flush in flight, if any, and answers the clients.
+    /// Waits for every flush in flight, and answers the clients.
     async fn land(&mut self) -> Result<()> {
-        let Some(flight) = self.in_flight.as_mut() else { return Ok(()) };
-        let joined = (&mut flight.task).await;
-        self.finish(joined)
+        while let Some(flight) = self.in_flight.front_mut() {
+            let joined = (&mut flight.task).await;
+            self.finish(joined)?;
+        }
+        Ok(())
     }
 
-    /// Answers the clients about the flush in flight, which has ended with `joined`.
+    /// Answers the clients about the oldest flush in flight, which has ended with `joined`.
     fn finish(&mut self, joined: Result<Result<Hash>, tokio::task::JoinError>) -> Result<()> {
-        let Some(flight) = self.in_flight.take() else { return Ok(()) };
+        let Some(flight) = self.in_flight.pop_front() else { return Ok(()) };
         let stored = joined
             .map_err(|e| Error::Unavailable(format!("flush task failed: {e}")))
             .and_then(|r| r);
@@ -477,24 +525,129 @@ impl VdiskTask {
     }
 }
 
+/// Waits for the oldest flush to end, or the newest to hand its last aggregate over.
+async fn flight_progress(in_flight: &mut VecDeque<InFlight>) -> Progress {
+    let mut flights = in_flight.iter_mut();
+    let (oldest, newest) = (flights.next(), flights.next());
+    let (task, sealed) = match (oldest, newest) {
+        (Some(oldest), Some(newest)) => (&mut oldest.task, newest.sealed.as_mut()),
+        (Some(InFlight { task, sealed, .. }), None) => (task, sealed.as_mut()),
+        (None, _) => return std::future::pending().await,
+    };
+    match sealed {
+        Some(sealed) => tokio::select! {
+            joined = task => Progress::Landed(joined),
+            head = sealed => Progress::Sealed(head),
+        },
+        None => Progress::Landed(task.await),
+    }
+}
+
+/// How a flush keeps its place among a vdisk's flushes in flight.
+struct Order {
+    /// Fires once the flush before this one is stored; dropped unfired when it failed.
+    /// `None` when there was none in flight.
+    after: Option<oneshot::Receiver<()>>,
+    /// Hears the chain's new head as soon as storage has taken the last aggregate, before
+    /// it is durable, so the next flush can seal meanwhile.
+    sealed: oneshot::Sender<Hash>,
+    /// Fired once this flush is stored.
+    stored: oneshot::Sender<()>,
+}
+
 /// Seals `blocks` into as many aggregates as the size limits ask for, chained from `prev`,
-/// and appends each durably; the first is marked as a run's start when `run_start` is set.
-/// Returns the new head.
+/// and stores them once the flush before is stored; returns the new head. The first is
+/// marked as a run's start when `run_start` is set. Sealing runs
+/// ahead of storage (up to [`SEAL_AHEAD`] aggregates), meanwhile: on this thread for one
+/// aggregate, on a helper thread for more.
 fn store(
     shared: &Shared,
     vdisk: &str,
     prev: Hash,
     blocks: Vec<Block>,
-    mut run_start: bool,
+    run_start: bool,
+    order: Order,
 ) -> Result<Hash> {
     let started = std::time::Instant::now();
     let bytes: usize = blocks.iter().map(|b| b.data.len()).sum();
-    let limit = shared.config.max_aggregate_bytes.max(1);
+    let aggregates = cut(vdisk, blocks, shared.config.max_aggregate_bytes.max(1));
     let key = shared.config.key.as_ref();
+    let count = aggregates.len();
+    let stored = std::thread::scope(|scope| {
+        let (sender, ready) = std::sync::mpsc::sync_channel(SEAL_AHEAD);
+        let seal_all = move || {
+            let (mut prev, mut run_start) = (prev, run_start);
+            for mut aggregate in aggregates {
+                aggregate.prev = prev;
+                let sealed = if std::mem::take(&mut run_start) {
+                    aggregate.seal_run_start(key)
+                } else {
+                    aggregate.seal(key)
+                };
+                let failed = match &sealed {
+                    Ok(sealed) => {
+                        prev = *sealed.hash();
+                        false
+                    }
+                    Err(_) => true,
+                };
+                // A closed channel means storage failed: nothing more is needed.
+                if sender.send(sealed).is_err() || failed {
+                    return;
+                }
+            }
+        };
+        if count > 1 {
+            std::thread::Builder::new()
+                .name("tlog-seal".into())
+                .spawn_scoped(scope, seal_all)
+                .map_err(|e| Error::Unavailable(format!("cannot start a sealing thread: {e}")))?;
+        } else {
+            seal_all();
+        }
+        if let Some(after) = order.after
+            && after.blocking_recv().is_err()
+        {
+            return Err(Error::Unavailable(
+                "the flush before this one failed; this one stored nothing".into(),
+            ));
+        }
+        let mut sealed = Some(order.sealed);
+        let mut taken = 0;
+        let mut next = |head: &Hash| match ready.recv() {
+            Ok(aggregate) => {
+                taken += 1;
+                aggregate.map(Some)
+            }
+            Err(_) if taken < count => {
+                Err(Error::Unavailable("the sealing thread stopped before the end".into()))
+            }
+            Err(_) => {
+                if let Some(sealed) = sealed.take() {
+                    let _ = sealed.send(*head);
+                }
+                Ok(None)
+            }
+        };
+        let stored = shared.storage.append_many(vdisk, &mut next, prev)?;
+        let _ = order.stored.send(());
+        Ok(stored)
+    });
+    let result = if stored.is_ok() { "ok" } else { "error" };
+    metrics::histogram!("strata_tlog_flush_duration_seconds", "result" => result)
+        .record(started.elapsed());
+    metrics::histogram!("strata_tlog_flush_bytes").record(bytes as f64);
+    stored
+}
+
+/// Cuts a flush's blocks into aggregates of up to `limit` bytes of data (at least one block
+/// each) and [`MAX_AGGREGATE_BLOCKS`] blocks, stamped with the flush's time; sealing fills
+/// in each one's `prev`.
+fn cut(vdisk: &str, blocks: Vec<Block>, limit: usize) -> Vec<Aggregate> {
+    let timestamp = now_nanos();
+    let mut aggregates = Vec::new();
     let mut blocks = blocks.into_iter().peekable();
-    // Seals the next aggregate (up to the size limits) chained from `prev`, while the
-    // storage holds the ones before; the storage makes them durable together.
-    let mut next = |prev: &Hash| -> Result<Option<Sealed>> {
+    while blocks.peek().is_some() {
         let mut chunk: Vec<Block> = Vec::new();
         let mut bytes = 0usize;
         while let Some(block) =
@@ -503,26 +656,12 @@ fn store(
             bytes += block.data.len();
             chunk.push(block);
         }
-        if chunk.is_empty() {
-            return Ok(None);
-        }
-        let aggregate = Aggregate {
+        aggregates.push(Aggregate {
             vdisk_id: vdisk.to_string(),
-            timestamp: now_nanos(),
+            timestamp,
             blocks: chunk,
-            prev: *prev,
-        };
-        let sealed = if std::mem::take(&mut run_start) {
-            aggregate.seal_run_start(key)?
-        } else {
-            aggregate.seal(key)?
-        };
-        Ok(Some(sealed))
-    };
-    let stored = shared.storage.append_many(vdisk, &mut next, prev);
-    let result = if stored.is_ok() { "ok" } else { "error" };
-    metrics::histogram!("strata_tlog_flush_duration_seconds", "result" => result)
-        .record(started.elapsed());
-    metrics::histogram!("strata_tlog_flush_bytes").record(bytes as f64);
-    stored
+            prev: NO_PREV,
+        });
+    }
+    aggregates
 }
