@@ -29,8 +29,9 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Stores the aggregates `next` yields, in order, each chaining to the one before, as
     /// [`Storage::append`] would, durably when this returns. An engine may make them durable
     /// together (one sync for all); after a crash before it returns, any prefix of them may
-    /// be there. `next` is called only while the previous aggregate is being stored, so
-    /// sealing and storing can overlap no more than the engine allows.
+    /// be there. `next` is called only once the previous aggregate was taken; the server's
+    /// `next` hands over aggregates it sealed ahead (and, when it yields `None`, lets the
+    /// vdisk's next flush begin sealing while this call writes and syncs).
     fn append_many(
         &self,
         vdisk: &str,
