@@ -368,6 +368,20 @@ fn append_until_killed(
 /// The parent half: runs the child `case.rounds` times, killing it at a random moment,
 /// and checks after each that every acknowledged aggregate is stored, in order, followed by
 /// at most the rest of the call under way, and that the head opens.
+/// Runs `case`: as the child (under [`CHILD_DIR`]) appends with `append` until killed and
+/// gives `None`; as the parent, runs the rounds and gives the log's directory.
+fn kill_9(
+    case: &KillCase,
+    mut append: impl FnMut(&dyn Storage, &Key, &mut fastrand::Rng) -> anyhow::Result<Vec<Hash>>,
+) -> anyhow::Result<Option<tempfile::TempDir>> {
+    if let Ok(dir) = std::env::var(CHILD_DIR) {
+        let key = Key::from_bytes(&KEY);
+        append_until_killed(Path::new(&dir), case, |store, rng| append(store, &key, rng))?;
+        return Ok(None);
+    }
+    kill_9_rounds(case).map(Some)
+}
+
 fn kill_9_rounds(case: &KillCase) -> anyhow::Result<tempfile::TempDir> {
     let tmp = tempfile::tempdir()?;
     let key = Key::from_bytes(&KEY);
@@ -432,16 +446,13 @@ const SMALL_APPENDS: KillCase = KillCase {
 
 #[test]
 fn appends_that_returned_survive_kill_9() -> anyhow::Result<()> {
-    if let Ok(dir) = std::env::var(CHILD_DIR) {
-        let key = Key::from_bytes(&KEY);
-        return append_until_killed(Path::new(&dir), &SMALL_APPENDS, |store, rng| {
-            let first = store.head("vd")?.map_or(1, |s| s.header.last_sequence + 1);
-            let count = rng.u64(1..40);
-            let blocks = random_blocks(rng, first, count);
-            Ok(vec![*append_blocks(store, "vd", Some(&key), blocks)?.hash()])
-        });
-    }
-    let tmp = kill_9_rounds(&SMALL_APPENDS)?;
+    let appended = kill_9(&SMALL_APPENDS, |store, key, rng| {
+        let first = store.head("vd")?.map_or(1, |s| s.header.last_sequence + 1);
+        let count = rng.u64(1..40);
+        let blocks = random_blocks(rng, first, count);
+        Ok(vec![*append_blocks(store, "vd", Some(key), blocks)?.hash()])
+    })?;
+    let Some(tmp) = appended else { return Ok(()) };
     assert!(segments(tmp.path(), "vd")?.len() > 1, "the crashes spanned segment rotations");
     Ok(())
 }
@@ -457,14 +468,11 @@ const LARGE_FLUSHES: KillCase = KillCase {
 /// while the rest is sealed: a kill mid-flush leaves a prefix of it at most.
 #[test]
 fn large_flushes_that_returned_survive_kill_9() -> anyhow::Result<()> {
-    if let Ok(dir) = std::env::var(CHILD_DIR) {
-        let key = Key::from_bytes(&KEY);
-        return append_until_killed(Path::new(&dir), &LARGE_FLUSHES, |store, rng| {
-            let written = append_large(store, "vd", Some(&key), rng, LARGE_FLUSHES.per_call)?;
-            Ok(written.into_iter().map(|(hash, _)| hash).collect())
-        });
-    }
-    let tmp = kill_9_rounds(&LARGE_FLUSHES)?;
+    let appended = kill_9(&LARGE_FLUSHES, |store, key, rng| {
+        let written = append_large(store, "vd", Some(key), rng, LARGE_FLUSHES.per_call)?;
+        Ok(written.into_iter().map(|(hash, _)| hash).collect())
+    })?;
+    let Some(tmp) = appended else { return Ok(()) };
     assert!(!segments(tmp.path(), "vd")?.is_empty(), "the flushes reached a segment");
     Ok(())
 }

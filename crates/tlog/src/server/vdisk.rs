@@ -124,7 +124,6 @@ impl Registry {
             clients: HashMap::new(),
             deadline: Instant::now() + shared.config.flush_time,
             in_flight: VecDeque::new(),
-            stored_gate: None,
         };
         let join = tokio::spawn(task.run(queue));
         running.insert(vdisk.to_string(), (handle.clone(), join));
@@ -182,8 +181,6 @@ struct VdiskTask {
     /// synced; storage takes a vdisk's aggregates in that order. Blocks ordered meanwhile
     /// wait for the next one.
     in_flight: VecDeque<InFlight>,
-    /// Fires once the newest flush in flight is stored; the next one stores nothing before.
-    stored_gate: Option<oneshot::Receiver<()>>,
 }
 
 /// What became of the flushes in flight (see [`flight_progress`]).
@@ -208,6 +205,9 @@ struct InFlight {
     sealed: Option<oneshot::Receiver<Hash>>,
     /// That head, once it fired: the next flush chains from it.
     head: Option<Hash>,
+    /// Fires once this flush is stored; taken by the next flush, which stores nothing
+    /// before.
+    stored: Option<oneshot::Receiver<()>>,
     sequences: Vec<u64>,
     /// Released once the flush is over, letting writers buffer more.
     budget: Vec<OwnedSemaphorePermit>,
@@ -447,7 +447,7 @@ impl VdiskTask {
         if self.ordered.is_empty() {
             return;
         }
-        let after = if self.in_flight.is_empty() { None } else { self.stored_gate.take() };
+        let after = self.in_flight.back_mut().and_then(|newest| newest.stored.take());
         let taken = std::mem::take(&mut self.ordered);
         self.ordered_bytes = 0;
         let (blocks, budget): (Vec<Block>, Vec<OwnedSemaphorePermit>) = taken.into_iter().unzip();
@@ -456,8 +456,7 @@ impl VdiskTask {
         let vdisk = self.id.clone();
         let run_start = std::mem::take(&mut self.run_start_pending);
         let (sealed_tx, sealed) = oneshot::channel();
-        let (stored_tx, stored_gate) = oneshot::channel();
-        self.stored_gate = Some(stored_gate);
+        let (stored_tx, stored) = oneshot::channel();
         let order = Order { after, sealed: sealed_tx, stored: stored_tx };
         let task = tokio::task::spawn_blocking(move || {
             store(&shared, &vdisk, prev, blocks, run_start, order)
@@ -466,6 +465,7 @@ impl VdiskTask {
             task,
             sealed: Some(sealed),
             head: None,
+            stored: Some(stored),
             sequences,
             budget,
         });

@@ -241,12 +241,17 @@ impl Writer {
                 let (written, direct_refused) =
                     pending.write(target.direct.as_deref(), &target.cached);
                 outcome.merge(written, direct_refused, &target.path);
-                pending.clear();
-                self.spare = Some(pending);
+                self.keep_spare(pending);
             }
         }
         while self.collect(false, &mut outcome) {}
         outcome
+    }
+
+    /// Keeps a written batch's buffer, emptied, for the next batch.
+    fn keep_spare(&mut self, mut pending: Pending) {
+        pending.clear();
+        self.spare = Some(pending);
     }
 
     /// Waits until every batch handed over is written; returns what became of them.
@@ -272,9 +277,7 @@ impl Writer {
             Ok(done) => {
                 self.queued -= 1;
                 outcome.merge(done.written, done.direct_refused, &done.path);
-                let mut pending = done.pending;
-                pending.clear();
-                self.spare = Some(pending);
+                self.keep_spare(done.pending);
                 true
             }
             Err(mpsc::TryRecvError::Empty) => false,
