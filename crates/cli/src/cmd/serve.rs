@@ -169,6 +169,8 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
             let _ = nbd_done.send(true);
             served.map_err(Into::into)
         });
+        // Ready before the status file says so: a reader of `serving` finds /readyz at 200.
+        tokio::spawn(metrics.ready_until(services.until_stop()));
         published.write(&json!({
             "pid": std::process::id(),
             "state": "serving",
@@ -184,7 +186,6 @@ pub(crate) fn run(args: ServeArgs, config: &Config, data_dir: &Path) -> anyhow::
                 "metrics": { "address": metrics.addr().map(|a| a.to_string()) },
             },
         }))?;
-        tokio::spawn(metrics.ready_until(services.until_stop()));
         tracing::info!(
             data_dir = %data_dir.display(),
             kv = store.engine_name(),
