@@ -39,7 +39,7 @@ const MAX_PLAINTEXT: u64 = 1 << 30;
 /// The AES-GCM tag appended to an encrypted body.
 const TAG_LEN: usize = 16;
 /// The bytes of each sample [`worth_compressing`] tries.
-const SAMPLE: usize = 8 << 10;
+const SAMPLE: usize = 4 << 10;
 
 /// Whether LZ4 is worth running over all of `plain`: at least two of three samples (start,
 /// middle, end) must shrink to 7/8 of their size. Random or already compressed data (what

@@ -217,7 +217,7 @@ impl Vdisk {
         })?;
         let record_len = RECORD_HEADER_LEN + u64::from(len);
         let (end, records) = self.prepare(record_len, config)?;
-        if self.pending.is_empty() {
+        if !self.pending.ends_at(end) {
             let file = self.last_file()?;
             let path = self.segments.last().map(|s| s.path.clone()).unwrap_or_default();
             if let Err(e) = self.pending.begin(&file, end) {
@@ -301,6 +301,8 @@ impl Vdisk {
             return Err(Error::file(path)(e));
         }
         self.tail = Tail::Closed;
+        // The block kept for the next batch belongs to this segment.
+        self.pending.clear();
         Ok(())
     }
 
@@ -369,8 +371,8 @@ impl Vdisk {
         }
         let outcome = self.writer.finish();
         // What is left is at most the partial block after the last record: the file has
-        // it now, and the next batch reads it back.
-        self.pending.clear();
+        // it now, and the next batch starts from this copy of it.
+        self.pending.carry_tail();
         self.written(outcome)
     }
 

@@ -39,11 +39,6 @@ pub(super) struct Pending {
 }
 
 impl Pending {
-    /// Whether no batch is started.
-    pub(super) fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Bytes of records held.
     pub(super) fn records_len(&self) -> usize {
         self.len.saturating_sub(self.head)
@@ -51,9 +46,30 @@ impl Pending {
 
     /// Starts a batch at file offset `at` of `file`: reads the partial block before it.
     pub(super) fn begin(&mut self, file: &File, at: u64) -> std::io::Result<()> {
+        debug_assert_eq!(self.records_len(), 0, "records would be dropped unwritten");
         self.start_at(at);
         let (head, start) = (self.head, self.start);
         file.read_exact_at(&mut self.window()[..head], start)
+    }
+
+    /// Whether the next record at file offset `at` can go into this batch as it stands: it
+    /// ends there, holding the partial block before `at` (records not yet written, or the
+    /// block [`Pending::carry_tail`] kept from the last batch written).
+    pub(super) fn ends_at(&self, at: u64) -> bool {
+        self.len > 0 && self.start + self.len as u64 == at
+    }
+
+    /// Leaves in the buffer only the partial block after the last record, as the head of
+    /// the next batch: once the batch is written, the file holds the same bytes, so the
+    /// next batch need not read them back (a disk read per flush, as the file is written
+    /// around the page cache).
+    pub(super) fn carry_tail(&mut self) {
+        let end = self.start + self.len as u64;
+        let start = end - end % DIRECT_ALIGN as u64;
+        let head = (end - start) as usize;
+        let from = self.offset + (start - self.start) as usize;
+        self.raw.copy_within(from..from + head, self.offset);
+        (self.start, self.head, self.len) = (start, head, head);
     }
 
     /// Starts a batch where `before` ends, taking the partial block before that point from
@@ -200,11 +216,11 @@ impl Writer {
     }
 
     /// Writes `pending` on this thread, now (nothing may be queued: see [`Writer::is_idle`]),
-    /// and leaves it emptied.
+    /// and leaves in it only the partial block after its last record ([`Pending::carry_tail`]).
     pub(super) fn write_here(&mut self, pending: &mut Pending, target: &Target) -> Outcome {
         debug_assert!(self.is_idle());
         let (written, direct_refused) = pending.write(target.direct.as_deref(), &target.cached);
-        pending.clear();
+        pending.carry_tail();
         let failed = written.err().map(|error| Failed { path: target.path.clone(), error });
         Outcome { failed, direct_refused }
     }
@@ -330,5 +346,50 @@ impl Drop for Writer {
             let _ = handle.join();
             drop(done);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::OpenOptions;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    use super::*;
+
+    /// A batch that ends mid-block leaves that block in memory, and the next batch starts
+    /// from it: written whole with `O_DIRECT`, it must carry the same bytes as the file, or
+    /// the end of the record before it would be overwritten.
+    #[test]
+    fn the_next_batch_starts_from_the_carried_partial_block() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("segment");
+        let cached = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+        let flags = rustix::fs::OFlags::DIRECT.bits() as i32;
+        // Where the file system refuses O_DIRECT, `write` falls back to the page cache.
+        let direct = OpenOptions::new().write(true).custom_flags(flags).open(&path).ok();
+        let first: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let second: Vec<u8> = (0..5_000u32).map(|i| (i % 241) as u8 + 1).collect();
+        let at = 100;
+        cached.write_all_at(&[7; 100], 0)?;
+
+        let mut pending = Pending::default();
+        pending.begin(&cached, at)?;
+        pending.push(&first);
+        pending.write(direct.as_ref(), &cached).0?;
+        pending.carry_tail();
+        let end = at + first.len() as u64;
+        assert!(pending.ends_at(end), "the batch continues at the end of the last record");
+        assert!(!pending.ends_at(end + 1));
+        assert_eq!(pending.records_len(), 0, "nothing is left to write");
+
+        pending.push(&second);
+        pending.write(direct.as_ref(), &cached).0?;
+        let mut expected = vec![7; 100];
+        expected.extend_from_slice(&first);
+        expected.extend_from_slice(&second);
+        let mut read = vec![0; expected.len()];
+        cached.read_exact_at(&mut read, 0)?;
+        assert!(read == expected, "the file holds both batches, the first intact");
+        Ok(())
     }
 }
