@@ -5,9 +5,10 @@
 //!
 //! Batches are written in the order they were handed over, each with one positioned write:
 //! with `O_DIRECT` in whole aligned blocks where the file system allows, else through the
-//! page cache. A batch handed over mid-flush ends inside a block; the next batch starts with
-//! a copy of that block from memory (the file may not have it yet), and rewrites it whole
-//! after the earlier write, so the order of the writes is what keeps the bytes right.
+//! page cache. A batch ends inside a block; the next batch starts with a copy of that block
+//! from memory (mid-flush the file may not have it yet, and between flushes reading it back
+//! would be a disk read, as the cache is bypassed), and rewrites it whole after the earlier
+//! write, so the order of the writes is what keeps the bytes right.
 //! Nothing is durable before [`Writer::finish`] returned and the caller synced the file.
 
 use std::fs::File;
