@@ -148,6 +148,8 @@ struct Counters {
     requests: [AtomicU64; 8],
     bytes_read: AtomicU64,
     bytes_written: AtomicU64,
+    /// The same, with durations, in the process's metrics.
+    metrics: crate::metrics::Metrics,
 }
 
 impl Counters {
@@ -651,7 +653,7 @@ impl NbdServer {
                     }
                     let why = format!("write of {} bytes is over the limit of {max}", req.length);
                     answer(&writer, structured, req.cookie, Err(fail(errno::EINVAL, why))).await?;
-                    crate::metrics::observe(&req, Some(errno::EINVAL), started);
+                    self.inner.counters.metrics.observe(&req, Some(errno::EINVAL), started);
                     continue;
                 }
                 match read_payload(&mut reader, req.length as usize).await {
@@ -664,7 +666,7 @@ impl NbdServer {
             if let Some(refused) = refuse(&req, size, max, allocation) {
                 let code = refused.errno;
                 answer(&writer, structured, req.cookie, Err(refused)).await?;
-                crate::metrics::observe(&req, Some(code), started);
+                self.inner.counters.metrics.observe(&req, Some(code), started);
                 continue;
             }
             let cost = req.length.clamp(1, self.inner.config.max_in_flight);
@@ -682,7 +684,7 @@ impl NbdServer {
                     tracing::warn!(vdisk = %disk.vdisk().name, errno, message, "nbd: request failed");
                 }
                 let sent = answer(&writer, structured, req.cookie, result).await;
-                crate::metrics::observe(&req, failed, started);
+                counters.metrics.observe(&req, failed, started);
                 drop(permit);
                 sent
             });
