@@ -365,9 +365,6 @@ fn append_until_killed(
     Ok(())
 }
 
-/// The parent half: runs the child `case.rounds` times, killing it at a random moment,
-/// and checks after each that every acknowledged aggregate is stored, in order, followed by
-/// at most the rest of the call under way, and that the head opens.
 /// Runs `case`: as the child (under [`CHILD_DIR`]) appends with `append` until killed and
 /// gives `None`; as the parent, runs the rounds and gives the log's directory.
 fn kill_9(
@@ -382,6 +379,9 @@ fn kill_9(
     kill_9_rounds(case).map(Some)
 }
 
+/// The parent half: runs the child `case.rounds` times, killing it at a random moment,
+/// and checks after each that every acknowledged aggregate is stored, in order, followed by
+/// at most the rest of the call under way, and that the head opens.
 fn kill_9_rounds(case: &KillCase) -> anyhow::Result<tempfile::TempDir> {
     let tmp = tempfile::tempdir()?;
     let key = Key::from_bytes(&KEY);
