@@ -1,11 +1,12 @@
 //! The stored form of an aggregate: the blocks of one flush, compressed, encrypted and
 //! hash-chained. `docs/design/tlog-format.md` gives the layout byte by byte.
 //!
-//! Sealing: the blocks and the chain link are encoded as a Cap'n Proto `TlogAggregation`,
-//! compressed with LZ4 (kept only when it shrinks), encrypted with AES-256-GCM under a fresh
-//! random 96-bit nonce with the envelope header and the vdisk id as authenticated data, and
-//! prefixed by the header. The aggregate's name is the BLAKE3 hash of the whole envelope;
-//! the next aggregate of the vdisk names it as `prev`.
+//! Sealing: the blocks' fields and the chain link are encoded as a Cap'n Proto
+//! `TlogAggregation`, followed by the blocks' data; that plaintext is compressed with LZ4
+//! (kept only when it shrinks), encrypted with AES-256-GCM under a fresh random 96-bit nonce
+//! with the envelope header and the vdisk id as authenticated data, and prefixed by the
+//! header. The aggregate's name is a BLAKE3 hash (see [`Namer`]); the next aggregate of the
+//! vdisk names it as `prev`.
 
 use capnp::message::Builder;
 use capnp::serialize;
@@ -16,16 +17,19 @@ use strata_proto::tlog_capnp::tlog_aggregation;
 use crate::message::{Block, HASH_LEN, reader_options};
 use crate::{Error, Result};
 
-/// A hash naming an aggregate (BLAKE3 of its envelope).
+/// A hash naming an aggregate (see [`Namer`]).
 pub type Hash = [u8; HASH_LEN];
 /// The `prev` of a vdisk's first aggregate.
 pub const NO_PREV: Hash = [0; HASH_LEN];
 
 const MAGIC: &[u8; 4] = b"STLA";
 /// The format written; readers accept [`OLDEST_FORMAT`] to this one.
-const FORMAT: u8 = 2;
-/// Format 1 had no run-start flag; everything else is the same.
+const FORMAT: u8 = 3;
+/// Format 1 had no run-start flag; everything else is the same as format 2.
 const OLDEST_FORMAT: u8 = 1;
+/// From format 3 the blocks' data follows the Cap'n Proto message instead of being in it,
+/// and an encrypted envelope is named through a checksum of its body (see [`Namer`]).
+const TRAILING_DATA: u8 = 3;
 const FLAG_COMPRESSED: u8 = 1;
 const FLAG_ENCRYPTED: u8 = 2;
 /// Format 2: the aggregate starts a new run of sequences (after a reset), so its first
@@ -124,10 +128,12 @@ pub struct Header {
     compressed: bool,
     nonce: [u8; NONCE_LEN],
     plaintext_len: u64,
+    format: u8,
 }
 
-/// A sealed aggregate: its name and its bytes as stored. Only [`Aggregate::seal`] makes
-/// one, so its hash always names its bytes and storage need not hash them again.
+/// A sealed aggregate: its name and its bytes as stored. Only [`Aggregate::seal`] and
+/// [`Sealed::from_bytes`] make one, so its hash always names its bytes and storage need not
+/// name them again.
 #[derive(Debug, Clone)]
 pub struct Sealed {
     hash: Hash,
@@ -136,7 +142,7 @@ pub struct Sealed {
 }
 
 impl Sealed {
-    /// The aggregate's name: BLAKE3 of its bytes.
+    /// The aggregate's name (see [`Namer`]).
     pub fn hash(&self) -> &Hash {
         &self.hash
     }
@@ -152,14 +158,90 @@ impl Sealed {
     }
 
     /// An envelope as stored elsewhere (a copy of a log, another store, an older strata):
-    /// named by its hash, with a header that decodes. Nothing else is checked here; opening
-    /// it checks the rest.
+    /// named from its bytes, with a header that decodes. Nothing else is checked here;
+    /// opening it checks the rest.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Sealed> {
-        let hash = *blake3::hash(&bytes).as_bytes();
         let header = Header::decode(&bytes)
-            .map_err(|e| Error::Corrupted(format!("aggregate {}: {e}", hex(&hash))))?;
+            .map_err(|e| Error::Corrupted(format!("an aggregate of {} bytes: {e}", bytes.len())))?;
+        let hash = Namer::name(&header, &bytes);
         Ok(Sealed { hash, bytes, header })
     }
+}
+
+/// Computes an envelope's name, from its bytes in one piece or in several (the segment scan
+/// reads large records a chunk at a time).
+///
+/// The name is BLAKE3 of the whole envelope, except for an encrypted envelope of format 3 or
+/// later: that is named by BLAKE3 of its header followed by the 16-byte XXH3-128 (little
+/// endian) of its body. Its body is then hashed once, by XXH3 at several times BLAKE3's
+/// speed, which catches damage (a torn write, a flipped bit) as surely; the AES-GCM tag at
+/// its end, checked by every reader with the key, is what authenticates it. The header
+/// (flags, `prev`, sequences) is always under BLAKE3, so a changed link, or a changed flag
+/// that would choose the other rule, changes the name. An envelope without encryption keeps
+/// a BLAKE3 name over every byte: there the name is all that vouches for the body, and a
+/// head recorded elsewhere then pins the whole log.
+pub struct Namer {
+    /// BLAKE3 of everything, or of the header then the body's checksum.
+    blake: blake3::Hasher,
+    /// The body's checksum, for envelopes named by it.
+    body: Option<Box<xxhash_rust::xxh3::Xxh3>>,
+    /// Header bytes still to come, for envelopes named by their body's checksum.
+    header_left: usize,
+}
+
+impl std::fmt::Debug for Namer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Namer").field("by_checksum", &self.body.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl Namer {
+    /// A namer for the envelope whose header is `header`; give it every byte of the
+    /// envelope, header included, in order.
+    pub fn new(header: &Header) -> Namer {
+        let by_checksum = header.encrypted && header.format >= TRAILING_DATA;
+        Namer {
+            blake: blake3::Hasher::new(),
+            body: by_checksum.then(|| Box::new(xxhash_rust::xxh3::Xxh3::new())),
+            header_left: HEADER_LEN,
+        }
+    }
+
+    /// The name of `envelope`, whose header is `header`.
+    pub fn name(header: &Header, envelope: &[u8]) -> Hash {
+        let mut namer = Namer::new(header);
+        namer.update(envelope);
+        namer.finish()
+    }
+
+    /// Takes the next bytes of the envelope.
+    pub fn update(&mut self, bytes: &[u8]) {
+        match &mut self.body {
+            None => {
+                self.blake.update(bytes);
+            }
+            Some(body) => {
+                let (head, rest) = bytes.split_at(self.header_left.min(bytes.len()));
+                self.blake.update(head);
+                self.header_left -= head.len();
+                body.update(rest);
+            }
+        }
+    }
+
+    /// The name.
+    pub fn finish(mut self) -> Hash {
+        if let Some(body) = &self.body {
+            self.blake.update(&body.digest128().to_le_bytes());
+        }
+        *self.blake.finalize().as_bytes()
+    }
+}
+
+/// The name of `envelope`, or `None` when its header does not decode (then it has none).
+pub fn name_of(envelope: &[u8]) -> Option<Hash> {
+    let header = Header::decode(envelope).ok()?;
+    Some(Namer::name(&header, envelope))
 }
 
 impl Aggregate {
@@ -178,22 +260,11 @@ impl Aggregate {
         let (Some(first), Some(last)) = (self.blocks.first(), self.blocks.last()) else {
             return Err(Error::InvalidArgument("an aggregate needs at least one block".into()));
         };
-        // The envelope is built in one buffer: header room, then the message, encrypted in
+        // The envelope is built in one buffer: header room, then the plaintext, encrypted in
         // place; only a compressed body is copied (smaller) into a second one.
         let mut bytes = Vec::with_capacity(HEADER_LEN + self.encoded_len_estimate() + TAG_LEN);
         bytes.resize(HEADER_LEN, 0);
         self.encode_into(&mut bytes)?;
-        let plain_len = bytes.len() - HEADER_LEN;
-        let plain = &bytes[HEADER_LEN..];
-        let compressed = worth_compressing(plain)
-            .then(|| lz4_flex::block::compress(plain))
-            .filter(|c| c.len() < plain.len());
-        let mut nonce = [0u8; NONCE_LEN];
-        if key.is_some() {
-            SystemRandom::new()
-                .fill(&mut nonce)
-                .map_err(|_| Error::Unavailable("the system random generator failed".into()))?;
-        }
         let header = Header {
             prev: self.prev,
             first_sequence: first.sequence,
@@ -202,47 +273,29 @@ impl Aggregate {
             blocks: u32::try_from(self.blocks.len()).unwrap_or(u32::MAX),
             encrypted: key.is_some(),
             run_start,
-            compressed: compressed.is_some(),
-            nonce,
-            plaintext_len: plain_len as u64,
+            compressed: false,
+            nonce: [0; NONCE_LEN],
+            plaintext_len: 0,
+            format: FORMAT,
         };
-        let head = header.encode();
-        if let Some(compressed) = compressed {
-            bytes.truncate(HEADER_LEN);
-            bytes.extend_from_slice(&compressed);
-        }
-        bytes[..HEADER_LEN].copy_from_slice(&head);
-        if let Some(key) = key {
-            let aad = aad(&head, &self.vdisk_id);
-            let tag = key
-                .0
-                .seal_in_place_separate_tag(
-                    Nonce::assume_unique_for_key(nonce),
-                    Aad::from(aad),
-                    &mut bytes[HEADER_LEN..],
-                )
-                .map_err(|_| Error::InvalidArgument("aggregate too large to encrypt".into()))?;
-            bytes.extend_from_slice(tag.as_ref());
-        }
-        let hash = *blake3::hash(&bytes).as_bytes();
-        Ok(Sealed { hash, bytes, header })
+        wrap(bytes, header, &self.vdisk_id, key)
     }
 
-    /// Opens an envelope of `vdisk_id` named `hash`: checks the hash, decrypts (with `key`
-    /// when the envelope is encrypted), decompresses and decodes, and checks that the
-    /// plaintext agrees with the header. With a key, a plaintext envelope is refused: a log
+    /// Opens an envelope of `vdisk_id` named `hash`: checks the header and the name,
+    /// decrypts (with `key` when the envelope is encrypted), decompresses and decodes, and
+    /// checks that the plaintext agrees with the header. With a key, a plaintext envelope is refused: a log
     /// with a key is encrypted throughout, and the AEAD tag over the header (its `prev` and
     /// sequences among it) is what authenticates the chain, so an unencrypted aggregate can
     /// only be forged or written by someone without the key.
     pub fn open(vdisk_id: &str, hash: &Hash, bytes: &[u8], key: Option<&Key>) -> Result<Aggregate> {
         let name = hex(hash);
-        if blake3::hash(bytes).as_bytes() != hash {
+        let header = Header::decode(bytes)
+            .map_err(|e| Error::Corrupted(format!("aggregate {name}: {e}")))?;
+        if Namer::name(&header, bytes) != *hash {
             return Err(Error::Corrupted(format!(
                 "aggregate {name}: hash does not match its bytes"
             )));
         }
-        let header = Header::decode(bytes)
-            .map_err(|e| Error::Corrupted(format!("aggregate {name}: {e}")))?;
         if key.is_some() && !header.encrypted {
             return Err(Error::Corrupted(format!(
                 "aggregate {name} is not encrypted, but this log has a key: it was forged, or \
@@ -272,7 +325,7 @@ impl Aggregate {
         } else {
             body
         };
-        let aggregate = Aggregate::decode(plain)
+        let aggregate = Aggregate::decode(plain, header.format >= TRAILING_DATA)
             .map_err(|e| Error::Corrupted(format!("aggregate {name}: {e}")))?;
         let agrees = aggregate.vdisk_id == vdisk_id
             && aggregate.prev == header.prev
@@ -286,7 +339,7 @@ impl Aggregate {
                 aggregate.vdisk_id
             )));
         }
-        // The envelope's hash (and, when encrypted, its seal) vouch for every byte; the
+        // The envelope's name (and, when encrypted, its seal) vouch for every byte; the
         // block hashes were checked when the server received the blocks.
         for block in &aggregate.blocks {
             block.check_shape().map_err(|e| {
@@ -296,16 +349,22 @@ impl Aggregate {
         Ok(aggregate)
     }
 
-    /// Roughly the encoded message's size: the block data and a little per block.
+    /// Roughly the plaintext's size: the block data and a little per block.
     fn encoded_len_estimate(&self) -> usize {
-        self.blocks.iter().map(|b| b.data.len() + 96).sum::<usize>() + 256
+        self.blocks.iter().map(|b| b.data.len()).sum::<usize>() + self.fields_len_estimate()
     }
 
-    /// Appends the encoded message to `out`. The message is built in one segment sized for
-    /// the whole, so the data is copied once into it and once into `out`.
+    /// Roughly the Cap'n Proto message's size without the data: a block's fields and hash
+    /// take 11 words.
+    fn fields_len_estimate(&self) -> usize {
+        self.blocks.len() * 96 + 256
+    }
+
+    /// Appends the plaintext to `out`: the message (in one segment sized for it), then each
+    /// block's data, copied once.
     fn encode_into(&self, out: &mut Vec<u8>) -> Result<()> {
-        let words = (self.encoded_len_estimate() / 8) as u32;
-        let allocator = capnp::message::HeapAllocator::new().first_segment_words(words.max(64));
+        let words = (self.fields_len_estimate() / 8) as u32;
+        let allocator = capnp::message::HeapAllocator::new().first_segment_words(words);
         let mut message = Builder::new(allocator);
         let mut root = message.init_root::<tlog_aggregation::Builder<'_>>();
         root.set_name("tlog");
@@ -315,26 +374,62 @@ impl Aggregate {
         root.set_prev(&self.prev);
         let len = u32::try_from(self.blocks.len()).unwrap_or(u32::MAX);
         let mut list = root.init_blocks(len);
-        for (i, block) in self.blocks.iter().take(len as usize).enumerate() {
-            block.write_to(list.reborrow().get(i as u32));
+        let blocks = &self.blocks[..len as usize];
+        for (i, block) in blocks.iter().enumerate() {
+            block.write_fields_to(list.reborrow().get(i as u32));
         }
-        serialize::write_message(out, &message)?;
+        serialize::write_message(&mut *out, &message)?;
+        for block in blocks {
+            out.extend_from_slice(&block.data);
+        }
         Ok(())
     }
 
-    fn decode(plain: Vec<u8>) -> Result<Aggregate> {
+    /// Decodes a plaintext; with `trailing` (format 3), the writes' data follows the
+    /// message, in block order, and must be exactly used up.
+    fn decode(plain: Vec<u8>, trailing: bool) -> Result<Aggregate> {
         let bytes = bytes::Bytes::from(plain);
         let mut options = reader_options();
         options.traversal_limit_in_words(Some(bytes.len() / 8 * 2 + 1024));
         let mut slice = &bytes[..];
         let message = serialize::read_message_from_flat_slice(&mut slice, options)?;
+        let mut data = bytes.slice_ref(slice);
         let root = message.get_root::<tlog_aggregation::Reader<'_>>()?;
         let prev = root.get_prev()?;
         let prev: Hash =
             prev.try_into().map_err(|_| Error::Protocol("prev is not 32 bytes".into()))?;
         let mut blocks = Vec::new();
         for block in root.get_blocks()? {
-            blocks.push(Block::read_from(block, |data| bytes.slice_ref(data))?);
+            let mut block = Block::read_from(block, |data| bytes.slice_ref(data))?;
+            if trailing {
+                if !block.data.is_empty() {
+                    return Err(Error::Protocol(format!(
+                        "block {} carries its data inside the message",
+                        block.sequence
+                    )));
+                }
+                if block.operation == crate::message::operation::WRITE {
+                    let size = usize::try_from(block.size)
+                        .ok()
+                        .filter(|&size| size <= data.len())
+                        .ok_or_else(|| {
+                            Error::Protocol(format!(
+                                "block {} writes {} bytes, but only {} bytes of data are left",
+                                block.sequence,
+                                block.size,
+                                data.len()
+                            ))
+                        })?;
+                    block.data = data.split_to(size);
+                }
+            }
+            blocks.push(block);
+        }
+        if trailing && !data.is_empty() {
+            return Err(Error::Protocol(format!(
+                "{} bytes of data belong to no block",
+                data.len()
+            )));
         }
         Ok(Aggregate {
             vdisk_id: root
@@ -352,7 +447,7 @@ impl Header {
     fn encode(&self) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
         h[0..4].copy_from_slice(MAGIC);
-        h[4] = FORMAT;
+        h[4] = self.format;
         h[5] = (if self.compressed { FLAG_COMPRESSED } else { 0 })
             | (if self.encrypted { FLAG_ENCRYPTED } else { 0 })
             | (if self.run_start { FLAG_RUN_START } else { 0 });
@@ -402,8 +497,51 @@ impl Header {
             compressed: flags & FLAG_COMPRESSED != 0,
             nonce: h[8..20].try_into().unwrap_or_default(),
             plaintext_len,
+            format,
         })
     }
+}
+
+/// Makes the envelope of a plaintext that follows [`HEADER_LEN`] bytes of room in `bytes`:
+/// compresses it when that pays, fills in and writes `header`, encrypts in place under `key`,
+/// and names the result.
+fn wrap(
+    mut bytes: Vec<u8>,
+    mut header: Header,
+    vdisk_id: &str,
+    key: Option<&Key>,
+) -> Result<Sealed> {
+    let plain = &bytes[HEADER_LEN..];
+    header.plaintext_len = plain.len() as u64;
+    let compressed = worth_compressing(plain)
+        .then(|| lz4_flex::block::compress(plain))
+        .filter(|c| c.len() < plain.len());
+    header.compressed = compressed.is_some();
+    if key.is_some() {
+        SystemRandom::new()
+            .fill(&mut header.nonce)
+            .map_err(|_| Error::Unavailable("the system random generator failed".into()))?;
+    }
+    let head = header.encode();
+    if let Some(compressed) = compressed {
+        bytes.truncate(HEADER_LEN);
+        bytes.extend_from_slice(&compressed);
+    }
+    bytes[..HEADER_LEN].copy_from_slice(&head);
+    if let Some(key) = key {
+        let aad = aad(&head, vdisk_id);
+        let tag = key
+            .0
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(header.nonce),
+                Aad::from(aad),
+                &mut bytes[HEADER_LEN..],
+            )
+            .map_err(|_| Error::InvalidArgument("aggregate too large to encrypt".into()))?;
+        bytes.extend_from_slice(tag.as_ref());
+    }
+    let hash = Namer::name(&header, &bytes);
+    Ok(Sealed { hash, bytes, header })
 }
 
 /// Authenticated data: the whole header, then the vdisk id.
@@ -508,32 +646,113 @@ mod tests {
         assert_ne!(a.hash, b.hash);
     }
 
+    /// The plaintext of `aggregate` (after [`HEADER_LEN`] bytes of room) as formats 1 and 2
+    /// had it: each block's data inside the message.
+    fn inline_plaintext(aggregate: &Aggregate) -> Vec<u8> {
+        let mut bytes = vec![0; HEADER_LEN];
+        let mut message = Builder::new_default();
+        let mut root = message.init_root::<tlog_aggregation::Builder<'_>>();
+        root.set_name("tlog");
+        root.set_size(aggregate.blocks.len() as u64);
+        root.set_timestamp(aggregate.timestamp);
+        root.set_vdisk_i_d(&aggregate.vdisk_id);
+        root.set_prev(&aggregate.prev);
+        let mut list = root.init_blocks(aggregate.blocks.len() as u32);
+        for (i, block) in aggregate.blocks.iter().enumerate() {
+            block.write_to(list.reborrow().get(i as u32));
+        }
+        serialize::write_message(&mut bytes, &message).unwrap();
+        bytes
+    }
+
+    /// Seals `aggregate` as strata wrote it in `format` (1 or 2): the data inside the
+    /// message, and (`wrap` reads the format) a BLAKE3 name over every byte.
+    fn seal_as(aggregate: &Aggregate, format: u8, key: Option<&Key>) -> Sealed {
+        let mut header = aggregate.seal(key).unwrap().header;
+        header.format = format;
+        wrap(inline_plaintext(aggregate), header, &aggregate.vdisk_id, key).unwrap()
+    }
+
     #[test]
     fn any_flipped_byte_is_detected() {
-        let sealed = sample().seal(None).unwrap();
-        assert_eq!(Aggregate::open("vd", &sealed.hash, &sealed.bytes, None).unwrap(), sample());
-        for at in [0, 5, 30, HEADER_LEN, sealed.bytes.len() - 1] {
-            let mut bytes = sealed.bytes.clone();
-            bytes[at] ^= 0x40;
-            assert!(Aggregate::open("vd", &sealed.hash, &bytes, None).is_err(), "byte {at}");
+        let key = Key::from_bytes(&[1; 32]);
+        for key in [None, Some(&key)] {
+            let sealed = sample().seal(key).unwrap();
+            assert_eq!(Aggregate::open("vd", &sealed.hash, &sealed.bytes, key).unwrap(), sample());
+            for at in [0, 4, 5, 30, HEADER_LEN, HEADER_LEN + 100, sealed.bytes.len() - 1] {
+                let mut bytes = sealed.bytes.clone();
+                bytes[at] ^= 0x40;
+                assert!(name_of(&bytes) != Some(sealed.hash), "byte {at}");
+                assert!(Aggregate::open("vd", &sealed.hash, &bytes, key).is_err(), "byte {at}");
+            }
         }
     }
 
     #[test]
-    fn format_1_envelopes_still_open_and_have_no_run_start() {
-        let sealed = sample().seal(None).unwrap();
-        let mut bytes = sealed.bytes().to_vec();
-        assert_eq!(bytes[4], FORMAT);
-        bytes[4] = 1;
-        let hash = *blake3::hash(&bytes).as_bytes();
-        let header = Header::decode(&bytes).unwrap();
-        assert!(!header.run_start);
-        assert_eq!(Aggregate::open("vd", &hash, &bytes, None).unwrap(), sample());
+    fn encrypted_envelopes_are_named_through_their_body_checksum() {
+        let key = Key::from_bytes(&[1; 32]);
+        let sealed = sample().seal(Some(&key)).unwrap();
+        let (head, body) = sealed.bytes.split_at(HEADER_LEN);
+        let checksum = xxhash_rust::xxh3::xxh3_128(body).to_le_bytes();
+        let expected = blake3::Hasher::new().update(head).update(&checksum).finalize();
+        assert_eq!(sealed.hash(), expected.as_bytes());
+        // Without a key, and in formats before 3, the name is BLAKE3 of every byte.
+        let plain = sample().seal(None).unwrap();
+        assert_eq!(plain.hash(), blake3::hash(plain.bytes()).as_bytes());
+        let old = seal_as(&sample(), 2, Some(&key));
+        assert_eq!(old.hash(), blake3::hash(old.bytes()).as_bytes());
+        // In pieces of any size, the name is the same.
+        for sealed in [&sealed, &plain, &old] {
+            for piece in [1, 7, 64, 89, 4096] {
+                let mut namer = Namer::new(sealed.header());
+                sealed.bytes().chunks(piece).for_each(|chunk| namer.update(chunk));
+                assert_eq!(&namer.finish(), sealed.hash(), "pieces of {piece}");
+            }
+        }
+    }
+
+    #[test]
+    fn older_formats_still_open() {
+        let key = Key::from_bytes(&[1; 32]);
+        for format in [1, 2] {
+            for key in [None, Some(&key)] {
+                let sealed = seal_as(&sample(), format, key);
+                assert_eq!(sealed.bytes()[4], format);
+                let opened = Aggregate::open("vd", sealed.hash(), sealed.bytes(), key).unwrap();
+                assert_eq!(opened, sample(), "format {format}");
+            }
+        }
+    }
+
+    #[test]
+    fn format_1_envelopes_have_no_run_start() {
+        let mut bytes = seal_as(&sample(), 1, None).bytes;
+        assert!(!Header::decode(&bytes).unwrap().run_start);
         // Format 1 knew no run-start flag.
         bytes[5] |= FLAG_RUN_START;
         assert!(Header::decode(&bytes).unwrap_err().contains("unknown flags"));
         let marked = sample().seal_run_start(None).unwrap();
         assert!(Header::decode(marked.bytes()).unwrap().run_start);
+    }
+
+    #[test]
+    fn format_3_data_must_match_the_blocks_exactly() {
+        let aggregate = sample();
+        let sealed = aggregate.seal(None).unwrap();
+        let refused = |plain: Vec<u8>| {
+            let sealed = wrap(plain, sealed.header, "vd", None).unwrap();
+            Aggregate::open("vd", sealed.hash(), sealed.bytes(), None).unwrap_err().to_string()
+        };
+        let mut plain = vec![0; HEADER_LEN];
+        aggregate.encode_into(&mut plain).unwrap();
+        let mut long = plain.clone();
+        long.extend_from_slice(b"stray");
+        assert!(refused(long).contains("5 bytes of data belong to no block"));
+        let mut short = plain.clone();
+        short.truncate(plain.len() - 1);
+        assert!(refused(short).contains("only 4095 bytes of data are left"));
+        // Data inside the message is how formats 1 and 2 kept it, not format 3.
+        assert!(refused(inline_plaintext(&aggregate)).contains("carries its data inside"));
     }
 
     #[test]

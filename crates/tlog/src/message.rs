@@ -183,11 +183,17 @@ impl Block {
     }
 
     pub(crate) fn write_to(&self, mut b: tlog_block::Builder<'_>) {
+        self.write_fields_to(b.reborrow());
+        b.set_data(&self.data);
+    }
+
+    /// Writes everything but the data: an aggregate of format 3 stores the data after the
+    /// message instead.
+    pub(crate) fn write_fields_to(&self, mut b: tlog_block::Builder<'_>) {
         b.set_sequence(self.sequence);
         b.set_offset(self.offset);
         b.set_size(self.size);
         b.set_hash(&self.hash);
-        b.set_data(&self.data);
         b.set_timestamp(self.timestamp);
         b.set_operation(self.operation);
     }

@@ -389,7 +389,7 @@ fn open(
     Aggregate::open(vdisk, &stored.hash, &bytes, key).map_err(|e| match e {
         Error::Corrupted(m)
             if m.contains("decryption failed")
-                && blake3::hash(&bytes).as_bytes() == &stored.hash =>
+                && crate::aggregate::name_of(&bytes) == Some(stored.hash) =>
         {
             let name = hex(&stored.hash);
             if first {

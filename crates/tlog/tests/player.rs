@@ -346,26 +346,51 @@ fn a_forged_plaintext_aggregate_in_a_keyed_log_is_refused() -> anyhow::Result<()
     Ok(())
 }
 
-/// `blocks` sealed as strata's format 1 wrote them, on the head of `vd`: the same layout,
-/// version byte 1, no run-start flag, encrypted (when `key` is given) with the header as
-/// authenticated data.
+/// `blocks` sealed as strata's format 1 wrote them, on the head of `vd`: each block's data
+/// inside the Cap'n Proto message, version byte 1, no run-start flag, encrypted (when `key`
+/// is given) with the header as authenticated data, and named by BLAKE3 of every byte.
 fn append_format_1(
     store: &dyn Storage,
     key: Option<&[u8; 32]>,
     blocks: Vec<Block>,
 ) -> anyhow::Result<()> {
     use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+    use strata_proto::tlog_capnp::tlog_aggregation;
     let prev = store.head("vd")?.map_or(strata_tlog::aggregate::NO_PREV, |s| s.hash);
     let timestamp = blocks.last().map_or(0, |b| b.timestamp);
-    let aggregate =
-        strata_tlog::aggregate::Aggregate { vdisk_id: "vd".into(), timestamp, blocks, prev };
-    let mut bytes = aggregate.seal(None)?.bytes().to_vec();
-    bytes[4] = 1;
+    let mut message = capnp::message::Builder::new_default();
+    let mut root = message.init_root::<tlog_aggregation::Builder<'_>>();
+    root.set_name("tlog");
+    root.set_size(blocks.len() as u64);
+    root.set_timestamp(timestamp);
+    root.set_vdisk_i_d("vd");
+    root.set_prev(&prev);
+    let mut list = root.init_blocks(blocks.len() as u32);
+    for (i, block) in blocks.iter().enumerate() {
+        let mut b = list.reborrow().get(i as u32);
+        b.set_sequence(block.sequence);
+        b.set_offset(block.offset);
+        b.set_size(block.size);
+        b.set_hash(&block.hash);
+        b.set_data(&block.data);
+        b.set_timestamp(block.timestamp);
+        b.set_operation(block.operation);
+    }
+    let mut body = Vec::new();
+    capnp::serialize::write_message(&mut body, &message)?;
+    let nonce: [u8; 12] =
+        if key.is_some() { std::array::from_fn(|_| fastrand::u8(..)) } else { [0; 12] };
+    let (first, last) = (blocks[0].sequence, blocks[blocks.len() - 1].sequence);
+    let mut bytes = b"STLA".to_vec();
+    bytes.extend_from_slice(&[1, if key.is_some() { 2 } else { 0 }, 0, 0]);
+    bytes.extend_from_slice(&nonce);
+    bytes.extend_from_slice(&prev);
+    for field in [first, last, timestamp] {
+        bytes.extend_from_slice(&field.to_le_bytes());
+    }
+    bytes.extend_from_slice(&(blocks.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
     if let Some(key) = key {
-        bytes[5] |= 2;
-        let nonce: [u8; 12] = std::array::from_fn(|_| fastrand::u8(..));
-        bytes[8..20].copy_from_slice(&nonce);
-        let mut body = bytes.split_off(88);
         let aad = [&bytes[..], b"vd"].concat();
         let key = LessSafeKey::new(
             UnboundKey::new(&AES_256_GCM, key).map_err(|_| anyhow::anyhow!("key"))?,
@@ -376,14 +401,17 @@ fn append_format_1(
             &mut body,
         )
         .map_err(|_| anyhow::anyhow!("seal"))?;
-        bytes.extend_from_slice(&body);
     }
-    store.append("vd", &strata_tlog::aggregate::Sealed::from_bytes(bytes)?)?;
+    bytes.extend_from_slice(&body);
+    let sealed = strata_tlog::aggregate::Sealed::from_bytes(bytes)?;
+    assert_eq!(sealed.hash(), blake3::hash(sealed.bytes()).as_bytes());
+    store.append("vd", &sealed)?;
     Ok(())
 }
 
-// Issue 13: the aggregate format went to version 2 (the run-start flag); logs written in
-// format 1 are still read, encrypted ones opened with their key as before.
+// Issue 13: the aggregate format went to version 2 (the run-start flag), and issue 15 to 3
+// (data after the message, encrypted envelopes named through a body checksum); logs written
+// in format 1 are still read, encrypted ones opened with their key as before.
 #[test]
 fn a_format_1_log_still_verifies_and_replays() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -404,7 +432,7 @@ fn a_format_1_log_still_verifies_and_replays() -> anyhow::Result<()> {
     let done = replay(&store, "vd", Some(&key), Bounds::default(), &image, |_| {})?;
     assert_eq!(done.last_sequence, Some(24));
     assert_eq!(std::fs::read(&image)?, model(&all));
-    // Format 2 aggregates chain on after them, as a server of this version appends.
+    // Aggregates of today's format chain on after them, as a server of this version appends.
     let more = random_blocks(&mut rng, 25, 4);
     all.extend(more.iter().cloned());
     append_blocks(&store, "vd", Some(&key), more)?;

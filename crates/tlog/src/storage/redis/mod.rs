@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use redis::Value;
 
-use crate::aggregate::{Hash, Header, NO_PREV, Sealed, hex};
+use crate::aggregate::{Hash, Header, NO_PREV, Sealed, hex, name_of};
 use crate::storage::redis::node::{Node, bytes};
 use crate::storage::{Storage, Stored, check_vdisk_id};
 use crate::{Error, Result};
@@ -231,7 +231,7 @@ impl RedisStore {
                 lost.join(", ")
             ))
         })?;
-        if blake3::hash(&envelope).as_bytes() == hash {
+        if name_of(&envelope).as_ref() == Some(hash) {
             return Ok((envelope, missing));
         }
         // A shard of the right length but wrong bytes: leave each out in turn.
@@ -263,7 +263,7 @@ impl RedisStore {
         let mut fewer = shards.to_vec();
         fewer[skip] = None;
         let envelope = shards::join(&fewer, self.k, self.m).ok()?;
-        (blake3::hash(&envelope).as_bytes() == hash).then_some(envelope)
+        (name_of(&envelope).as_ref() == Some(hash)).then_some(envelope)
     }
 
     /// The aggregate `hash` of `vdisk` as listed.

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::aggregate::{HEADER_LEN, Hash, Header, hex};
+use crate::aggregate::{HEADER_LEN, Hash, Header, Namer, hex};
 use crate::storage::segment::format::{
     Boundary, RECORD_HEADER_LEN, RECORD_MAGIC, SEGMENT_HEADER_LEN, check_segment_header,
     parse_boundary,
@@ -173,13 +173,13 @@ pub(super) fn valid_record_after(file: &File, path: &Path, from: u64) -> Result<
     Ok(None)
 }
 
-/// Hashes the last record `scan` found, for a scan made without `verify`: a last record
+/// Names the last record `scan` found, for a scan made without `verify`: a last record
 /// whose bytes do not hash to its name is a write still under way (or torn), and the scan
 /// then ends before it, as a verifying scan would have. The records before it were written
-/// before it; each is checked by its own hash when it is read.
+/// before it; each is checked against its own name when it is read.
 pub(super) fn verify_last(file: &File, path: &Path, scan: &mut SegmentScan) -> Result<()> {
     let Some(last) = scan.records.last().copied() else { return Ok(()) };
-    if hash_range(file, path, last.offset, u64::from(last.len))? == last.hash {
+    if name_range(file, path, &last.header, last.offset, u64::from(last.len))? == last.hash {
         return Ok(());
     }
     scan.records.pop();
@@ -217,15 +217,16 @@ fn check_record(
         Ok(header) => header,
         Err(e) => return Ok(Err(format!("aggregate {}: {e}", hex(hash)))),
     };
-    if verify && hash_range(file, path, body, u64::from(len))? != *hash {
+    if verify && name_range(file, path, &header, body, u64::from(len))? != *hash {
         return Ok(Err(format!("aggregate {}: its bytes do not hash to its name", hex(hash))));
     }
     Ok(Ok(header))
 }
 
-/// BLAKE3 of `len` bytes of `file` from `off`, read a chunk at a time.
-fn hash_range(file: &File, path: &Path, off: u64, len: u64) -> Result<Hash> {
-    let mut hasher = blake3::Hasher::new();
+/// The name of the envelope of `len` bytes at `off` in `file`, whose header is `header`,
+/// read a chunk at a time.
+fn name_range(file: &File, path: &Path, header: &Header, off: u64, len: u64) -> Result<Hash> {
+    let mut hasher = Namer::new(header);
     let mut buf = vec![0u8; (len as usize).min(CHUNK)];
     let mut done = 0;
     while done < len {
@@ -234,7 +235,7 @@ fn hash_range(file: &File, path: &Path, off: u64, len: u64) -> Result<Hash> {
         hasher.update(&buf[..n]);
         done += n as u64;
     }
-    Ok(*hasher.finalize().as_bytes())
+    Ok(hasher.finish())
 }
 
 /// Reads exactly `buf.len()` bytes at `off`.
