@@ -184,7 +184,7 @@ pub struct Namer {
     /// BLAKE3 of everything, or of the header then the body's checksum.
     blake: blake3::Hasher,
     /// The body's checksum, for envelopes named by it.
-    body: Option<Box<xxhash_rust::xxh3::Xxh3>>,
+    body: Option<twox_hash::XxHash3_128>,
     /// Header bytes still to come, for envelopes named by their body's checksum.
     header_left: usize,
 }
@@ -202,7 +202,7 @@ impl Namer {
         let by_checksum = header.encrypted && header.format >= TRAILING_DATA;
         Namer {
             blake: blake3::Hasher::new(),
-            body: by_checksum.then(|| Box::new(xxhash_rust::xxh3::Xxh3::new())),
+            body: by_checksum.then(twox_hash::XxHash3_128::new),
             header_left: HEADER_LEN,
         }
     }
@@ -224,7 +224,7 @@ impl Namer {
                 let (head, rest) = bytes.split_at(self.header_left.min(bytes.len()));
                 self.blake.update(head);
                 self.header_left -= head.len();
-                body.update(rest);
+                body.write(rest);
             }
         }
     }
@@ -232,7 +232,7 @@ impl Namer {
     /// The name.
     pub fn finish(mut self) -> Hash {
         if let Some(body) = &self.body {
-            self.blake.update(&body.digest128().to_le_bytes());
+            self.blake.update(&body.finish_128().to_le_bytes());
         }
         *self.blake.finalize().as_bytes()
     }
@@ -693,7 +693,7 @@ mod tests {
         let key = Key::from_bytes(&[1; 32]);
         let sealed = sample().seal(Some(&key)).unwrap();
         let (head, body) = sealed.bytes.split_at(HEADER_LEN);
-        let checksum = xxhash_rust::xxh3::xxh3_128(body).to_le_bytes();
+        let checksum = twox_hash::XxHash3_128::oneshot(body).to_le_bytes();
         let expected = blake3::Hasher::new().update(head).update(&checksum).finalize();
         assert_eq!(sealed.hash(), expected.as_bytes());
         // Without a key, and in formats before 3, the name is BLAKE3 of every byte.
