@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -618,7 +618,7 @@ impl NbdServer {
     {
         let structured = session.structured;
         let allocation = session.export.is_some() && session.allocation_for == session.export;
-        let writer = Arc::new(Mutex::new(writer));
+        let writer = Arc::new(Replies::new(writer));
         let budget = Arc::new(Semaphore::new(self.inner.config.max_in_flight as usize));
         let mut running = JoinSet::new();
         let mut stopping = self.inner.stopping.clone();
@@ -690,7 +690,7 @@ impl NbdServer {
             });
         };
         while running.join_next().await.is_some() {}
-        let _ = writer.lock().await.shutdown().await;
+        let _ = writer.stream.lock().await.shutdown().await;
         outcome
     }
 }
@@ -834,10 +834,36 @@ fn fail(errno: u32, message: String) -> Failed {
     Failed { errno, message }
 }
 
-/// Sends a request's reply in one write: simple, or a structured chunk when negotiated
-/// (for reads, BLOCK_STATUS and errors; other commands may always get simple replies).
+/// The reply side of a connection, shared by its request tasks. Replies that are ready
+/// together go out in one send: each is buffered, and only the last of those waiting for
+/// the stream flushes it.
+struct Replies<W> {
+    /// The socket (or TLS stream), buffered.
+    stream: Mutex<tokio::io::BufWriter<W>>,
+    /// Replies ready and not yet buffered: each counts itself in before it waits for the
+    /// stream, and out once buffered; the one that counts out last flushes, so every reply
+    /// buffered is flushed after it by a reply that was waiting when it was buffered (or by
+    /// itself).
+    waiting: AtomicUsize,
+}
+
+impl<W: AsyncWrite> Replies<W> {
+    /// Buffered sends of up to this many bytes gather small replies; larger ones (read
+    /// data) go straight out.
+    const BUFFER: usize = 64 << 10;
+
+    fn new(stream: W) -> Replies<W> {
+        Replies {
+            stream: Mutex::new(tokio::io::BufWriter::with_capacity(Self::BUFFER, stream)),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// Sends a request's reply: simple, or a structured chunk when negotiated (for reads,
+/// BLOCK_STATUS and errors; other commands may always get simple replies).
 async fn answer<W: AsyncWrite + Unpin>(
-    writer: &Mutex<W>,
+    writer: &Replies<W>,
     structured: bool,
     cookie: u64,
     outcome: Outcome,
@@ -909,9 +935,12 @@ async fn answer<W: AsyncWrite + Unpin>(
             &small
         }
     };
-    let mut w = writer.lock().await;
-    w.write_all(bytes).await.map_err(net)?;
-    w.flush().await.map_err(net)
+    writer.waiting.fetch_add(1, Ordering::SeqCst);
+    let mut w = writer.stream.lock().await;
+    let written = w.write_all(bytes).await;
+    let last = writer.waiting.fetch_sub(1, Ordering::SeqCst) == 1;
+    written.map_err(net)?;
+    if last { w.flush().await.map_err(net) } else { Ok(()) }
 }
 
 async fn reply<W: AsyncWrite + Unpin>(
@@ -975,5 +1004,36 @@ mod tests {
         assert_eq!(parse_info(&data), Some(("abc".into(), vec![info::BLOCK_SIZE, info::NAME])));
         assert_eq!(parse_info(&data[..data.len() - 1]), None);
         assert_eq!(parse_info(&[0, 0, 0, 9, b'a']), None);
+    }
+
+    /// Replies sent together from many tasks all reach the peer, whole, with none left in
+    /// the buffer: the last one waiting flushes for the others.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replies_sent_together_are_all_flushed() {
+        let (near, mut far) = tokio::io::duplex(1 << 20);
+        let replies = Arc::new(Replies::new(near));
+        let mut tasks = JoinSet::new();
+        for cookie in 0..500u64 {
+            let replies = replies.clone();
+            tasks.spawn(async move { answer(&replies, false, cookie, Ok(Done::Nothing)).await });
+        }
+        while let Some(sent) = tasks.join_next().await {
+            sent.unwrap().unwrap();
+        }
+        // Nothing is flushed after the last answer returned: what the peer can read now is
+        // all there is.
+        let mut got = vec![0u8; 500 * 16];
+        let read = tokio::time::timeout(Duration::from_secs(10), far.read_exact(&mut got));
+        read.await.expect("every reply flushed").unwrap();
+        let mut cookies: Vec<u64> = got
+            .chunks(16)
+            .map(|reply| {
+                assert_eq!(reply[..8], proto::simple_reply(0, 0)[..8], "magic and no error");
+                u64::from_be_bytes(reply[8..].try_into().unwrap())
+            })
+            .collect();
+        cookies.sort_unstable();
+        assert_eq!(cookies, (0..500).collect::<Vec<_>>());
+        assert_eq!(replies.waiting.load(Ordering::SeqCst), 0);
     }
 }
