@@ -1,7 +1,8 @@
 //! One open vdisk, shared by every connection to its export: the image file, one tlog
 //! client, the lock that numbers changes, and the changes in flight.
 //!
-//! Every change (write, trim, write-zeroes) is hashed first, then takes the order lock only
+//! Every change (write, trim, write-zeroes) is made into tlog blocks first (hashed, unless
+//! the tlog server is in this process), then takes the order lock only
 //! to hand its blocks to the tlog client (which numbers them) and to register its byte range
 //! among the changes in flight. It then waits for every earlier registered change whose
 //! range it overlaps, copies itself into the image, and leaves. Changes to different ranges
@@ -257,14 +258,20 @@ impl Disk {
     ) -> std::result::Result<(), Failed> {
         self.check()?;
         let length = data.len() as u64;
-        // Hashed here, beside other requests; numbered under the lock.
+        // Made (and, for a tlog server over TCP, hashed) here, beside other requests;
+        // numbered under the lock. The in-process tlog server needs no hash: no wire carries
+        // the block, and the aggregate's name and seal vouch for it once stored.
         let now = strata_tlog::message::now_nanos();
+        let make = match self.config.tlog_local {
+            Some(_) => Block::write_in_process,
+            None => Block::write,
+        };
         let blocks: Vec<Block> = match &self.tlog {
             Some(_) => (0..data.len())
                 .step_by(MAX_BLOCK)
                 .map(|at| {
                     let chunk = data.slice(at..(at + MAX_BLOCK).min(data.len()));
-                    Block::write(0, offset + at as u64, chunk, now)
+                    make(0, offset + at as u64, chunk, now)
                 })
                 .collect(),
             None => Vec::new(),

@@ -376,7 +376,7 @@ impl Aggregate {
         let mut list = root.init_blocks(len);
         let blocks = &self.blocks[..len as usize];
         for (i, block) in blocks.iter().enumerate() {
-            block.write_fields_to(list.reborrow().get(i as u32));
+            block.write_fields_to(list.reborrow().get(i as u32), &block.hash);
         }
         serialize::write_message(&mut *out, &message)?;
         for block in blocks {

@@ -145,9 +145,11 @@ impl Client {
         Ok(sequence)
     }
 
-    /// Sends `block` (made with [`Block::write`] or [`Block::discard`], so already hashed)
-    /// with the next sequence, which it returns. Callers that order their writes under a
-    /// lock hash outside it and call this inside.
+    /// Sends `block` (made with [`Block::write`] or [`Block::discard`], so already hashed,
+    /// or, for a local connector only, with [`Block::write_in_process`]) with the next
+    /// sequence, which it returns. Callers that order their writes under a lock make the
+    /// block outside it and call this inside. Over TCP, an unhashed block is hashed as it is
+    /// framed.
     pub async fn send_next(&self, mut block: Block) -> Result<u64> {
         let sequence = self.next_sequence.fetch_add(1, Ordering::SeqCst);
         block.sequence = sequence;

@@ -15,6 +15,8 @@ use crate::{Error, Result};
 
 /// The size of a block hash (BLAKE3).
 pub const HASH_LEN: usize = 32;
+/// The hash of a write made by [`Block::write_in_process`]: left out, all zeros.
+pub const UNHASHED: [u8; HASH_LEN] = [0; HASH_LEN];
 
 /// The type byte that precedes every client message after the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +117,7 @@ pub struct Block {
     pub offset: u64,
     /// Bytes written or discarded.
     pub size: u64,
-    /// BLAKE3 of `data`.
+    /// BLAKE3 of `data`; [`UNHASHED`] for a write made by [`Block::write_in_process`].
     pub hash: [u8; HASH_LEN],
     /// The data written; empty for a discard.
     pub data: Bytes,
@@ -137,6 +139,34 @@ impl Block {
             data,
             timestamp,
             operation: operation::WRITE,
+        }
+    }
+
+    /// A write of `data` at `offset` for a client in the tlog server's own process (one
+    /// given a `LocalConnector`): not hashed, its hash [`UNHASHED`]. No wire carries it to the
+    /// server, so there is no transit to check it against; once stored, the aggregate's name
+    /// and seal vouch for its bytes, and [`Block::data_hash`] hashes it where a hash is
+    /// needed (a resent block compared with the stored one, a frame for a TCP server). This
+    /// spares the largest pass over the data that journaling makes.
+    pub fn write_in_process(sequence: u64, offset: u64, data: Bytes, timestamp: u64) -> Block {
+        Block {
+            sequence,
+            offset,
+            size: data.len() as u64,
+            hash: UNHASHED,
+            data,
+            timestamp,
+            operation: operation::WRITE,
+        }
+    }
+
+    /// The BLAKE3 hash of the data: the block's own, or computed now for a write made by
+    /// [`Block::write_in_process`].
+    pub fn data_hash(&self) -> [u8; HASH_LEN] {
+        if self.hash == UNHASHED && self.operation == operation::WRITE {
+            *blake3::hash(&self.data).as_bytes()
+        } else {
+            self.hash
         }
     }
 
@@ -182,18 +212,20 @@ impl Block {
         Ok(())
     }
 
+    /// Writes the block as the wire carries it: with its data, and with its hash (computed
+    /// now for a write made by [`Block::write_in_process`]: a server checks it).
     pub(crate) fn write_to(&self, mut b: tlog_block::Builder<'_>) {
-        self.write_fields_to(b.reborrow());
+        self.write_fields_to(b.reborrow(), &self.data_hash());
         b.set_data(&self.data);
     }
 
-    /// Writes everything but the data: an aggregate of format 3 stores the data after the
-    /// message instead.
-    pub(crate) fn write_fields_to(&self, mut b: tlog_block::Builder<'_>) {
+    /// Writes everything but the data, with `hash` as the block's hash: an aggregate of
+    /// format 3 stores the data after the message, and the hash as the block has it.
+    pub(crate) fn write_fields_to(&self, mut b: tlog_block::Builder<'_>, hash: &[u8]) {
         b.set_sequence(self.sequence);
         b.set_offset(self.offset);
         b.set_size(self.size);
-        b.set_hash(&self.hash);
+        b.set_hash(hash);
         b.set_timestamp(self.timestamp);
         b.set_operation(self.operation);
     }
@@ -422,6 +454,26 @@ mod tests {
         assert_eq!(Response::decode(&response.encode()).unwrap(), response);
         let command = Command { kind: 2, sequence: 10 };
         assert_eq!(Command::decode(&command.encode()).unwrap(), command);
+    }
+
+    #[test]
+    fn in_process_writes_are_hashed_only_where_a_hash_is_needed() {
+        let data = Bytes::from_static(b"in process");
+        let hashed = Block::write(4, 8192, data.clone(), 5);
+        let unhashed = Block::write_in_process(4, 8192, data, 5);
+        assert_eq!(unhashed.hash, UNHASHED);
+        assert_eq!(unhashed.data_hash(), hashed.hash);
+        assert_eq!(hashed.data_hash(), hashed.hash);
+        // On the wire it carries its real hash, and a server's check passes.
+        let sent = Block::decode(&unhashed.encode()).unwrap();
+        assert_eq!(sent, hashed);
+        assert!(sent.check().is_ok());
+        // A discard's hash is never left out.
+        let discard = Block::discard(5, 0, 4096, 6);
+        assert_ne!(discard.hash, UNHASHED);
+        assert_eq!(discard.data_hash(), discard.hash);
+        // A server checking an unhashed block as received refuses it.
+        assert!(unhashed.check().unwrap_err().contains("hash"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use strata_tlog::server::LocalConnector;
 use strata_tlog::storage::Storage;
 use strata_tlog::storage::segment::SegmentStore;
 
-use crate::harness::{Server, block, config, data, replayed, stored_sequences};
+use crate::harness::{Server, config, data, replayed, stored_sequences};
 
 fn local_config(local: &LocalConnector) -> ClientConfig {
     let mut config = ClientConfig::local(local.clone(), "vd");
@@ -52,35 +52,54 @@ async fn local_writes_become_durable_in_storage() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A write of `data(seq)` at `seq * 4096`, made by `make` (`Block::write`, or
+/// `Block::write_in_process`, which leaves the hash out).
+type Make = fn(u64, u64, bytes::Bytes, u64) -> Block;
+
 #[tokio::test]
 async fn local_resent_blocks_are_answered_from_the_chain() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let server = Server::start(dir.path(), config(10)).await?;
-    let first = Client::connect(local_config(&server.local)).await?;
-    for i in 1..=20u64 {
-        first.send(block(i)).await?;
+    let made: [(&str, Make); 2] =
+        [("hashed", Block::write), ("in process", Block::write_in_process)];
+    for (kind, make) in made {
+        let block = |i: u64| make(i, i * 4096, data(i), 1_000 + i);
+        let dir = tempfile::tempdir()?;
+        let server = Server::start(dir.path(), config(10)).await?;
+        let first = Client::connect(local_config(&server.local)).await?;
+        for i in 1..=20u64 {
+            first.send(block(i)).await?;
+        }
+        first.close().await?;
+        // A second client sends the same blocks again (as after a crash of its writer):
+        // the server finds each one in the chain and answers FlushOK; nothing is stored
+        // twice.
+        let again = Client::connect(local_config(&server.local)).await?;
+        for i in 1..=20u64 {
+            again.send(block(i)).await?;
+        }
+        tokio::time::timeout(Duration::from_secs(10), again.wait_durable(20)).await??;
+        ensure!(stored_sequences(&*server.storage, "vd")? == (1..=20).collect::<Vec<_>>());
+        again.close().await?;
+        // A different block under a stored sequence is refused (RecvFailed), resent a few
+        // times, and then the client gives up with a clear error.
+        let other = Client::connect(local_config(&server.local)).await?;
+        let forged = make(5, 0, data(99), 7);
+        other.send(forged).await?;
+        let waited = tokio::time::timeout(Duration::from_secs(10), other.wait_durable(5)).await?;
+        let err =
+            waited.err().ok_or_else(|| anyhow::anyhow!("{kind}: a forged block was durable"))?;
+        ensure!(err.to_string().contains("refused block 5"), "{kind}: {err}");
+        ensure!(other.send(block(21)).await.is_err(), "{kind}: a failed client still takes blocks");
+        ensure!(stored_sequences(&*server.storage, "vd")? == (1..=20).collect::<Vec<_>>());
+        ensure!(replayed(&*server.storage, "vd", None)?[4 * 4096..5 * 4096] == data(4)[..]);
+        // The same data and place under another timestamp is another block too.
+        if kind == "in process" {
+            let other = Client::connect(local_config(&server.local)).await?;
+            other.send(make(6, 6 * 4096, data(6), 9)).await?;
+            let waited =
+                tokio::time::timeout(Duration::from_secs(10), other.wait_durable(6)).await?;
+            ensure!(waited.is_err(), "a block with another timestamp was taken as stored");
+        }
     }
-    first.close().await?;
-    // A second client sends the same blocks again (as after a crash of its writer): the
-    // server finds each one in the chain and answers FlushOK; nothing is stored twice.
-    let again = Client::connect(local_config(&server.local)).await?;
-    for i in 1..=20u64 {
-        again.send(block(i)).await?;
-    }
-    tokio::time::timeout(Duration::from_secs(10), again.wait_durable(20)).await??;
-    ensure!(stored_sequences(&*server.storage, "vd")? == (1..=20).collect::<Vec<_>>());
-    again.close().await?;
-    // A different block under a stored sequence is refused (RecvFailed), resent a few
-    // times, and then the client gives up with a clear error.
-    let other = Client::connect(local_config(&server.local)).await?;
-    let forged = Block::write(5, 0, data(99), 7);
-    other.send(forged).await?;
-    let waited = tokio::time::timeout(Duration::from_secs(10), other.wait_durable(5)).await?;
-    let err = waited.err().ok_or_else(|| anyhow::anyhow!("a forged block became durable"))?;
-    ensure!(err.to_string().contains("refused block 5"), "{err}");
-    ensure!(other.send(block(21)).await.is_err(), "a failed client still takes blocks");
-    ensure!(stored_sequences(&*server.storage, "vd")? == (1..=20).collect::<Vec<_>>());
-    ensure!(replayed(&*server.storage, "vd", None)?[4 * 4096..5 * 4096] == data(4)[..]);
     Ok(())
 }
 

@@ -121,7 +121,8 @@ impl Digest {
             operation: block.operation,
             offset: block.offset,
             size: block.size,
-            hash: block.hash,
+            // Blocks from a client in this process carry no hash (`Block::write_in_process`).
+            hash: block.data_hash(),
             timestamp: block.timestamp,
         }
     }
