@@ -331,10 +331,10 @@ impl Aggregate {
 
     /// Opens an envelope of `vdisk_id` named `hash`: checks the header and the name,
     /// decrypts (with `key` when the envelope is encrypted), decompresses and decodes, and
-    /// checks that the plaintext agrees with the header. With a key, a plaintext envelope is refused: a log
-    /// with a key is encrypted throughout, and the AEAD tag over the header (its `prev` and
-    /// sequences among it) is what authenticates the chain, so an unencrypted aggregate can
-    /// only be forged or written by someone without the key.
+    /// checks that the plaintext agrees with the header. With a key, a plaintext envelope is
+    /// refused: a log with a key is encrypted throughout, and the AEAD tag over the header
+    /// (its `prev` and sequences among it) is what authenticates the chain, so an
+    /// unencrypted aggregate can only be forged or written by someone without the key.
     pub fn open(vdisk_id: &str, hash: &Hash, bytes: &[u8], key: Option<&Key>) -> Result<Aggregate> {
         let name = hex(hash);
         let header = Header::decode(bytes)
@@ -388,7 +388,8 @@ impl Aggregate {
             )));
         }
         // The envelope's name (and, when encrypted, its seal) vouch for every byte; the
-        // block hashes were checked when the server received the blocks.
+        // block hashes were checked when the server received the blocks over the wire
+        // (writes from a client in the server's process carry none).
         for block in &aggregate.blocks {
             block.check_shape().map_err(|e| {
                 Error::Corrupted(format!("aggregate {name}: block {}: {e}", block.sequence))
