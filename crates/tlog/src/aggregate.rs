@@ -12,7 +12,7 @@ use capnp::message::Builder;
 use capnp::serialize;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
-use strata_proto::tlog_capnp::tlog_aggregation;
+use strata_proto::tlog_capnp::{tlog_aggregation, tlog_block};
 
 use crate::message::{Block, HASH_LEN, reader_options};
 use crate::{Error, Result};
@@ -415,15 +415,8 @@ impl Aggregate {
         let words = (self.fields_len_estimate() / 8) as u32;
         let allocator = capnp::message::HeapAllocator::new().first_segment_words(words);
         let mut message = Builder::new(allocator);
-        let mut root = message.init_root::<tlog_aggregation::Builder<'_>>();
-        root.set_name("tlog");
-        root.set_size(self.blocks.len() as u64);
-        root.set_timestamp(self.timestamp);
-        root.set_vdisk_i_d(&self.vdisk_id);
-        root.set_prev(&self.prev);
-        let len = u32::try_from(self.blocks.len()).unwrap_or(u32::MAX);
-        let mut list = root.init_blocks(len);
-        let blocks = &self.blocks[..len as usize];
+        let mut list = self.init_message(&mut message);
+        let blocks = &self.blocks[..list.len() as usize];
         for (i, block) in blocks.iter().enumerate() {
             block.write_fields_to(list.reborrow().get(i as u32), &block.hash);
         }
@@ -432,6 +425,20 @@ impl Aggregate {
             out.extend_from_slice(&block.data);
         }
         Ok(())
+    }
+
+    /// Sets the message's fields but the blocks, and returns the list the blocks go in.
+    fn init_message<'a, A: capnp::message::Allocator>(
+        &self,
+        message: &'a mut Builder<A>,
+    ) -> capnp::struct_list::Builder<'a, tlog_block::Owned> {
+        let mut root = message.init_root::<tlog_aggregation::Builder<'_>>();
+        root.set_name("tlog");
+        root.set_size(self.blocks.len() as u64);
+        root.set_timestamp(self.timestamp);
+        root.set_vdisk_i_d(&self.vdisk_id);
+        root.set_prev(&self.prev);
+        root.init_blocks(u32::try_from(self.blocks.len()).unwrap_or(u32::MAX))
     }
 
     /// Decodes a plaintext; with `trailing` (format 3), the writes' data follows the
@@ -727,13 +734,7 @@ mod tests {
     fn inline_plaintext(aggregate: &Aggregate) -> Vec<u8> {
         let mut bytes = vec![0; HEADER_LEN];
         let mut message = Builder::new_default();
-        let mut root = message.init_root::<tlog_aggregation::Builder<'_>>();
-        root.set_name("tlog");
-        root.set_size(aggregate.blocks.len() as u64);
-        root.set_timestamp(aggregate.timestamp);
-        root.set_vdisk_i_d(&aggregate.vdisk_id);
-        root.set_prev(&aggregate.prev);
-        let mut list = root.init_blocks(aggregate.blocks.len() as u32);
+        let mut list = aggregate.init_message(&mut message);
         for (i, block) in aggregate.blocks.iter().enumerate() {
             block.write_to(list.reborrow().get(i as u32));
         }
