@@ -6,11 +6,11 @@
 //! `FlushOK` and the failures), and checking each block's BLAKE3 hash: the wire check guards
 //! against corruption in transit, and there is no transit here. A write made for this
 //! transport by [`Block::write_in_process`] is not hashed at all; stored, the aggregate's
-//! name and seal vouch for its bytes, and the answer to a resent one hashes both blocks. What it keeps, by
-//! going through the same `handler::attach` and `handler::Attached` as TCP: the handshake's
-//! rules (first sequence, reset), the vdisk's byte budget, the order of answers, and every
-//! rule of the vdisk task (ordering, sealing, storing, `FlushOK` only once storage is
-//! durable, answers to resent blocks).
+//! name and seal vouch for its bytes, and the answer to a resent one hashes both blocks.
+//! What it keeps, by going through the same `handler::attach` and `handler::Attached` as
+//! TCP: the handshake's rules (first sequence, reset), the vdisk's byte budget, the order of
+//! answers, and every rule of the vdisk task (ordering, sealing, storing, `FlushOK` only once
+//! storage is durable, answers to resent blocks).
 
 use std::fmt;
 use std::sync::Arc;
