@@ -137,9 +137,19 @@ pub struct Header {
 #[derive(Debug, Clone)]
 pub struct Sealed {
     hash: Hash,
+    /// The envelope from `start` on; before it, room a store may write its framing into
+    /// (see [`Aggregate::seal_placed`]).
     bytes: Vec<u8>,
+    start: usize,
     header: Header,
 }
+
+/// How a sealed envelope may be placed in memory for a store that writes it in place
+/// with `O_DIRECT` (see [`Aggregate::seal_placed`]): the alignment, and the most bytes the
+/// store puts in front of the envelope in the same write.
+pub const PLACE_ALIGN: usize = 4096;
+/// See [`PLACE_ALIGN`]: a partial block and a record header fit.
+pub const PLACE_ROOM: usize = PLACE_ALIGN + 64;
 
 impl Drop for Sealed {
     fn drop(&mut self) {
@@ -197,7 +207,15 @@ impl Sealed {
 
     /// The envelope as stored.
     pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+        &self.bytes[self.start..]
+    }
+
+    /// The buffer the envelope is in, and where in it the envelope starts: for a store
+    /// that writes its framing into the room before the envelope and padding after it, and
+    /// the whole from memory (see [`Aggregate::seal_placed`]). The envelope's own bytes must
+    /// stay as they are, and the buffer must not be reallocated while they are in use.
+    pub(crate) fn buffer_mut(&mut self) -> (&mut Vec<u8>, usize) {
+        (&mut self.bytes, self.start)
     }
 
     /// The header inside the bytes.
@@ -212,7 +230,7 @@ impl Sealed {
         let header = Header::decode(&bytes)
             .map_err(|e| Error::Corrupted(format!("an aggregate of {} bytes: {e}", bytes.len())))?;
         let hash = Namer::name(&header, &bytes);
-        Ok(Sealed { hash, bytes, header })
+        Ok(Sealed { hash, bytes, start: 0, header })
     }
 }
 
@@ -305,13 +323,38 @@ impl Aggregate {
     }
 
     fn seal_marked(&self, key: Option<&Key>, run_start: bool) -> Result<Sealed> {
+        self.seal_into(key, run_start, None)
+    }
+
+    /// Seals the aggregate (as the start of a run with `run_start`) into a buffer placed
+    /// for a store that will write the envelope at byte `offset` of a file with `O_DIRECT`:
+    /// the envelope's address is `offset` modulo [`PLACE_ALIGN`], with at least
+    /// [`PLACE_ROOM`] bytes of room before it and room after it to the next aligned end.
+    /// Such a store writes the envelope from this buffer, framing and all, instead of
+    /// copying it into its own (see `storage::segment`). The envelope is the same as
+    /// [`Aggregate::seal`]'s.
+    pub fn seal_placed(&self, key: Option<&Key>, run_start: bool, offset: u64) -> Result<Sealed> {
+        self.seal_into(key, run_start, Some(offset))
+    }
+
+    fn seal_into(&self, key: Option<&Key>, run_start: bool, place: Option<u64>) -> Result<Sealed> {
         let (Some(first), Some(last)) = (self.blocks.first(), self.blocks.last()) else {
             return Err(Error::InvalidArgument("an aggregate needs at least one block".into()));
         };
         // The envelope is built in one buffer: header room, then the plaintext, encrypted in
         // place; only a compressed body is copied (smaller) into a second one.
-        let mut bytes = spare::take(HEADER_LEN + self.encoded_len_estimate() + TAG_LEN);
-        bytes.resize(HEADER_LEN, 0);
+        let envelope = HEADER_LEN + self.encoded_len_estimate() + TAG_LEN;
+        let (mut bytes, start) = match place {
+            None => (spare::take(envelope), 0),
+            Some(offset) => {
+                let bytes = spare::take(PLACE_ROOM + 2 * PLACE_ALIGN + envelope);
+                let address = bytes.as_ptr() as usize + PLACE_ROOM;
+                let want = (offset % PLACE_ALIGN as u64) as usize;
+                let shift = (want + PLACE_ALIGN - address % PLACE_ALIGN) % PLACE_ALIGN;
+                (bytes, PLACE_ROOM + shift)
+            }
+        };
+        bytes.resize(start + HEADER_LEN, 0);
         self.encode_into(&mut bytes)?;
         let header = Header {
             prev: self.prev,
@@ -326,7 +369,7 @@ impl Aggregate {
             plaintext_len: 0,
             format: FORMAT,
         };
-        wrap(bytes, header, &self.vdisk_id, key)
+        wrap(bytes, start, header, &self.vdisk_id, key)
     }
 
     /// Opens an envelope of `vdisk_id` named `hash`: checks the header and the name,
@@ -558,16 +601,18 @@ impl Header {
     }
 }
 
-/// Makes the envelope of a plaintext that follows [`HEADER_LEN`] bytes of room in `bytes`:
-/// compresses it when that pays, fills in and writes `header`, encrypts in place under `key`,
-/// and names the result.
+/// Makes the envelope of a plaintext that follows [`HEADER_LEN`] bytes of room from `start`
+/// in `bytes`: compresses it when that pays, fills in and writes `header`, encrypts in place
+/// under `key`, and names the result.
 fn wrap(
     mut bytes: Vec<u8>,
+    start: usize,
     mut header: Header,
     vdisk_id: &str,
     key: Option<&Key>,
 ) -> Result<Sealed> {
-    let plain = &bytes[HEADER_LEN..];
+    let body = start + HEADER_LEN;
+    let plain = &bytes[body..];
     header.plaintext_len = plain.len() as u64;
     let compressed = worth_compressing(plain)
         .then(|| lz4_flex::block::compress(plain))
@@ -580,10 +625,10 @@ fn wrap(
     }
     let head = header.encode();
     if let Some(compressed) = compressed {
-        bytes.truncate(HEADER_LEN);
+        bytes.truncate(body);
         bytes.extend_from_slice(&compressed);
     }
-    bytes[..HEADER_LEN].copy_from_slice(&head);
+    bytes[start..body].copy_from_slice(&head);
     if let Some(key) = key {
         let aad = aad(&head, vdisk_id);
         let tag = key
@@ -591,13 +636,13 @@ fn wrap(
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(header.nonce),
                 Aad::from(aad),
-                &mut bytes[HEADER_LEN..],
+                &mut bytes[body..],
             )
             .map_err(|_| Error::InvalidArgument("aggregate too large to encrypt".into()))?;
         bytes.extend_from_slice(tag.as_ref());
     }
-    let hash = Namer::name(&header, &bytes);
-    Ok(Sealed { hash, bytes, header })
+    let hash = Namer::name(&header, &bytes[start..]);
+    Ok(Sealed { hash, bytes, start, header })
 }
 
 /// Authenticated data: the whole header, then the vdisk id.
@@ -720,6 +765,26 @@ mod tests {
         assert!(spare::SPARE.lock().unwrap().len() <= spare::KEPT);
     }
 
+    /// An envelope sealed for its place is the same envelope, at an address that matches
+    /// the file offset it is placed for, with room before it.
+    #[test]
+    fn placed_envelopes_are_the_same_and_placed() {
+        let aggregate = sample();
+        let plain = aggregate.seal(None).unwrap();
+        for offset in [0, 1, 56, 4095, 4096, 1 << 20, (7 << 20) + 1234] {
+            let mut placed = aggregate.seal_placed(None, false, offset).unwrap();
+            assert_eq!(placed.bytes(), plain.bytes());
+            assert_eq!(placed.hash(), plain.hash());
+            let (buffer, start) = placed.buffer_mut();
+            assert!(start >= PLACE_ROOM);
+            let address = buffer.as_ptr() as usize + start;
+            assert_eq!(address % PLACE_ALIGN, (offset % PLACE_ALIGN as u64) as usize);
+            assert!(buffer.capacity() >= start + buffer[start..].len() + PLACE_ALIGN);
+        }
+        let marked = aggregate.seal_placed(None, true, 9).unwrap();
+        assert!(marked.header().run_start);
+    }
+
     #[test]
     fn nonces_are_never_reused() {
         let key = Key::from_bytes(&[1; 32]);
@@ -747,7 +812,7 @@ mod tests {
     fn seal_as(aggregate: &Aggregate, format: u8, key: Option<&Key>) -> Sealed {
         let mut header = aggregate.seal(key).unwrap().header;
         header.format = format;
-        wrap(inline_plaintext(aggregate), header, &aggregate.vdisk_id, key).unwrap()
+        wrap(inline_plaintext(aggregate), 0, header, &aggregate.vdisk_id, key).unwrap()
     }
 
     #[test]
@@ -817,7 +882,7 @@ mod tests {
         let aggregate = sample();
         let sealed = aggregate.seal(None).unwrap();
         let refused = |plain: Vec<u8>| {
-            let sealed = wrap(plain, sealed.header, "vd", None).unwrap();
+            let sealed = wrap(plain, 0, sealed.header, "vd", None).unwrap();
             Aggregate::open("vd", sealed.hash(), sealed.bytes(), None).unwrap_err().to_string()
         };
         let mut plain = vec![0; HEADER_LEN];

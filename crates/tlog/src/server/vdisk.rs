@@ -559,7 +559,9 @@ struct Order {
 /// and stores them once the flush before is stored; returns the new head. The first is
 /// marked as a run's start when `run_start` is set. Sealing runs
 /// ahead of storage (up to [`SEAL_AHEAD`] aggregates), meanwhile: on this thread for one
-/// aggregate, on a helper thread for more.
+/// aggregate, on a helper thread for more. Where storage says where the next envelope
+/// goes ([`Storage::placement`](crate::storage::Storage::placement)), each is sealed placed
+/// for its predicted file offset, so storage can write it without copying it.
 fn store(
     shared: &Shared,
     vdisk: &str,
@@ -573,20 +575,25 @@ fn store(
     let aggregates = cut(vdisk, blocks, shared.config.max_aggregate_bytes.max(1));
     let key = shared.config.key.as_ref();
     let count = aggregates.len();
+    let mut placement = shared.storage.placement(vdisk);
     let stored = std::thread::scope(|scope| {
         let (sender, ready) = std::sync::mpsc::sync_channel(SEAL_AHEAD);
         let seal_all = move || {
             let (mut prev, mut run_start) = (prev, run_start);
             for mut aggregate in aggregates {
                 aggregate.prev = prev;
-                let sealed = if std::mem::take(&mut run_start) {
-                    aggregate.seal_run_start(key)
-                } else {
-                    aggregate.seal(key)
+                let run_start = std::mem::take(&mut run_start);
+                let sealed = match &mut placement {
+                    Some(place) => aggregate.seal_placed(key, run_start, place.next),
+                    None if run_start => aggregate.seal_run_start(key),
+                    None => aggregate.seal(key),
                 };
                 let failed = match &sealed {
                     Ok(sealed) => {
                         prev = *sealed.hash();
+                        if let Some(place) = &mut placement {
+                            place.next += sealed.bytes().len() as u64 + place.framing;
+                        }
                         false
                     }
                     Err(_) => true,

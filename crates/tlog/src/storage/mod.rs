@@ -20,6 +20,15 @@ pub struct Stored {
     pub len: u64,
 }
 
+/// Where a store will put the next envelope of a vdisk ([`Storage::placement`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// The file offset of the next envelope.
+    pub next: u64,
+    /// The bytes between one envelope's end and the next one's start.
+    pub framing: u64,
+}
+
 /// A durable home for the aggregates of many vdisks.
 pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Stores `sealed` as the new head of `vdisk`, durably: when this returns, both the
@@ -44,6 +53,15 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
             head = *sealed.hash();
         }
         Ok(head)
+    }
+
+    /// Where the envelope appended next to `vdisk` would start in its file, for an engine
+    /// that writes an envelope sealed for its place (`Aggregate::seal_placed`) straight
+    /// from the envelope's buffer instead of copying it. Read without waiting for an
+    /// append under way; a prediction (the next append may start a new file), which costs
+    /// only that copy when wrong. `None` (the default) where placing does not help.
+    fn placement(&self, _vdisk: &str) -> Option<Placement> {
+        None
     }
 
     /// The newest aggregate of `vdisk`, if it has any.

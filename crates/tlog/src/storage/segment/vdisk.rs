@@ -7,6 +7,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::FallocateFlags;
 
@@ -27,6 +28,10 @@ use crate::{Error, Result};
 /// these bounds: small vdisks stay small, busy ones extend rarely.
 const MIN_PREALLOCATION: u64 = 1 << 20;
 const MAX_PREALLOCATION: u64 = 64 << 20;
+/// Smaller envelopes are copied into the pending batch even when placed: a copy of less
+/// costs less than handing a write to the writer thread, and a small flush is written
+/// in one piece on the flushing thread.
+const IN_PLACE_MIN: usize = 256 << 10;
 
 /// Whether a store may change its files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +66,11 @@ pub(super) struct Vdisk {
     writer: Writer,
     /// How records reach the last segment (see [`Direct`]).
     direct: Direct,
+    /// Where the next envelope would start in its segment, for sealing ahead of the
+    /// append (`Storage::placement`); read without the vdisk's lock. `u64::MAX`: unknown.
+    placement: Arc<AtomicU64>,
+    /// Records written from their own buffers (see [`Vdisk::append_owned`]).
+    pub(super) in_place: u64,
 }
 
 /// Records are written to the last segment with `O_DIRECT` where the file system allows,
@@ -83,6 +93,18 @@ struct Segment {
     number: u64,
     path: PathBuf,
     file: Arc<File>,
+}
+
+/// What [`Vdisk::admit`] found for a record about to be appended.
+#[derive(Debug, Clone, Copy)]
+struct Admitted {
+    header: Header,
+    /// The envelope's length.
+    len: u32,
+    /// Where the record goes.
+    end: u64,
+    /// The records the segment holds before it.
+    records: u32,
 }
 
 /// Where an aggregate lives.
@@ -130,13 +152,31 @@ impl Vdisk {
             pending: Pending::default(),
             writer: Writer::default(),
             direct: Direct::Untried,
+            placement: Arc::new(AtomicU64::new(u64::MAX)),
+            in_place: 0,
         };
         let numbers = segment_numbers(&vdisk.dir)?;
         for (i, &number) in numbers.iter().enumerate() {
             let is_last = i + 1 == numbers.len();
             vdisk.load_segment(number, is_last, mode)?;
         }
+        vdisk.publish_placement();
         Ok(vdisk)
+    }
+
+    /// Where the next envelope would start, kept current for readers without the lock.
+    pub(super) fn placement(&self) -> Arc<AtomicU64> {
+        self.placement.clone()
+    }
+
+    /// Updates [`Vdisk::placement`]: after the open segment's last record, or in a new
+    /// segment after its header.
+    fn publish_placement(&self) {
+        let next_record = match self.tail {
+            Tail::Open { end, .. } => end,
+            Tail::Closed => SEGMENT_HEADER_LEN,
+        };
+        self.placement.store(next_record + RECORD_HEADER_LEN, Ordering::Relaxed);
     }
 
     /// The newest aggregate.
@@ -192,13 +232,62 @@ impl Vdisk {
         self.poisoned = true;
     }
 
-    /// Appends `sealed` without syncing: durable only after [`VdiskLog::sync`]. Its `prev`
-    /// must be the head.
+    /// Appends `sealed` without syncing: durable only after [`Vdisk::sync`]. Its `prev`
+    /// must be the head. Copies it into the pending batch.
     pub(super) fn append_unsynced(
         &mut self,
         sealed: &Sealed,
         config: &SegmentConfig,
     ) -> Result<()> {
+        let admitted = self.admit(sealed, config)?;
+        self.push_pending(sealed, &admitted)?;
+        self.admitted(sealed, admitted);
+        Ok(())
+    }
+
+    /// Appends `sealed` as [`Vdisk::append_unsynced`] does, but writes it from its own
+    /// buffer, without a copy, when it was sealed for the place it lands in
+    /// (`Aggregate::seal_placed`), is not small ([`IN_PLACE_MIN`]) and the segment takes
+    /// `O_DIRECT`: the partial block
+    /// before it and its record header go into the room before it, zeros after it to the
+    /// block's end, and the whole is one aligned write, queued after the batches before.
+    pub(super) fn append_owned(
+        &mut self,
+        mut sealed: Sealed,
+        config: &SegmentConfig,
+    ) -> Result<()> {
+        let admitted = self.admit(&sealed, config)?;
+        let target = match self.direct {
+            Direct::Refused => None,
+            _ if sealed.bytes().len() < IN_PLACE_MIN => None,
+            _ => Some(self.target()?),
+        };
+        let Some(target) = target.filter(|t| t.direct.is_some()) else {
+            self.push_pending(&sealed, &admitted)?;
+            self.admitted(&sealed, admitted);
+            return Ok(());
+        };
+        let hash = *sealed.hash();
+        let framing = record_header(admitted.len, &hash);
+        match self.writer.hand_over_in_place(&mut self.pending, sealed, &framing, target) {
+            Ok(outcome) => {
+                self.in_place += 1;
+                self.written(outcome)?;
+            }
+            Err(unplaced) => {
+                sealed = *unplaced;
+                self.push_pending(&sealed, &admitted)?;
+            }
+        }
+        let stored = Stored { hash, header: admitted.header, len: u64::from(admitted.len) };
+        self.note(stored, admitted);
+        Ok(())
+    }
+
+    /// The checks and the room an append needs: the log not poisoned, the link, the length,
+    /// the segment (a new one when full) and its preallocation, and the pending batch
+    /// ending where the record goes.
+    fn admit(&mut self, sealed: &Sealed, config: &SegmentConfig) -> Result<Admitted> {
         if self.poisoned {
             return Err(Error::Unavailable(format!(
                 "vdisk {}: an earlier write to its log failed; restart the server to recover",
@@ -225,21 +314,39 @@ impl Vdisk {
                 return Err(Error::file(path)(e));
             }
         }
-        self.pending.push(&record_header(len, sealed.hash()));
+        Ok(Admitted { header, len, end, records })
+    }
+
+    /// Copies the record into the pending batch, and hands the batch to the writer once
+    /// it is full.
+    fn push_pending(&mut self, sealed: &Sealed, admitted: &Admitted) -> Result<()> {
+        self.pending.push(&record_header(admitted.len, sealed.hash()));
         self.pending.push(sealed.bytes());
         if self.pending.records_len() >= PENDING_LIMIT {
             let target = self.target()?;
             let outcome = self.writer.hand_over(&mut self.pending, target);
             self.written(outcome)?;
         }
+        Ok(())
+    }
+
+    fn admitted(&mut self, sealed: &Sealed, admitted: Admitted) {
+        let stored =
+            Stored { hash: *sealed.hash(), header: admitted.header, len: u64::from(admitted.len) };
+        self.note(stored, admitted);
+    }
+
+    /// Indexes the record written (or pending) and moves the tail past it.
+    fn note(&mut self, stored: Stored, admitted: Admitted) {
+        let Admitted { end, records, .. } = admitted;
+        let record_len = RECORD_HEADER_LEN + stored.len;
         if let Tail::Open { allocated, .. } = self.tail {
             let end = end + record_len;
             self.tail = Tail::Open { end, allocated: allocated.max(end), records: records + 1 };
         }
         let segment = self.segments.len() - 1;
-        let stored = Stored { hash: *sealed.hash(), header, len: u64::from(len) };
         self.push(Entry { stored, segment, offset: end + RECORD_HEADER_LEN });
-        Ok(())
+        self.publish_placement();
     }
 
     /// Checks what `append` is given: the chain link and the name; returns the header as
@@ -303,6 +410,7 @@ impl Vdisk {
         self.tail = Tail::Closed;
         // The block kept for the next batch belongs to this segment.
         self.pending.clear();
+        self.publish_placement();
         Ok(())
     }
 

@@ -9,6 +9,11 @@
 //! from memory (mid-flush the file may not have it yet, and between flushes reading it back
 //! would be a disk read, as the cache is bypassed), and rewrites it whole after the earlier
 //! write, so the order of the writes is what keeps the bytes right.
+//!
+//! A record sealed for its place (`Aggregate::seal_placed`) is not copied into a batch: it
+//! is a batch of its own ([`InPlace`]), written from the envelope's buffer with the partial
+//! block before it and its record header put in front of it there, and the partial block
+//! after it carried into the next batch the same way.
 //! Nothing is durable before [`Writer::finish`] returned and the caller synced the file.
 
 use std::fs::File;
@@ -17,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+
+use crate::aggregate::Sealed;
 
 /// The alignment of `O_DIRECT` offsets, lengths and buffers.
 pub(super) const DIRECT_ALIGN: usize = 4096;
@@ -71,6 +78,14 @@ impl Pending {
         let from = self.offset + (start - self.start) as usize;
         self.raw.copy_within(from..from + head, self.offset);
         (self.start, self.head, self.len) = (start, head, head);
+    }
+
+    /// Starts a batch at file offset `at`, with `head` as the partial block before it.
+    fn continue_from(&mut self, at: u64, head: &[u8]) {
+        self.start_at(at);
+        debug_assert_eq!(self.head, head.len());
+        let offset = self.offset;
+        self.raw[offset..offset + head.len()].copy_from_slice(head);
     }
 
     /// Starts a batch where `before` ends, taking the partial block before that point from
@@ -156,6 +171,94 @@ impl Pending {
     }
 }
 
+/// A record written from its envelope's own buffer: from `span.start`, the partial block
+/// before the record (`lead` bytes), the record header, the envelope, and zeros to the
+/// block's end; `span.start` is aligned in memory and stands for the aligned file offset
+/// `start`.
+#[derive(Debug)]
+struct InPlace {
+    sealed: Sealed,
+    span: std::ops::Range<usize>,
+    start: u64,
+    lead: usize,
+    /// The record header and envelope.
+    record_len: usize,
+}
+
+impl InPlace {
+    /// Places `sealed` to be written as the record at file offset `at`, framed by
+    /// `framing`, after `head` (the partial block before `at`), if its buffer is placed
+    /// for that (see `Aggregate::seal_placed`); else gives it back (boxed: the rare case).
+    fn new(
+        mut sealed: Sealed,
+        framing: &[u8],
+        at: u64,
+        head: &[u8],
+    ) -> Result<InPlace, Box<Sealed>> {
+        let envelope_len = sealed.bytes().len();
+        let (buffer, envelope) = sealed.buffer_mut();
+        let lead = head.len();
+        let front = lead + framing.len();
+        let record_len = framing.len() + envelope_len;
+        let span_len = (lead + record_len).div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+        let placed = envelope >= front
+            && (buffer.as_ptr() as usize + envelope - front).is_multiple_of(DIRECT_ALIGN)
+            && buffer.capacity() >= envelope - front + span_len;
+        if !placed {
+            return Err(Box::new(sealed));
+        }
+        let from = envelope - front;
+        buffer[from..from + lead].copy_from_slice(head);
+        buffer[from + lead..envelope].copy_from_slice(framing);
+        // Zeros after the record, as the preallocated file has there; within the capacity,
+        // so the buffer stays where it is.
+        buffer.resize(from + span_len, 0);
+        let span = from..from + span_len;
+        Ok(InPlace { sealed, span, start: at - lead as u64, lead, record_len })
+    }
+
+    /// The partial block after the record, and the file offset it ends at.
+    fn tail(&mut self) -> (u64, &[u8]) {
+        let end = self.start + (self.lead + self.record_len) as u64;
+        let block = (end - end % DIRECT_ALIGN as u64 - self.start) as usize;
+        let (buffer, _) = self.sealed.buffer_mut();
+        let from = self.span.start;
+        (end, &buffer[from + block..from + self.lead + self.record_len])
+    }
+
+    /// Writes the span through `direct` when given and the file system takes it, else the
+    /// record alone through `cached`; returns whether `O_DIRECT` was refused.
+    fn write(&mut self, direct: Option<&File>, cached: &File) -> (std::io::Result<()>, bool) {
+        let (buffer, _) = self.sealed.buffer_mut();
+        let record = self.span.start + self.lead..self.span.start + self.lead + self.record_len;
+        let at = self.start + self.lead as u64;
+        let Some(direct) = direct else { return (cached.write_all_at(&buffer[record], at), false) };
+        match direct.write_all_at(&buffer[self.span.clone()], self.start) {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                tracing::debug!("O_DIRECT writes refused; writing through the cache");
+                (cached.write_all_at(&buffer[record], at), true)
+            }
+            written => (written, false),
+        }
+    }
+}
+
+/// What the writer thread writes.
+#[derive(Debug)]
+enum Batch {
+    Pending(Pending),
+    InPlace(InPlace),
+}
+
+impl Batch {
+    fn write(&mut self, direct: Option<&File>, cached: &File) -> (std::io::Result<()>, bool) {
+        match self {
+            Batch::Pending(pending) => pending.write(direct, cached),
+            Batch::InPlace(record) => record.write(direct, cached),
+        }
+    }
+}
+
 /// Where a batch goes: the last segment, by `O_DIRECT` handle when there is one.
 #[derive(Debug, Clone)]
 pub(super) struct Target {
@@ -181,12 +284,12 @@ pub(super) struct Outcome {
 }
 
 struct Job {
-    pending: Pending,
+    batch: Batch,
     target: Target,
 }
 
 struct Done {
-    pending: Pending,
+    batch: Batch,
     path: PathBuf,
     written: std::io::Result<()>,
     direct_refused: bool,
@@ -239,36 +342,76 @@ impl Writer {
         let mut next = self.spare.take().unwrap_or_default();
         next.continue_after(pending);
         let batch = std::mem::replace(pending, next);
+        self.send(Batch::Pending(batch), target, &mut outcome);
+        outcome
+    }
+
+    /// Hands over the record of `sealed`, framed by `framing`, to be written from its own
+    /// buffer after the batch in `pending` (handed over first when it holds records), and
+    /// leaves in `pending` the next batch, continuing after the record. Gives `sealed`
+    /// back, with nothing done, when its buffer is not placed for where the record goes
+    /// (`pending`'s end). Returns what became of the batches written meanwhile.
+    pub(super) fn hand_over_in_place(
+        &mut self,
+        pending: &mut Pending,
+        sealed: Sealed,
+        framing: &[u8],
+        target: Target,
+    ) -> Result<Outcome, Box<Sealed>> {
+        let at = pending.start + pending.len as u64;
+        let lead = (at % DIRECT_ALIGN as u64) as usize;
+        let head_at = pending.offset + pending.len - lead;
+        let mut record = InPlace::new(sealed, framing, at, &pending.raw[head_at..head_at + lead])?;
+        let mut outcome = Outcome::default();
+        if pending.records_len() > 0 {
+            outcome = self.hand_over(pending, target.clone());
+        }
+        while self.queued >= MAX_QUEUED {
+            if !self.collect(true, &mut outcome) {
+                break;
+            }
+        }
+        let (end, tail) = record.tail();
+        pending.continue_from(end, tail);
+        self.send(Batch::InPlace(record), target, &mut outcome);
+        Ok(outcome)
+    }
+
+    /// Queues `batch` for the thread (started on first use), or writes it here when there
+    /// is no thread; collects what finished meanwhile into `outcome`.
+    fn send(&mut self, batch: Batch, target: Target, outcome: &mut Outcome) {
         if self.thread.is_none() {
             match Thread::start() {
                 Ok(thread) => self.thread = Some(thread),
                 Err(err) => tracing::warn!("no segment writer thread ({err}); writing in turn"),
             }
         }
-        let job = Job { pending: batch, target };
+        let job = Job { batch, target };
         let unsent = match &self.thread {
             Some(thread) => thread.jobs.send(job).map_err(|mpsc::SendError(job)| job),
             None => Err(job),
         };
         match unsent {
             Ok(()) => self.queued += 1,
-            Err(Job { mut pending, target }) => {
+            Err(Job { mut batch, target }) => {
                 // No thread (it could not start, or it died): write here, in order, since
                 // nothing is queued (`collect` counts a dead thread's batches as failed).
                 let (written, direct_refused) =
-                    pending.write(target.direct.as_deref(), &target.cached);
+                    batch.write(target.direct.as_deref(), &target.cached);
                 outcome.merge(written, direct_refused, &target.path);
-                self.keep_spare(pending);
+                self.keep_spare(batch);
             }
         }
-        while self.collect(false, &mut outcome) {}
-        outcome
+        while self.collect(false, outcome) {}
     }
 
-    /// Keeps a written batch's buffer, emptied, for the next batch.
-    fn keep_spare(&mut self, mut pending: Pending) {
-        pending.clear();
-        self.spare = Some(pending);
+    /// Keeps a written batch's buffer, emptied, for the next batch (an envelope's buffer
+    /// goes back to the envelopes' own pool as it is dropped).
+    fn keep_spare(&mut self, batch: Batch) {
+        if let Batch::Pending(mut pending) = batch {
+            pending.clear();
+            self.spare = Some(pending);
+        }
     }
 
     /// Waits until every batch handed over is written; returns what became of them.
@@ -294,7 +437,7 @@ impl Writer {
             Ok(done) => {
                 self.queued -= 1;
                 outcome.merge(done.written, done.direct_refused, &done.path);
-                self.keep_spare(done.pending);
+                self.keep_spare(done.batch);
                 true
             }
             Err(mpsc::TryRecvError::Empty) => false,
@@ -326,10 +469,10 @@ impl Thread {
         let (report, done) = mpsc::channel();
         let handle =
             std::thread::Builder::new().name("tlog-segment-writer".into()).spawn(move || {
-                for Job { mut pending, target } in queue {
+                for Job { mut batch, target } in queue {
                     let (written, direct_refused) =
-                        pending.write(target.direct.as_deref(), &target.cached);
-                    let done = Done { pending, path: target.path, written, direct_refused };
+                        batch.write(target.direct.as_deref(), &target.cached);
+                    let done = Done { batch, path: target.path, written, direct_refused };
                     if report.send(done).is_err() {
                         return;
                     }
