@@ -235,6 +235,7 @@ pub(crate) fn tlog_server(config: &Config, data_dir: &Path) -> anyhow::Result<Se
     let defaults = ServerConfig::default();
     let server = ServerConfig {
         flush_size: tlog.flush_size.unwrap_or(defaults.flush_size),
+        local_flush_size: tlog.local_flush_size.unwrap_or(defaults.local_flush_size),
         flush_time: tlog.flush_time()?.unwrap_or(defaults.flush_time),
         key: Some(key),
         ..defaults

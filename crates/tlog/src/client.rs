@@ -165,11 +165,21 @@ impl Client {
     }
 
     /// Sends a block as it is, with its own sequence (for callers that number blocks
-    /// themselves). Waits while too much data is unflushed.
+    /// themselves). Waits while too much data is unflushed; then it first asks the server
+    /// to flush the blocks before this one, so the wait ends with their `FlushOK`, not with
+    /// the server's flush timer (a server need not flush before `flush_size` blocks wait).
     pub async fn send(&self, block: Block) -> Result<()> {
         self.check_failed()?;
         let size = u32::try_from(block.data.len()).unwrap_or(u32::MAX).max(1);
-        let permit = self.budget.clone().acquire_many_owned(size).await.map_err(|_| stopped())?;
+        let permit = match self.budget.clone().try_acquire_many_owned(size) {
+            Ok(permit) => permit,
+            Err(_) => {
+                if let Some(before) = block.sequence.checked_sub(1) {
+                    self.force_flush(before).await?;
+                }
+                self.budget.clone().acquire_many_owned(size).await.map_err(|_| stopped())?
+            }
+        };
         self.requests.send(Request::Block(block, permit)).await.map_err(|_| stopped())
     }
 

@@ -58,6 +58,8 @@ pub struct TlogConfig {
     pub listen: Option<SocketAddr>,
     /// Flush when this many blocks of a vdisk wait.
     pub flush_size: Option<usize>,
+    /// The same, for a vdisk whose clients are all in the server's process.
+    pub local_flush_size: Option<usize>,
     /// Flush what waits this many seconds after the last flush.
     pub flush_time: Option<f64>,
     /// The AES-256 key file (`strata serve` uses DATA-DIR/tlog.key when unset).
@@ -120,6 +122,9 @@ impl TlogConfig {
         self.flush_time()?;
         if self.flush_size == Some(0) {
             return Err(Error::InvalidArgument("tlog.flush_size must be at least 1".into()));
+        }
+        if self.local_flush_size == Some(0) {
+            return Err(Error::InvalidArgument("tlog.local_flush_size must be at least 1".into()));
         }
         self.redis_config(&RedisFlags::default()).map(drop)
     }

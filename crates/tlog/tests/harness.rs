@@ -81,9 +81,15 @@ impl Drop for Server {
     }
 }
 
-/// Small flushes, quickly, for tests.
+/// Small flushes, quickly, for tests: every `flush_size` blocks, for clients of either
+/// transport.
 pub fn config(flush_size: usize) -> ServerConfig {
-    ServerConfig { flush_size, flush_time: Duration::from_secs(60), ..ServerConfig::default() }
+    ServerConfig {
+        flush_size,
+        local_flush_size: flush_size,
+        flush_time: Duration::from_secs(60),
+        ..ServerConfig::default()
+    }
 }
 
 /// A client that speaks the protocol by hand, to check the server's exact answers.

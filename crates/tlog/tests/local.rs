@@ -205,3 +205,60 @@ async fn the_serve_function_still_serves_tcp() -> anyhow::Result<()> {
     ensure!(stored_sequences(&*storage, "vd")? == (1..=12).collect::<Vec<_>>());
     Ok(())
 }
+
+/// A vdisk whose clients are all in the server's process flushes every `local_flush_size`
+/// blocks, not `flush_size`; a client over TCP attached beside them brings `flush_size`
+/// back, since a client of the wire protocol may wait for `FlushOK` before it sends more.
+#[tokio::test]
+async fn local_clients_flush_in_larger_batches() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = config(25);
+    cfg.local_flush_size = 100;
+    let server = Server::start(dir.path(), cfg).await?;
+    let client = Client::connect(local_config(&server.local)).await?;
+    for i in 0..60u64 {
+        client.write(i * 4096, data(i)).await?;
+    }
+    // The timer is a minute away, and 60 blocks are fewer than 100.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ensure!(client.durable_to().is_none_or(|d| d == 0), "flushed at {:?}", client.durable_to());
+    for i in 60..100u64 {
+        client.write(i * 4096, data(i)).await?;
+    }
+    tokio::time::timeout(Duration::from_secs(10), client.wait_durable(100)).await??;
+    // With a client over TCP attached too, 25 blocks flush.
+    let _wire = crate::harness::Raw::attach(server.addr, "vd", 101, false).await?;
+    for i in 100..130u64 {
+        client.write(i * 4096, data(i)).await?;
+    }
+    tokio::time::timeout(Duration::from_secs(10), client.wait_durable(125)).await??;
+    client.close().await?;
+    Ok(())
+}
+
+/// A client whose window of unflushed data is full asks for a flush, so it does not wait
+/// for the server's timer when the server would flush only after more blocks than the
+/// window holds.
+#[tokio::test]
+async fn a_full_window_asks_for_a_flush() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = config(1000);
+    cfg.local_flush_size = 1000;
+    let server = Server::start(dir.path(), cfg).await?;
+    let mut client_cfg = local_config(&server.local);
+    client_cfg.max_unflushed_bytes = 16 * 4096;
+    let client = Client::connect(client_cfg).await?;
+    let written = async {
+        for i in 0..100u64 {
+            client.write(i * 4096, data(i)).await?;
+        }
+        anyhow::Ok(())
+    };
+    // The server's timer is a minute away.
+    tokio::time::timeout(Duration::from_secs(10), written).await??;
+    ensure!(client.durable_to().is_some_and(|d| d >= 84), "{:?}", client.durable_to());
+    ensure!(client.flush().await? == Some(100));
+    ensure!(replayed(&*server.storage, "vd", None)? == image(0..100));
+    client.close().await?;
+    Ok(())
+}

@@ -23,7 +23,7 @@ use crate::message::{
     status,
 };
 use crate::server::Shared;
-use crate::server::vdisk::{Event, Handle, RESPONSE_QUEUE};
+use crate::server::vdisk::{Event, Handle, RESPONSE_QUEUE, Transport};
 use crate::storage::check_vdisk_id;
 use crate::version::Version;
 use crate::{Error, Result};
@@ -43,15 +43,13 @@ pub(crate) struct Attached {
     pub(crate) handle: Handle,
 }
 
-/// Checks a handshake and attaches connection `conn` to its vdisk (started if needed);
-/// with `receipts`, the vdisk answers each block `RecvOK` (the wire protocol's receipt,
-/// which the in-process client has no use for). On failure, the handshake status to answer
-/// and why.
+/// Checks a handshake and attaches connection `conn`, reaching it by `transport`, to its
+/// vdisk (started if needed). On failure, the handshake status to answer and why.
 pub(crate) async fn attach(
     shared: &Arc<Shared>,
     request: HandshakeRequest,
     conn: u64,
-    receipts: bool,
+    transport: Transport,
 ) -> std::result::Result<(Attached, mpsc::Receiver<Response>), (i8, Error)> {
     if Version(request.version) < Version::MIN_SUPPORTED {
         return Err((
@@ -75,7 +73,7 @@ pub(crate) async fn attach(
         conn,
         first_sequence: request.first_sequence,
         reset: request.reset_first_sequence,
-        receipts,
+        transport,
         responses: responses_tx,
     };
     if handle.events.send(attach).await.is_err() {
@@ -197,7 +195,7 @@ async fn handshake(
             return Err(err);
         }
     };
-    match attach(shared, request, conn, true).await {
+    match attach(shared, request, conn, Transport::Wire).await {
         Ok(attached) => {
             send_raw(writer, &answer(handshake_status::OK)).await;
             Ok(attached)

@@ -21,6 +21,7 @@ use crate::Result;
 use crate::message::{Block, HandshakeRequest, Response};
 use crate::server::Shared;
 use crate::server::handler::{self, Attached};
+use crate::server::vdisk::Transport;
 
 /// Attaches clients in the server's process to its vdisks without a socket; made by
 /// [`crate::server::Server::local`] and given to a client in
@@ -45,8 +46,9 @@ impl LocalConnector {
     /// server has shut down.
     pub(crate) async fn connect(&self, request: HandshakeRequest) -> Result<LocalLink> {
         let conn = handler::next_conn();
-        let (attached, responses) =
-            handler::attach(&self.shared, request, conn, false).await.map_err(|(_, err)| err)?;
+        let (attached, responses) = handler::attach(&self.shared, request, conn, Transport::Local)
+            .await
+            .map_err(|(_, err)| err)?;
         tracing::debug!(conn, vdisk = attached.vdisk, "local client attached");
         Ok(LocalLink { attached, responses })
     }

@@ -29,6 +29,11 @@ use crate::storage::Storage;
 pub struct ServerConfig {
     /// Flush when this many ordered blocks are waiting (the original's default: 25).
     pub flush_size: usize,
+    /// The same, for a vdisk whose clients are all in this process (`LocalConnector`):
+    /// they never wait for `FlushOK` to send more (our client asks for a flush when its
+    /// window is full), so larger flushes cost them nothing and spare a flush, an
+    /// `O_DIRECT` write and an `fdatasync`, per `flush_size` blocks.
+    pub local_flush_size: usize,
     /// Flush what is waiting this long after the last flush (the original's default: 25 s).
     pub flush_time: Duration,
     /// Encrypt aggregates with this key; `None` stores them unencrypted.
@@ -52,6 +57,7 @@ impl Default for ServerConfig {
     fn default() -> ServerConfig {
         ServerConfig {
             flush_size: 25,
+            local_flush_size: 128,
             flush_time: Duration::from_secs(25),
             key: None,
             max_connections: 256,
@@ -67,7 +73,7 @@ impl ServerConfig {
     /// Checks the values make sense together.
     pub fn validate(&self) -> crate::Result<()> {
         let fail = |m: &str| Err(crate::Error::InvalidArgument(m.to_string()));
-        if self.flush_size == 0 {
+        if self.flush_size == 0 || self.local_flush_size == 0 {
             return fail("flush size must be at least 1 block");
         }
         if self.flush_time.is_zero() {

@@ -39,17 +39,29 @@ const MAX_FLIGHTS: usize = 2;
 /// The most aggregates a flush seals ahead of what storage has taken.
 const SEAL_AHEAD: usize = 4;
 
+/// How a client reaches its vdisk task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// Over TCP: answered `RecvOK` for each block, as the wire protocol asks. A client of
+    /// the protocol may wait for `FlushOK` before it sends more, so its vdisk flushes every
+    /// `flush_size` blocks.
+    Wire,
+    /// In the server's process: no receipts, and it never waits for `FlushOK` to send more
+    /// (its client asks for a flush when its window is full), so a vdisk with only such
+    /// clients flushes every `local_flush_size` blocks.
+    Local,
+}
+
 /// What connections tell a vdisk task.
 #[derive(Debug)]
 pub(crate) enum Event {
     /// A connection joins; `reset` drops what the vdisk buffered and restarts its
-    /// sequence at `first_sequence`, disconnecting its other clients; `receipts` asks for
-    /// `RecvOK` answers.
+    /// sequence at `first_sequence`, disconnecting its other clients.
     Attach {
         conn: u64,
         first_sequence: u64,
         reset: bool,
-        receipts: bool,
+        transport: Transport,
         responses: mpsc::Sender<Response>,
     },
     /// A block that passed its checks, with the buffer budget it holds until flushed.
@@ -194,8 +206,7 @@ enum Progress {
 /// An attached connection.
 struct Attachment {
     responses: mpsc::Sender<Response>,
-    /// Whether it wants a `RecvOK` for each block.
-    receipts: bool,
+    transport: Transport,
 }
 
 /// A flush running on a blocking thread while the task keeps taking blocks.
@@ -262,7 +273,7 @@ impl VdiskTask {
     /// Handles one event; true when the task should stop.
     async fn handle(&mut self, event: Event) -> Result<bool> {
         match event {
-            Event::Attach { conn, first_sequence, reset, receipts, responses } => {
+            Event::Attach { conn, first_sequence, reset, transport, responses } => {
                 if reset {
                     self.reset(conn, first_sequence).await?;
                 } else if self.expected.is_none() {
@@ -275,7 +286,7 @@ impl VdiskTask {
                         self.run_start_pending = true;
                     }
                 }
-                self.clients.insert(conn, Attachment { responses, receipts });
+                self.clients.insert(conn, Attachment { responses, transport });
             }
             Event::Block { conn, block, budget } => self.receive(conn, block, budget).await,
             Event::ForceFlush { sequence } => {
@@ -417,9 +428,14 @@ impl VdiskTask {
     fn flush_due(&self) -> bool {
         // A full aggregate's worth flushes too: with large blocks, `flush_size` blocks could
         // be more than a client may leave unflushed, and it would wait for the timer.
-        if self.ordered.len() >= self.shared.config.flush_size
-            || self.ordered_bytes >= self.shared.config.max_aggregate_bytes
-        {
+        let config = &self.shared.config;
+        let local = |c: &Attachment| c.transport == Transport::Local;
+        let flush_size = if !self.clients.is_empty() && self.clients.values().all(local) {
+            config.local_flush_size
+        } else {
+            config.flush_size
+        };
+        if self.ordered.len() >= flush_size || self.ordered_bytes >= config.max_aggregate_bytes {
             return true;
         }
         match (self.force_at, self.ordered.last()) {
@@ -508,7 +524,7 @@ impl VdiskTask {
 
     fn reply(&mut self, conn: u64, response: Response) {
         let Some(client) = self.clients.get(&conn) else { return };
-        if response.status == status::RECV_OK && !client.receipts {
+        if response.status == status::RECV_OK && client.transport != Transport::Wire {
             return;
         }
         if client.responses.try_send(response).is_err() {
