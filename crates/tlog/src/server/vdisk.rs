@@ -7,12 +7,14 @@
 //! flushed, `FlushOK` again only when the chain holds that very block, and `RecvFailed`
 //! otherwise (a sequence a reset skipped, or a different block under a stored sequence), so
 //! `FlushOK` always means "this block is durable". Flushes happen when the ordered buffer
-//! holds `flush_size` blocks or `max_aggregate_bytes` of data, when `flush_time` has passed
-//! since the last flush, and when a forced flush's sequence has been ordered. A flush answers `FlushOK` only after storage
-//! said the aggregates and the new head are durable; a failed flush answers `FlushFailed`
-//! and closes the vdisk, so clients reconnect and resend. The next flush may begin once
-//! storage has taken the last aggregate of the one before (while that one is written and
-//! synced): it seals from that head, and is stored only after the one before succeeded.
+//! holds `flush_size` blocks (`local_flush_size` while every client attached is in this
+//! process: see [`Transport`]) or `max_aggregate_bytes` of data, when `flush_time` has
+//! passed since the last flush, and when a forced flush's sequence has been ordered. A
+//! flush answers `FlushOK` only after storage said the aggregates and the new head are
+//! durable; a failed flush answers `FlushFailed` and closes the vdisk, so clients reconnect
+//! and resend. The next flush may begin once storage has taken the last aggregate of the
+//! one before (while that one is written and synced): it seals from that head, and is
+//! stored only after the one before succeeded.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
