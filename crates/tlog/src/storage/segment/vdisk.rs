@@ -241,7 +241,7 @@ impl Vdisk {
     ) -> Result<()> {
         let admitted = self.admit(sealed, config)?;
         self.push_pending(sealed, &admitted)?;
-        self.admitted(sealed, admitted);
+        self.note(*sealed.hash(), admitted);
         Ok(())
     }
 
@@ -251,36 +251,30 @@ impl Vdisk {
     /// `O_DIRECT`: the partial block
     /// before it and its record header go into the room before it, zeros after it to the
     /// block's end, and the whole is one aligned write, queued after the batches before.
-    pub(super) fn append_owned(
-        &mut self,
-        mut sealed: Sealed,
-        config: &SegmentConfig,
-    ) -> Result<()> {
+    pub(super) fn append_owned(&mut self, sealed: Sealed, config: &SegmentConfig) -> Result<()> {
         let admitted = self.admit(&sealed, config)?;
-        let target = match self.direct {
-            Direct::Refused => None,
-            _ if sealed.bytes().len() < IN_PLACE_MIN => None,
-            _ => Some(self.target()?),
-        };
-        let Some(target) = target.filter(|t| t.direct.is_some()) else {
-            self.push_pending(&sealed, &admitted)?;
-            self.admitted(&sealed, admitted);
-            return Ok(());
-        };
         let hash = *sealed.hash();
-        let framing = record_header(admitted.len, &hash);
-        match self.writer.hand_over_in_place(&mut self.pending, sealed, &framing, target) {
-            Ok(outcome) => {
-                self.in_place += 1;
-                self.written(outcome)?;
+        let placeable =
+            !matches!(self.direct, Direct::Refused) && sealed.bytes().len() >= IN_PLACE_MIN;
+        let target = if placeable { Some(self.target()?) } else { None };
+        let unplaced = match target.filter(|t| t.direct.is_some()) {
+            None => Some(sealed),
+            Some(target) => {
+                let framing = record_header(admitted.len, &hash);
+                match self.writer.hand_over_in_place(&mut self.pending, sealed, &framing, target) {
+                    Ok(outcome) => {
+                        self.in_place += 1;
+                        self.written(outcome)?;
+                        None
+                    }
+                    Err(unplaced) => Some(*unplaced),
+                }
             }
-            Err(unplaced) => {
-                sealed = *unplaced;
-                self.push_pending(&sealed, &admitted)?;
-            }
+        };
+        if let Some(sealed) = unplaced {
+            self.push_pending(&sealed, &admitted)?;
         }
-        let stored = Stored { hash, header: admitted.header, len: u64::from(admitted.len) };
-        self.note(stored, admitted);
+        self.note(hash, admitted);
         Ok(())
     }
 
@@ -330,15 +324,10 @@ impl Vdisk {
         Ok(())
     }
 
-    fn admitted(&mut self, sealed: &Sealed, admitted: Admitted) {
-        let stored =
-            Stored { hash: *sealed.hash(), header: admitted.header, len: u64::from(admitted.len) };
-        self.note(stored, admitted);
-    }
-
-    /// Indexes the record written (or pending) and moves the tail past it.
-    fn note(&mut self, stored: Stored, admitted: Admitted) {
-        let Admitted { end, records, .. } = admitted;
+    /// Indexes the record of `hash` written (or pending) and moves the tail past it.
+    fn note(&mut self, hash: Hash, admitted: Admitted) {
+        let Admitted { header, len, end, records } = admitted;
+        let stored = Stored { hash, header, len: u64::from(len) };
         let record_len = RECORD_HEADER_LEN + stored.len;
         if let Tail::Open { allocated, .. } = self.tail {
             let end = end + record_len;

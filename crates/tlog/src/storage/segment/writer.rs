@@ -334,11 +334,6 @@ impl Writer {
     /// queued; returns what became of the batches written meanwhile.
     pub(super) fn hand_over(&mut self, pending: &mut Pending, target: Target) -> Outcome {
         let mut outcome = Outcome::default();
-        while self.queued >= MAX_QUEUED {
-            if !self.collect(true, &mut outcome) {
-                break;
-            }
-        }
         let mut next = self.spare.take().unwrap_or_default();
         next.continue_after(pending);
         let batch = std::mem::replace(pending, next);
@@ -366,20 +361,21 @@ impl Writer {
         if pending.records_len() > 0 {
             outcome = self.hand_over(pending, target.clone());
         }
-        while self.queued >= MAX_QUEUED {
-            if !self.collect(true, &mut outcome) {
-                break;
-            }
-        }
         let (end, tail) = record.tail();
         pending.continue_from(end, tail);
         self.send(Batch::InPlace(record), target, &mut outcome);
         Ok(outcome)
     }
 
-    /// Queues `batch` for the thread (started on first use), or writes it here when there
-    /// is no thread; collects what finished meanwhile into `outcome`.
+    /// Queues `batch` for the thread (started on first use), once fewer than [`MAX_QUEUED`]
+    /// are queued, or writes it here when there is no thread; collects what finished
+    /// meanwhile into `outcome`.
     fn send(&mut self, batch: Batch, target: Target, outcome: &mut Outcome) {
+        while self.queued >= MAX_QUEUED {
+            if !self.collect(true, outcome) {
+                break;
+            }
+        }
         if self.thread.is_none() {
             match Thread::start() {
                 Ok(thread) => self.thread = Some(thread),
